@@ -1,0 +1,30 @@
+#!/usr/bin/env node
+// kvroute command line: `kvroute <command> [options]`.
+
+const USAGE = `usage: kvroute <command> [options]
+
+commands:
+  serve     run the router (OpenAI-compatible HTTP API)
+
+Run \`kvroute <command> --help\` for a command's options.`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case "serve":
+      void rest;
+      console.error("kvroute serve: no engines configured, and the HTTP frontend is not built yet; nothing to serve.");
+      return 0;
+    case undefined:
+    case "help":
+    case "--help":
+    case "-h":
+      console.log(USAGE);
+      return 0;
+    default:
+      console.error(`kvroute: unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

@@ -1,0 +1,2 @@
+// kvroute's library entry: the parts a program embedding the router, or a tool built on it, can use.
+export * from "./hashing/index.js";
