@@ -41,7 +41,7 @@ describe("WASM kernel agrees with xxhash-wasm h64Raw block by block", () => {
             expect(got).toEqual(want);
           },
         ),
-        { numRuns: 25 },
+        { numRuns: 15 },
       );
     });
   }
