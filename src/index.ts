@@ -1,3 +1,4 @@
 // kvroute's library entry: the parts a program embedding the router, or a tool built on it, can use.
 export * from "./hashing/index.js";
 export * from "./prefix-index/index.js";
+export * from "./kv-events/index.js";
