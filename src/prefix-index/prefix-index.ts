@@ -6,17 +6,16 @@ import {
   H_TOTAL_HOLES,
   HI,
   LO,
-  WAYS,
   WordView,
   allocate,
-  bytesPerSlot,
-  readerBytesPerSlot,
+  bytesPerEntry,
+  readerBytesPerEntry,
   views,
   type PrefixIndexShared,
   type Views,
 } from "./layout.js";
 import { IndexReader } from "./reader.js";
-import { IndexWriter, WRITER_BYTES_PER_SET } from "./writer.js";
+import { IndexWriter, WRITER_BYTES_PER_RECORD, WRITER_BYTES_PER_SET } from "./writer.js";
 
 export type { PrefixIndexShared } from "./layout.js";
 
@@ -32,11 +31,11 @@ export interface PrefixIndexStats {
   capacity: number;
   evictions: number;
   maxEngines: number;
-  /** Bytes per entry slot: key tag and record in shared memory, plus the writer's occupancy bits. */
+  /** Shared bytes per entry: its record and its share of the sets. */
   bytesPerEntry: number;
   /** Of those, the bytes a lookup reads. */
   readerBytesPerEntry: number;
-  /** Bytes allocated: the shared buffer, plus the writer's occupancy bits in the writer. */
+  /** Bytes allocated: the shared buffer, plus, in the writer, its occupancy bits and free list. */
   bytesAllocated: number;
   /** (entry, engine) pairs with two or more held children, counted in the writer's map (0 in a reader). */
   branchPairs: number;
@@ -51,17 +50,16 @@ export interface PrefixIndexStats {
  * without locks and without waiting for the writer. See reader.ts for what a concurrent read may see and
  * writer.ts for how the prefix search stays exact when an engine holds a block without its parent.
  *
- * Memory is fixed at creation: a 16-way set-associative table of `capacity` entries. A new block whose set
- * is full evicts one entry of that set (the least recently stored leaf, see writer.ts) and counts it in
- * `evictions`; an insert never fails and the table never grows. Since a set can fill before the table does,
- * evictions begin somewhat below full occupancy; size `capacity` with headroom over the number of distinct
- * blocks the fleet caches.
+ * Memory is fixed at creation: `capacity` entry records and a hash table of sets over them (layout.ts).
+ * A new block that finds no free record, or both of its sets full, evicts an entry (the least recently
+ * stored leaf of its two sets, see writer.ts) and counts it in `evictions`; an insert never fails and the
+ * table never grows.
  */
 export class PrefixIndex {
   /** Structured-cloneable: pass it to another thread and `PrefixIndex.attach` it there. */
   readonly shared: PrefixIndexShared;
   readonly maxEngines: number;
-  /** Entry slots (capacity rounded up to a whole set). */
+  /** Entries the table holds. */
   readonly capacity: number;
   readonly #v: Views;
   readonly #reader: IndexReader;
@@ -72,7 +70,7 @@ export class PrefixIndex {
     this.shared = shared;
     this.#v = views(shared);
     this.maxEngines = this.#v.maxEngines;
-    this.capacity = this.#v.slots;
+    this.capacity = this.#v.records;
     this.#reader = new IndexReader(this.#v);
     this.#writer = writable ? new IndexWriter(this.#v) : undefined;
   }
@@ -215,9 +213,9 @@ export class PrefixIndex {
       capacity: this.capacity,
       evictions: this.evictions,
       maxEngines: this.maxEngines,
-      bytesPerEntry: bytesPerSlot(v.maxEngines) + WRITER_BYTES_PER_SET / WAYS,
-      readerBytesPerEntry: readerBytesPerSlot(v.maxEngines),
-      bytesAllocated: this.shared.buffer.byteLength + (this.#writer ? WRITER_BYTES_PER_SET * v.sets : 0),
+      bytesPerEntry: bytesPerEntry(v.maxEngines),
+      readerBytesPerEntry: readerBytesPerEntry(v.maxEngines),
+      bytesAllocated: this.shared.buffer.byteLength + (this.#writer ? WRITER_BYTES_PER_SET * v.sets + WRITER_BYTES_PER_RECORD * v.records : 0),
       branchPairs: this.#writer?.branchPairs ?? 0,
       enginesWithHoles,
     };

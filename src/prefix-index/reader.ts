@@ -19,7 +19,8 @@ import {
   R_KEY_HI,
   R_KEY_LO,
   R_META,
-  WAYS,
+  SET_RECORDS,
+  SET_WORDS,
   fingerprint,
   fingerprintMatches,
   type Views,
@@ -74,22 +75,25 @@ export class IndexReader {
   }
 
   /**
-   * Reads the key in `set`; a key lives in at most one slot of its two sets. The fingerprints are read with
-   * plain loads: they only choose which records to check, so a stale one can at most make a key being
-   * inserted look absent. A candidate is confirmed with atomic loads between two reads of its meta word.
+   * Reads the key in `set`; a key lives in at most one way of its two sets. The set's fingerprints and
+   * record indices are read with plain loads: they only choose which records to check, so a stale one can
+   * at most make a key being inserted look absent. A candidate record is confirmed with atomic loads
+   * between two reads of its meta word.
    */
   #readSet(set: number, fp: number, lo: number, hi: number, dst: Uint32Array, wf: number, wt: number): number {
-    const { fingerprints, records, stride } = this.#v;
-    let candidates = fingerprintMatches(fingerprints, set, fp);
+    const { table, heap, stride, records } = this.#v;
+    let candidates = fingerprintMatches(table, set, fp);
     while (candidates !== 0) {
       const way = 31 - Math.clz32(candidates & -candidates);
       candidates &= candidates - 1;
-      const r = (set * WAYS + way) * stride;
-      const before = Atomics.load(records, r + R_META);
+      const record = table[set * SET_WORDS + SET_RECORDS + way]!;
+      if (record >= records) continue;
+      const r = record * stride;
+      const before = Atomics.load(heap, r + R_META);
       if ((before & OCCUPIED) === 0) continue;
-      if (Atomics.load(records, r + R_KEY_LO) !== lo || Atomics.load(records, r + R_KEY_HI) !== hi) continue;
-      for (let w = wf; w < wt; w++) dst[w] = Atomics.load(records, r + R_ENGINES + w);
-      if (Atomics.load(records, r + R_META) === before) return FOUND;
+      if (Atomics.load(heap, r + R_KEY_LO) !== lo || Atomics.load(heap, r + R_KEY_HI) !== hi) continue;
+      for (let w = wf; w < wt; w++) dst[w] = Atomics.load(heap, r + R_ENGINES + w);
+      if (Atomics.load(heap, r + R_META) === before) return FOUND;
       for (let w = wf; w < wt; w++) dst[w] = 0;
       return CHANGED;
     }

@@ -12,15 +12,16 @@
 // entries with two or more held children for one engine (branch points, where prompts sharing a prefix
 // part ways) keep the exact count in a map.
 //
-// A parent link names the parent's slot and the parent's meta word at linking time. When the parent entry
+// A parent link names the parent's record and the parent's meta word at linking time. When the parent entry
 // is deleted or evicted its meta changes and the link is dead: the child then counts as a hole for every
 // engine holding it, until it is stored again under a live parent (which relinks it) or removed.
 //
 // Ordering against readers: a hole count is raised before the bit that creates the hole is set, and lowered
 // only after the bit that fills it is set, so a reader that saw a count of zero before reading bits cannot
 // be misled by a hole made while it reads. Every store to a word readers confirm (meta, key, engine bits)
-// is an atomic one; an entry's key is written before its meta says OCCUPIED, and a deleted entry keeps its
-// stale key and fingerprint, which readers ignore because meta no longer says OCCUPIED.
+// is an atomic one; an entry's key is written before its meta says OCCUPIED. A deleted entry's way keeps
+// its stale fingerprint and record index, and its record its stale key; readers ignore a record whose meta
+// no longer says OCCUPIED or whose key is another.
 
 
 import {
@@ -34,6 +35,8 @@ import {
   R_KEY_HI,
   R_KEY_LO,
   R_META,
+  SET_RECORDS,
+  SET_WORDS,
   WAYS,
   fingerprint,
   fingerprintMatches,
@@ -41,31 +44,40 @@ import {
   type Views,
 } from "./layout.js";
 
-/** Parent field values that are not slots. */
+/** Parent field values that are not records. */
 const ROOT = 0xffffffff; // the block starts a prompt
 const MISSING = 0xfffffffe; // the parent is not in the table
 
-/** Writer-private bytes per set: which of its slots are occupied. */
+const FULL = (1 << WAYS) - 1;
+
+/** Writer-private bytes: per set, its occupied ways; per record, its place in the free list. */
 export const WRITER_BYTES_PER_SET = 2;
+export const WRITER_BYTES_PER_RECORD = 4;
 
 export class IndexWriter {
   readonly #v: Views;
   readonly #place: Placement;
-  readonly #fps: Uint32Array;
-  readonly #fpBytes: Uint8Array;
-  readonly #rec: Uint32Array;
+  readonly #table: Uint32Array;
+  readonly #tableBytes: Uint8Array;
+  readonly #heap: Uint32Array;
   readonly #stride: number;
   readonly #words: number;
   readonly #maxEngines: number;
   readonly #stampAt: number;
   readonly #parentAt: number;
   readonly #parentMetaAt: number;
+  readonly #slotAt: number;
   readonly #childrenAt: number;
-  /** Per set, a bit per occupied slot. */
+  /** Per set, a bit per occupied way. */
   readonly #occupied: Uint16Array;
-  /** (slot * maxEngines + engine) → number of held children, for the pairs where it is 2 or more. */
+  /** Free records, a stack: the last freed is reused first, so that chains stored together sit together. */
+  readonly #free: Int32Array;
+  #freeCount = 0;
+  /** (record * maxEngines + engine) → number of held children, for the pairs where it is 2 or more. */
   readonly #childExtra = new Map<number, number>();
   #clock = 0;
+  /** Where the eviction fallback's sweep over the records is. */
+  #hand = 0;
   /**
    * Entry and per-engine block count changes not yet published. The shared counters are statistics, so
    * each operation publishes its net change once at its end rather than paying an atomic add per block.
@@ -77,21 +89,30 @@ export class IndexWriter {
   constructor(v: Views) {
     this.#v = v;
     this.#place = new Placement(v);
-    this.#fps = v.fingerprints;
-    this.#fpBytes = v.fingerprintBytes;
-    this.#rec = v.records;
+    this.#table = v.table;
+    this.#tableBytes = v.tableBytes;
+    this.#heap = v.heap;
     this.#stride = v.stride;
     this.#words = v.words;
     this.#maxEngines = v.maxEngines;
     this.#stampAt = v.stampAt;
     this.#parentAt = v.parentAt;
     this.#parentMetaAt = v.parentMetaAt;
+    this.#slotAt = v.slotAt;
     this.#childrenAt = v.childrenAt;
     this.#occupied = new Uint16Array(v.sets);
+    this.#free = new Int32Array(v.records);
     this.#blockDelta = new Int32Array(v.maxEngines);
-    // A writer taking over a table (PrefixIndex.recover) rebuilds its occupancy from the meta words.
-    for (let s = 0; s < v.slots; s++) {
-      if ((this.#rec[s * this.#stride + R_META]! & OCCUPIED) !== 0) this.#occupied[Math.floor(s / WAYS)]! |= 1 << (s % WAYS);
+    // A writer taking over a table (PrefixIndex.recover) rebuilds its occupancy and free list from the
+    // records; the free list is pushed from the top so that fresh records are handed out in order.
+    for (let record = v.records - 1; record >= 0; record--) {
+      const r = record * this.#stride;
+      if ((this.#heap[r + R_META]! & OCCUPIED) === 0) {
+        this.#free[this.#freeCount++] = record;
+      } else {
+        const slot = this.#heap[r + this.#slotAt]!;
+        this.#occupied[Math.floor(slot / WAYS)]! |= 1 << (slot % WAYS);
+      }
     }
   }
 
@@ -100,19 +121,21 @@ export class IndexWriter {
     return this.#childExtra.size;
   }
 
+  /** The record holding key (lo, hi), or -1. */
   find(lo: number, hi: number): number {
-    const s = this.#findIn(this.#place.first(lo, hi), lo, hi);
-    return s >= 0 ? s : this.#findIn(this.#place.second(lo, hi), lo, hi);
+    const record = this.#findIn(this.#place.first(lo, hi), lo, hi);
+    return record >= 0 ? record : this.#findIn(this.#place.second(lo, hi), lo, hi);
   }
 
   #findIn(set: number, lo: number, hi: number): number {
-    const rec = this.#rec;
-    let candidates = fingerprintMatches(this.#fps, set, fingerprint(hi)) & this.#occupied[set]!;
+    const heap = this.#heap;
+    let candidates = fingerprintMatches(this.#table, set, fingerprint(hi)) & this.#occupied[set]!;
     while (candidates !== 0) {
-      const s = set * WAYS + 31 - Math.clz32(candidates & -candidates);
+      const way = 31 - Math.clz32(candidates & -candidates);
       candidates &= candidates - 1;
-      const r = s * this.#stride;
-      if (rec[r + R_KEY_LO] === lo && rec[r + R_KEY_HI] === hi) return s;
+      const record = this.#table[set * SET_WORDS + SET_RECORDS + way]!;
+      const r = record * this.#stride;
+      if (heap[r + R_KEY_LO] === lo && heap[r + R_KEY_HI] === hi) return record;
     }
     return -1;
   }
@@ -123,7 +146,7 @@ export class IndexWriter {
    * `rooted` (block 0 starts a prompt).
    */
   store(engine: number, q: Uint32Array, lo: number, hi: number, n: number, rooted: boolean, parentLo: number, parentHi: number): void {
-    const rec = this.#rec;
+    const heap = this.#heap;
     const stride = this.#stride;
     const place = this.#place;
     let link = ROOT;
@@ -133,7 +156,7 @@ export class IndexWriter {
       if (p < 0) link = MISSING;
       else {
         link = p;
-        linkMeta = rec[p * stride + R_META]!;
+        linkMeta = heap[p * stride + R_META]!;
       }
     }
     for (let i = 0; i < n; i++) {
@@ -141,27 +164,27 @@ export class IndexWriter {
       const keyHi = q[2 * i + hi]!;
       const a = place.first(keyLo, keyHi);
       const b = place.second(keyLo, keyHi);
-      let s = this.#findIn(a, keyLo, keyHi);
-      if (s < 0) s = this.#findIn(b, keyLo, keyHi);
+      let record = this.#findIn(a, keyLo, keyHi);
+      if (record < 0) record = this.#findIn(b, keyLo, keyHi);
       let r: number;
-      if (s < 0) {
-        s = this.#insert(keyLo, keyHi, a, b, link);
-        r = s * stride;
+      if (record < 0) {
+        record = this.#insert(keyLo, keyHi, a, b, link);
+        r = record * stride;
         // No holder yet, so linking needs no bookkeeping.
-        rec[r + this.#parentAt] = link;
-        rec[r + this.#parentMetaAt] = linkMeta;
+        heap[r + this.#parentAt] = link;
+        heap[r + this.#parentMetaAt] = linkMeta;
       } else {
-        r = s * stride;
-        if (link !== MISSING && (rec[r + this.#parentAt] !== link || rec[r + this.#parentMetaAt] !== linkMeta)) {
+        r = record * stride;
+        if (link !== MISSING && (heap[r + this.#parentAt] !== link || heap[r + this.#parentMetaAt] !== linkMeta)) {
           // A block is its own parent only through a 64-bit hash collision; treat it as a chain start.
-          this.#relink(s, link === s ? ROOT : link, link === s ? 0 : linkMeta);
+          this.#relink(record, link === record ? ROOT : link, link === record ? 0 : linkMeta);
         }
       }
-      if (!this.#held(engine, r)) this.#addHolder(engine, s);
+      if (!this.#held(engine, r)) this.#addHolder(engine, record);
       this.#clock = (this.#clock + 1) >>> 0;
-      rec[r + this.#stampAt] = this.#clock;
-      link = s;
-      linkMeta = rec[r + R_META]!;
+      heap[r + this.#stampAt] = this.#clock;
+      link = record;
+      linkMeta = heap[r + R_META]!;
     }
     this.#publishCounts();
   }
@@ -172,9 +195,9 @@ export class IndexWriter {
     // Last first: removals usually name a chain in order, and dropping its tail first never leaves a child
     // without its parent on the way.
     for (let i = n - 1; i >= 0; i--) {
-      const s = this.find(q[2 * i + lo]!, q[2 * i + hi]!);
-      if (s >= 0 && this.#held(engine, s * this.#stride)) {
-        this.#removeHolder(engine, s);
+      const record = this.find(q[2 * i + lo]!, q[2 * i + hi]!);
+      if (record >= 0 && this.#held(engine, record * this.#stride)) {
+        this.#removeHolder(engine, record);
         removed++;
       }
     }
@@ -182,17 +205,17 @@ export class IndexWriter {
     return removed;
   }
 
-  /** Drops `engine` from every entry: one pass over the table. Returns the number of entries it held. */
+  /** Drops `engine` from every entry: one pass over the records. Returns the number of entries it held. */
   clearEngine(engine: number): number {
-    const rec = this.#rec;
+    const heap = this.#heap;
     const stride = this.#stride;
     const at = R_ENGINES + (engine >>> 5);
     const bit = 1 << (engine & 31);
-    const slots = this.#v.slots;
+    const records = this.#v.records;
     let removed = 0;
-    for (let s = 0; s < slots; s++) {
-      if ((rec[s * stride + at]! & bit) !== 0) {
-        this.#removeHolder(engine, s);
+    for (let record = 0; record < records; record++) {
+      if ((heap[record * stride + at]! & bit) !== 0) {
+        this.#removeHolder(engine, record);
         removed++;
       }
     }
@@ -203,12 +226,12 @@ export class IndexWriter {
   /** Empties the table. Readers see entries disappear one by one, never a half-cleared entry. */
   clear(): void {
     const v = this.#v;
-    const rec = this.#rec;
-    for (let s = 0; s < v.slots; s++) {
-      const r = s * this.#stride;
-      if ((rec[r + R_META]! & OCCUPIED) === 0) continue;
-      for (let w = 0; w < this.#words; w++) Atomics.store(rec, r + R_ENGINES + w, 0);
-      this.#deleteEntry(s);
+    const heap = this.#heap;
+    for (let record = v.records - 1; record >= 0; record--) {
+      const r = record * this.#stride;
+      if ((heap[r + R_META]! & OCCUPIED) === 0) continue;
+      for (let w = 0; w < this.#words; w++) Atomics.store(heap, r + R_ENGINES + w, 0);
+      this.#deleteEntry(record);
     }
     this.#sizeDelta = 0;
     for (const e of this.#touched) this.#blockDelta[e] = 0;
@@ -224,29 +247,37 @@ export class IndexWriter {
 
   /**
    * Recounts holes, child counts, entry and block counts from scratch and lists every disagreement with the
-   * maintained ones. O(slots × engines): for tests.
+   * maintained ones. O(records × engines): for tests.
    */
   audit(): string[] {
     const v = this.#v;
-    const rec = this.#rec;
+    const heap = this.#heap;
     const problems: string[] = [];
     const holes = new Int32Array(v.maxEngines);
     const blocks = new Int32Array(v.maxEngines);
     const children = new Map<number, number>();
     let size = 0;
-    for (let s = 0; s < v.slots; s++) {
-      const r = s * this.#stride;
-      const occupied = (rec[r + R_META]! & OCCUPIED) !== 0;
-      if (occupied !== (((this.#occupied[Math.floor(s / WAYS)]! >>> (s % WAYS)) & 1) === 1)) problems.push(`slot ${s}: occupancy bit disagrees with meta`);
-      if (!occupied) {
-        if (this.#anyHolder(r)) problems.push(`empty slot ${s} has engine bits`);
+    let ways = 0;
+    for (let set = 0; set < v.sets; set++) {
+      for (let way = 0; way < WAYS; way++) {
+        if (((this.#occupied[set]! >>> way) & 1) === 0) continue;
+        ways++;
+        const record = this.#table[set * SET_WORDS + SET_RECORDS + way]!;
+        if (record >= v.records || this.#heap[record * this.#stride + this.#slotAt] !== set * WAYS + way) problems.push(`set ${set} way ${way} points at record ${record}, which does not point back`);
+      }
+    }
+    for (let record = 0; record < v.records; record++) {
+      const r = record * this.#stride;
+      if ((heap[r + R_META]! & OCCUPIED) === 0) {
+        if (this.#anyHolder(r)) problems.push(`free record ${record} has engine bits`);
         continue;
       }
       size++;
-      if (this.#fpBytes[s] !== fingerprint(rec[r + R_KEY_HI]!)) problems.push(`slot ${s}: fingerprint does not match its key`);
-      if (this.find(rec[r + R_KEY_LO]!, rec[r + R_KEY_HI]!) !== s) problems.push(`slot ${s}: its key is not found there`);
-      if (!this.#anyHolder(r)) problems.push(`slot ${s} is occupied by no engine`);
-      const parent = rec[r + this.#parentAt]!;
+      const slot = heap[r + this.#slotAt]!;
+      if (this.#tableBytes[Math.floor(slot / WAYS) * SET_WORDS * 4 + (slot % WAYS)] !== fingerprint(heap[r + R_KEY_HI]!)) problems.push(`record ${record}: its way's fingerprint does not match its key`);
+      if (this.find(heap[r + R_KEY_LO]!, heap[r + R_KEY_HI]!) !== record) problems.push(`record ${record}: its key is not found there`);
+      if (!this.#anyHolder(r)) problems.push(`record ${record} is held by no engine`);
+      const parent = heap[r + this.#parentAt]!;
       const live = this.#live(r);
       for (let e = 0; e < v.maxEngines; e++) {
         if (!this.#held(e, r)) continue;
@@ -255,11 +286,13 @@ export class IndexWriter {
         if (live) children.set(parent * v.maxEngines + e, (children.get(parent * v.maxEngines + e) ?? 0) + 1);
       }
     }
-    for (let s = 0; s < v.slots; s++) {
+    if (ways !== size) problems.push(`${ways} occupied ways for ${size} entries`);
+    if (this.#freeCount !== v.records - size) problems.push(`${this.#freeCount} free records for ${v.records - size} unused`);
+    for (let record = 0; record < v.records; record++) {
       for (let e = 0; e < v.maxEngines; e++) {
-        const want = children.get(s * v.maxEngines + e) ?? 0;
-        const got = this.#childCount(s, e);
-        if (want !== got) problems.push(`slot ${s} engine ${e}: ${got} children counted, ${want} held`);
+        const want = children.get(record * v.maxEngines + e) ?? 0;
+        const got = this.#childCount(record, e);
+        if (want !== got) problems.push(`record ${record} engine ${e}: ${got} children counted, ${want} held`);
       }
     }
     for (let e = 0; e < v.maxEngines; e++) {
@@ -270,15 +303,6 @@ export class IndexWriter {
     if (v.header[H_TOTAL_HOLES] !== totalHoles) problems.push(`total holes ${v.header[H_TOTAL_HOLES]}, found ${totalHoles}`);
     if (v.header[H_SIZE] !== size) problems.push(`size ${v.header[H_SIZE]}, found ${size}`);
     return problems;
-  }
-
-  /** The slot a new key with candidate sets a and b takes: the first free one of the emptier set. */
-  #freeSlot(a: number, b: number): number {
-    const occA = this.#occupied[a]!;
-    const occB = this.#occupied[b]!;
-    const useA = popcount16(occA) <= popcount16(occB);
-    const free = ~(useA ? occA : occB) & 0xffff;
-    return (useA ? a : b) * WAYS + 31 - Math.clz32(free & -free);
   }
 
   #countBlocks(engine: number, delta: number): void {
@@ -298,48 +322,48 @@ export class IndexWriter {
     this.#sizeDelta = 0;
   }
 
-  /** Whether `engine` holds the entry whose record starts at r. */
+  /** Whether `engine` holds the entry whose record starts at word r. */
   #held(engine: number, r: number): boolean {
-    return ((this.#rec[r + R_ENGINES + (engine >>> 5)]! >>> (engine & 31)) & 1) !== 0;
+    return ((this.#heap[r + R_ENGINES + (engine >>> 5)]! >>> (engine & 31)) & 1) !== 0;
   }
 
   #anyHolder(r: number): boolean {
-    for (let w = 0; w < this.#words; w++) if (this.#rec[r + R_ENGINES + w] !== 0) return true;
+    for (let w = 0; w < this.#words; w++) if (this.#heap[r + R_ENGINES + w] !== 0) return true;
     return false;
   }
 
-  /** Whether the record at r has a parent link naming an entry that is still the one it was linked to. */
+  /** Whether the record at word r has a parent link naming an entry that is still the one it was linked to. */
   #live(r: number): boolean {
-    const parent = this.#rec[r + this.#parentAt]!;
-    return parent < MISSING && this.#rec[parent * this.#stride + R_META] === this.#rec[r + this.#parentMetaAt];
+    const parent = this.#heap[r + this.#parentAt]!;
+    return parent < MISSING && this.#heap[parent * this.#stride + R_META] === this.#heap[r + this.#parentMetaAt];
   }
 
-  /** Whether `engine`, holding the entry at r, holds it without its parent. */
+  /** Whether `engine`, holding the entry at word r, holds it without its parent. */
   #orphan(engine: number, r: number): boolean {
-    const parent = this.#rec[r + this.#parentAt]!;
+    const parent = this.#heap[r + this.#parentAt]!;
     return parent !== ROOT && !(this.#live(r) && this.#held(engine, parent * this.#stride));
   }
 
-  #childCount(s: number, engine: number): number {
-    if (((this.#rec[s * this.#stride + this.#childrenAt + (engine >>> 5)]! >>> (engine & 31)) & 1) === 0) return 0;
-    return this.#childExtra.get(s * this.#maxEngines + engine) ?? 1;
+  #childCount(record: number, engine: number): number {
+    if (((this.#heap[record * this.#stride + this.#childrenAt + (engine >>> 5)]! >>> (engine & 31)) & 1) === 0) return 0;
+    return this.#childExtra.get(record * this.#maxEngines + engine) ?? 1;
   }
 
-  #childAdd(s: number, engine: number): void {
-    const at = s * this.#stride + this.#childrenAt + (engine >>> 5);
+  #childAdd(record: number, engine: number): void {
+    const at = record * this.#stride + this.#childrenAt + (engine >>> 5);
     const bit = 1 << (engine & 31);
-    if ((this.#rec[at]! & bit) === 0) {
-      this.#rec[at]! |= bit;
+    if ((this.#heap[at]! & bit) === 0) {
+      this.#heap[at]! |= bit;
       return;
     }
-    const key = s * this.#maxEngines + engine;
+    const key = record * this.#maxEngines + engine;
     this.#childExtra.set(key, (this.#childExtra.get(key) ?? 1) + 1);
   }
 
-  #childSub(s: number, engine: number): void {
-    const key = s * this.#maxEngines + engine;
-    const count = this.#childExtra.get(key);
-    if (count === undefined) this.#rec[s * this.#stride + this.#childrenAt + (engine >>> 5)]! &= ~(1 << (engine & 31));
+  #childSub(record: number, engine: number): void {
+    const key = record * this.#maxEngines + engine;
+    const count = this.#childExtra.size === 0 ? undefined : this.#childExtra.get(key);
+    if (count === undefined) this.#heap[record * this.#stride + this.#childrenAt + (engine >>> 5)]! &= ~(1 << (engine & 31));
     else if (count === 2) this.#childExtra.delete(key);
     else this.#childExtra.set(key, count - 1);
   }
@@ -349,35 +373,35 @@ export class IndexWriter {
     Atomics.add(this.#v.header, H_TOTAL_HOLES, delta);
   }
 
-  #addHolder(engine: number, s: number): void {
-    const r = s * this.#stride;
-    if (this.#live(r)) this.#childAdd(this.#rec[r + this.#parentAt]!, engine);
+  #addHolder(engine: number, record: number): void {
+    const r = record * this.#stride;
+    if (this.#live(r)) this.#childAdd(this.#heap[r + this.#parentAt]!, engine);
     if (this.#orphan(engine, r)) this.#addHoles(engine, 1);
-    Atomics.or(this.#rec, r + R_ENGINES + (engine >>> 5), 1 << (engine & 31));
+    Atomics.or(this.#heap, r + R_ENGINES + (engine >>> 5), 1 << (engine & 31));
     // Its held children were holes while the engine lacked this block.
-    const children = this.#childCount(s, engine);
+    const children = this.#childCount(record, engine);
     if (children !== 0) this.#addHoles(engine, -children);
     this.#countBlocks(engine, 1);
   }
 
-  #removeHolder(engine: number, s: number): void {
-    const r = s * this.#stride;
-    const children = this.#childCount(s, engine);
+  #removeHolder(engine: number, record: number): void {
+    const r = record * this.#stride;
+    const children = this.#childCount(record, engine);
     if (children !== 0) this.#addHoles(engine, children);
-    Atomics.and(this.#rec, r + R_ENGINES + (engine >>> 5), ~(1 << (engine & 31)));
+    Atomics.and(this.#heap, r + R_ENGINES + (engine >>> 5), ~(1 << (engine & 31)));
     if (this.#orphan(engine, r)) this.#addHoles(engine, -1);
-    if (this.#live(r)) this.#childSub(this.#rec[r + this.#parentAt]!, engine);
+    if (this.#live(r)) this.#childSub(this.#heap[r + this.#parentAt]!, engine);
     this.#countBlocks(engine, -1);
-    if (!this.#anyHolder(r)) this.#deleteEntry(s);
+    if (!this.#anyHolder(r)) this.#deleteEntry(record);
   }
 
-  /** Moves slot s's parent link, keeping every holder's hole count and the parents' child counts exact. */
-  #relink(s: number, parent: number, parentMeta: number): void {
-    const rec = this.#rec;
-    const r = s * this.#stride;
+  /** Moves a record's parent link, keeping every holder's hole count and the parents' child counts exact. */
+  #relink(record: number, parent: number, parentMeta: number): void {
+    const heap = this.#heap;
+    const r = record * this.#stride;
     const holders: number[] = [];
     for (let w = 0; w < this.#words; w++) {
-      let x = rec[r + R_ENGINES + w]!;
+      let x = heap[r + R_ENGINES + w]!;
       while (x !== 0) {
         const bit = x & -x;
         x ^= bit;
@@ -385,10 +409,10 @@ export class IndexWriter {
       }
     }
     const oldLive = this.#live(r);
-    const oldParent = rec[r + this.#parentAt]!;
+    const oldParent = heap[r + this.#parentAt]!;
     const wasOrphan = holders.map((e) => this.#orphan(e, r));
-    rec[r + this.#parentAt] = parent;
-    rec[r + this.#parentMetaAt] = parentMeta;
+    heap[r + this.#parentAt] = parent;
+    heap[r + this.#parentMetaAt] = parentMeta;
     const newLive = this.#live(r);
     holders.forEach((e, i) => {
       if (oldLive) this.#childSub(oldParent, e);
@@ -399,63 +423,76 @@ export class IndexWriter {
   }
 
   /**
-   * A free slot for a new key: in the emptier of its two sets a and b, or, when both are full, the slot of
-   * an evicted entry. The victim is the least recently stored entry of the two sets that no engine holds a
-   * child of (a leaf: evicting it breaks no chain), or the least recently stored entry when every one is a
-   * parent. `protect` (the new key's parent) is never chosen.
+   * A record for a new key, placed in a free way of the emptier of its two sets a and b. When both sets
+   * are full, or every record is in use, an entry of the two sets is evicted first: the least recently
+   * stored one that no engine holds a child of (a leaf: evicting it breaks no chain), or the least recently
+   * stored one when every one is a parent. `protect` (the new key's parent) is never chosen.
    */
   #insert(lo: number, hi: number, a: number, b: number, protect: number): number {
-    let slot: number;
-    if (this.#occupied[a] !== 0xffff || this.#occupied[b] !== 0xffff) {
-      slot = this.#freeSlot(a, b);
-    } else {
-      slot = this.#victim(a, b, protect);
-      this.#evict(slot);
-    }
-    const r = slot * this.#stride;
-    const rec = this.#rec;
-    rec[r + this.#parentAt] = MISSING;
-    rec[r + this.#parentMetaAt] = 0;
-    this.#fpBytes[slot] = fingerprint(hi);
+    if ((this.#occupied[a] === FULL && this.#occupied[b] === FULL) || this.#freeCount === 0) this.#evict(this.#victim(a, b, protect));
+    const occA = this.#occupied[a]!;
+    const occB = this.#occupied[b]!;
+    const set = occA !== FULL && (occB === FULL || popcount(occA) <= popcount(occB)) ? a : b;
+    const free = ~this.#occupied[set]! & FULL;
+    const way = 31 - Math.clz32(free & -free);
+    const record = this.#free[--this.#freeCount]!;
+    const heap = this.#heap;
+    const r = record * this.#stride;
+    heap[r + this.#parentAt] = MISSING;
+    heap[r + this.#parentMetaAt] = 0;
+    heap[r + this.#slotAt] = set * WAYS + way;
     // Key first, then meta: a reader sees OCCUPIED only with the new key in place.
-    Atomics.store(rec, r + R_KEY_LO, lo);
-    Atomics.store(rec, r + R_KEY_HI, hi);
-    Atomics.store(rec, r + R_META, nextMeta(rec[r + R_META]!, true));
-    this.#occupied[Math.floor(slot / WAYS)]! |= 1 << (slot % WAYS);
+    Atomics.store(heap, r + R_KEY_LO, lo);
+    Atomics.store(heap, r + R_KEY_HI, hi);
+    Atomics.store(heap, r + R_META, nextMeta(heap[r + R_META]!, true));
+    this.#table[set * SET_WORDS + SET_RECORDS + way] = record;
+    this.#tableBytes[set * SET_WORDS * 4 + way] = fingerprint(hi);
+    this.#occupied[set]! |= 1 << way;
     this.#sizeDelta++;
-    return slot;
+    return record;
   }
 
   #victim(a: number, b: number, protect: number): number {
-    const rec = this.#rec;
-    let victim = -1;
-    let victimAge = -1;
-    let victimLeaf = false;
-    for (let i = 0; i < 2 * WAYS; i++) {
-      const s = i < WAYS ? a * WAYS + i : b * WAYS + i - WAYS;
-      if (s === protect) continue;
-      const r = s * this.#stride;
-      let leaf = true;
-      for (let w = 0; w < this.#words; w++) if (rec[r + this.#childrenAt + w] !== 0) leaf = false;
-      const age = (this.#clock - rec[r + this.#stampAt]!) >>> 0;
-      if ((leaf && !victimLeaf) || (leaf === victimLeaf && age > victimAge)) {
-        victim = s;
-        victimAge = age;
-        victimLeaf = leaf;
+    const choice = { record: -1, age: -1, leaf: false };
+    for (const set of [a, b]) {
+      for (let way = 0; way < WAYS; way++) {
+        if (((this.#occupied[set]! >>> way) & 1) !== 0) this.#consider(this.#table[set * SET_WORDS + SET_RECORDS + way]!, protect, choice);
       }
     }
-    return victim;
+    // Every record is in use but the key's sets hold none to spare: take the best of a window of records
+    // from a hand that sweeps the heap.
+    for (let i = 0; choice.record < 0 && i < this.#v.records; i += 32) {
+      for (let k = 0; k < 32; k++) {
+        this.#hand = (this.#hand + 1) % this.#v.records;
+        if ((this.#heap[this.#hand * this.#stride + R_META]! & OCCUPIED) !== 0) this.#consider(this.#hand, protect, choice);
+      }
+    }
+    return choice.record;
   }
 
-  #evict(s: number): void {
+  /** Keeps `record` as the victim if it beats the current one: a leaf over a parent, then the older. */
+  #consider(record: number, protect: number, choice: { record: number; age: number; leaf: boolean }): void {
+    if (record === protect) return;
+    const r = record * this.#stride;
+    let leaf = true;
+    for (let w = 0; w < this.#words; w++) if (this.#heap[r + this.#childrenAt + w] !== 0) leaf = false;
+    const age = (this.#clock - this.#heap[r + this.#stampAt]!) >>> 0;
+    if ((leaf && !choice.leaf) || (leaf === choice.leaf && age > choice.age)) {
+      choice.record = record;
+      choice.age = age;
+      choice.leaf = leaf;
+    }
+  }
+
+  #evict(record: number): void {
     const v = this.#v;
-    const r = s * this.#stride;
+    const r = record * this.#stride;
     for (let w = 0; w < this.#words; w++) {
-      let x = this.#rec[r + R_ENGINES + w]!;
+      let x = this.#heap[r + R_ENGINES + w]!;
       while (x !== 0) {
         const bit = x & -x;
         x ^= bit;
-        this.#removeHolder(w * 32 + 31 - Math.clz32(bit), s); // the last one deletes the entry
+        this.#removeHolder(w * 32 + 31 - Math.clz32(bit), record); // the last one deletes the entry
       }
     }
     const lo = (v.header[H_EVICTIONS_LO]! + 1) | 0;
@@ -463,28 +500,31 @@ export class IndexWriter {
     if (lo === 0) Atomics.add(v.header, H_EVICTIONS_HI, 1);
   }
 
-  /** Frees slot s, which no engine holds. Its children's links die with its meta word. */
-  #deleteEntry(s: number): void {
-    const rec = this.#rec;
-    const r = s * this.#stride;
+  /** Frees a record no engine holds, and its way. Its children's links die with its meta word. */
+  #deleteEntry(record: number): void {
+    const heap = this.#heap;
+    const r = record * this.#stride;
     for (let w = 0; w < this.#words; w++) {
-      let x = rec[r + this.#childrenAt + w]!;
+      let x = heap[r + this.#childrenAt + w]!;
       while (x !== 0) {
         const bit = x & -x;
         x ^= bit;
-        this.#childExtra.delete(s * this.#maxEngines + w * 32 + 31 - Math.clz32(bit));
+        this.#childExtra.delete(record * this.#maxEngines + w * 32 + 31 - Math.clz32(bit));
       }
-      rec[r + this.#childrenAt + w] = 0;
+      heap[r + this.#childrenAt + w] = 0;
     }
-    // One atomic store: the key and fingerprint stay behind, and readers skip a slot not OCCUPIED.
-    Atomics.store(rec, r + R_META, nextMeta(rec[r + R_META]!, false));
-    rec[r + this.#parentAt] = MISSING;
-    this.#occupied[Math.floor(s / WAYS)]! &= ~(1 << (s % WAYS));
+    // One atomic store: the key, the way's fingerprint and record index stay behind, and readers skip a
+    // record that is not OCCUPIED.
+    Atomics.store(heap, r + R_META, nextMeta(heap[r + R_META]!, false));
+    heap[r + this.#parentAt] = MISSING;
+    const slot = heap[r + this.#slotAt]!;
+    this.#occupied[Math.floor(slot / WAYS)]! &= ~(1 << (slot % WAYS));
+    this.#free[this.#freeCount++] = record;
     this.#sizeDelta--;
   }
 }
 
-function popcount16(x: number): number {
+function popcount(x: number): number {
   x -= (x >>> 1) & 0x5555;
   x = (x & 0x3333) + ((x >>> 2) & 0x3333);
   x = (x + (x >>> 4)) & 0x0f0f;
