@@ -1,10 +1,14 @@
 // The prefix index's shared memory: one SharedArrayBuffer holding a header, per-engine counters, a hash
 // table of sets, and a heap of entry records.
 //
-// A key may live in either of two sets chosen by two salted hashes of it; the writer puts a new key in the
-// emptier one, so sets fill evenly. A set is one 64-byte cache line of 12 ways: 12 one-byte fingerprints
-// (1..255, from the key's high byte) and, per way, the index of the record holding the entry. There are
-// 20% more ways than records, so records run out before sets overflow.
+// A key lives in one of two sets chosen by two salted hashes of it: the first, unless that set already
+// held 10 of its 12 entries and the second was emptier. A set is one 64-byte cache line of 12 ways: 12
+// one-byte fingerprints (1..255, from the key's high byte), a count of the keys that chose it first but
+// live in their second set, and per way the index of the record holding the entry. A lookup reads the
+// second set only when that count is not zero. There are 1.5 ways per record: a full table then has about
+// 5% of its keys in their second set and a non-zero count in about a fifth of its sets, and its records
+// run out before a key finds both of its sets full (with "always the emptier set", a third of the keys
+// would live in their second set; with "the first unless full", tables would start evicting half full).
 //
 // Records are handed out from a free list, last freed first: the blocks of a chain stored together get
 // records side by side, usually ones a removal just freed, so storing a chain and reading a prompt touch
@@ -28,16 +32,19 @@
 // entry's, or one being rewritten) can only cost a wasted record read.
 
 export const WAYS = 12;
-/** u32 words per set: fingerprints in words 0..2, word 3 unused, record indices in words 4..15. */
+/** u32 words per set: fingerprints in words 0..2, the overflow count in word 3, record indices in words 4..15. */
 export const SET_WORDS = 16;
 export const FP_WORDS = 3;
+export const SET_OVERFLOW = 3;
 export const SET_RECORDS = 4;
 export const OCCUPIED = 1;
 export const MAX_ENGINES = 4096;
 export const DEFAULT_MAX_ENGINES = 256;
 export const MAX_CAPACITY = 1 << 28;
 /** Ways per record: the headroom that keeps sets from overflowing before records run out. */
-const WAYS_PER_RECORD = 1.2;
+const WAYS_PER_RECORD = 1.5;
+/** A key goes to its second set only when its first holds at least this many entries (and more than the second). */
+export const PREFER_FIRST = 10;
 
 /** Record field offsets (words). */
 export const R_META = 0;

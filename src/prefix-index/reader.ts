@@ -19,6 +19,7 @@ import {
   R_KEY_HI,
   R_KEY_LO,
   R_META,
+  SET_OVERFLOW,
   SET_RECORDS,
   SET_WORDS,
   fingerprint,
@@ -69,8 +70,12 @@ export class IndexReader {
    */
   read(lo: number, hi: number, dst: Uint32Array, wf: number, wt: number): boolean {
     const fp = fingerprint(hi);
-    const found = this.#readSet(this.#place.first(lo, hi), fp, lo, hi, dst, wf, wt);
+    const first = this.#place.first(lo, hi);
+    const found = this.#readSet(first, fp, lo, hi, dst, wf, wt);
     if (found !== NOT_HERE) return found === FOUND;
+    // Like the fingerprints, the overflow count only guides: a stale zero can at most hide a key that is
+    // being inserted into its second set.
+    if (this.#v.table[first * SET_WORDS + SET_OVERFLOW] === 0) return false;
     return this.#readSet(this.#place.second(lo, hi), fp, lo, hi, dst, wf, wt) === FOUND;
   }
 

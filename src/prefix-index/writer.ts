@@ -30,11 +30,13 @@ import {
   H_SIZE,
   H_TOTAL_HOLES,
   OCCUPIED,
+  PREFER_FIRST,
   Placement,
   R_ENGINES,
   R_KEY_HI,
   R_KEY_LO,
   R_META,
+  SET_OVERFLOW,
   SET_RECORDS,
   SET_WORDS,
   WAYS,
@@ -123,8 +125,10 @@ export class IndexWriter {
 
   /** The record holding key (lo, hi), or -1. */
   find(lo: number, hi: number): number {
-    const record = this.#findIn(this.#place.first(lo, hi), lo, hi);
-    return record >= 0 ? record : this.#findIn(this.#place.second(lo, hi), lo, hi);
+    const a = this.#place.first(lo, hi);
+    const record = this.#findIn(a, lo, hi);
+    if (record >= 0 || this.#table[a * SET_WORDS + SET_OVERFLOW] === 0) return record;
+    return this.#findIn(this.#place.second(lo, hi), lo, hi);
   }
 
   #findIn(set: number, lo: number, hi: number): number {
@@ -162,13 +166,10 @@ export class IndexWriter {
     for (let i = 0; i < n; i++) {
       const keyLo = q[2 * i + lo]!;
       const keyHi = q[2 * i + hi]!;
-      const a = place.first(keyLo, keyHi);
-      const b = place.second(keyLo, keyHi);
-      let record = this.#findIn(a, keyLo, keyHi);
-      if (record < 0) record = this.#findIn(b, keyLo, keyHi);
+      let record = this.find(keyLo, keyHi);
       let r: number;
       if (record < 0) {
-        record = this.#insert(keyLo, keyHi, a, b, link);
+        record = this.#insert(keyLo, keyHi, place.first(keyLo, keyHi), place.second(keyLo, keyHi), link);
         r = record * stride;
         // No holder yet, so linking needs no bookkeeping.
         heap[r + this.#parentAt] = link;
@@ -287,6 +288,17 @@ export class IndexWriter {
       }
     }
     if (ways !== size) problems.push(`${ways} occupied ways for ${size} entries`);
+    const overflow = new Int32Array(v.sets);
+    for (let record = 0; record < v.records; record++) {
+      const r = record * this.#stride;
+      if ((heap[r + R_META]! & OCCUPIED) === 0) continue;
+      const first = this.#place.first(heap[r + R_KEY_LO]!, heap[r + R_KEY_HI]!);
+      if (Math.floor(heap[r + this.#slotAt]! / WAYS) !== first) overflow[first]!++;
+    }
+    for (let set = 0; set < v.sets; set++) {
+      const counted = this.#table[set * SET_WORDS + SET_OVERFLOW];
+      if (counted !== overflow[set]) problems.push(`set ${set}: ${counted} overflowed keys counted, ${overflow[set]} found`);
+    }
     if (this.#freeCount !== v.records - size) problems.push(`${this.#freeCount} free records for ${v.records - size} unused`);
     for (let record = 0; record < v.records; record++) {
       for (let e = 0; e < v.maxEngines; e++) {
@@ -423,16 +435,17 @@ export class IndexWriter {
   }
 
   /**
-   * A record for a new key, placed in a free way of the emptier of its two sets a and b. When both sets
-   * are full, or every record is in use, an entry of the two sets is evicted first: the least recently
-   * stored one that no engine holds a child of (a leaf: evicting it breaks no chain), or the least recently
-   * stored one when every one is a parent. `protect` (the new key's parent) is never chosen.
+   * A record for a new key, placed in a free way of its first set a, or of its second set b when a holds
+   * PREFER_FIRST entries or more and b fewer (layout.ts).
+   * When both are full, or every record is in use, an entry of the two sets is evicted first: the least
+   * recently stored one that no engine holds a child of (a leaf: evicting it breaks no chain), or the least
+   * recently stored one when every one is a parent. `protect` (the new key's parent) is never chosen.
    */
   #insert(lo: number, hi: number, a: number, b: number, protect: number): number {
     if ((this.#occupied[a] === FULL && this.#occupied[b] === FULL) || this.#freeCount === 0) this.#evict(this.#victim(a, b, protect));
-    const occA = this.#occupied[a]!;
-    const occB = this.#occupied[b]!;
-    const set = occA !== FULL && (occB === FULL || popcount(occA) <= popcount(occB)) ? a : b;
+    const fillA = popcount(this.#occupied[a]!);
+    const set = fillA < WAYS && (fillA < PREFER_FIRST || fillA <= popcount(this.#occupied[b]!)) ? a : b;
+    if (set !== a) Atomics.add(this.#table, a * SET_WORDS + SET_OVERFLOW, 1);
     const free = ~this.#occupied[set]! & FULL;
     const way = 31 - Math.clz32(free & -free);
     const record = this.#free[--this.#freeCount]!;
@@ -518,7 +531,10 @@ export class IndexWriter {
     Atomics.store(heap, r + R_META, nextMeta(heap[r + R_META]!, false));
     heap[r + this.#parentAt] = MISSING;
     const slot = heap[r + this.#slotAt]!;
-    this.#occupied[Math.floor(slot / WAYS)]! &= ~(1 << (slot % WAYS));
+    const set = Math.floor(slot / WAYS);
+    const first = this.#place.first(heap[r + R_KEY_LO]!, heap[r + R_KEY_HI]!);
+    if (set !== first) Atomics.sub(this.#table, first * SET_WORDS + SET_OVERFLOW, 1);
+    this.#occupied[set]! &= ~(1 << (slot % WAYS));
     this.#free[this.#freeCount++] = record;
     this.#sizeDelta--;
   }
