@@ -1,48 +1,48 @@
 // One engine rank's blocks: engine block hash → the router's hash of the same block, and how many copies
 // the engine holds in each medium. An open-addressing table over u32 halves (linear probing, deletion by
-// backward shift), so that applying an event makes no BigInt and no object per block.
+// backward shift) in one typed array, so that applying an event makes no BigInt and no object per block.
 
 const MIN_CAPACITY = 1024;
+/** u32 words per slot, side by side so that a lookup touches one cache line: */
+const STRIDE = 6;
+const STATE = 0; // EMPTY or USED
+const KEY_LO = 1;
+const KEY_HI = 2;
+const ROUTER_LO = 3;
+const ROUTER_HI = 4;
+/** Copies held per medium, one byte per medium code (media.ts), saturating at 255. */
+const COPIES = 5;
 const EMPTY = 0;
 const USED = 1;
 
 export class EngineBlockMap {
   #mask: number;
   #size = 0;
-  #state: Uint8Array;
-  #keyLo: Uint32Array;
-  #keyHi: Uint32Array;
-  #routerLo: Uint32Array;
-  #routerHi: Uint32Array;
-  /** Copies held per medium, one byte per medium code (media.ts), saturating at 255. */
-  #copies: Uint32Array;
+  #slots: Uint32Array;
 
   constructor(capacity = MIN_CAPACITY) {
     const slots = Math.max(MIN_CAPACITY, 2 ** Math.ceil(Math.log2(capacity)));
     this.#mask = slots - 1;
-    this.#state = new Uint8Array(slots);
-    this.#keyLo = new Uint32Array(slots);
-    this.#keyHi = new Uint32Array(slots);
-    this.#routerLo = new Uint32Array(slots);
-    this.#routerHi = new Uint32Array(slots);
-    this.#copies = new Uint32Array(slots);
+    this.#slots = new Uint32Array(slots * STRIDE);
   }
 
   get size(): number {
     return this.#size;
   }
 
-  /** Bytes the map's arrays take. */
+  /** Bytes the map's array takes. */
   get bytes(): number {
-    return (this.#mask + 1) * 21;
+    return this.#slots.byteLength;
   }
 
   /** The slot of the engine hash (lo, hi), or -1. */
   find(lo: number, hi: number): number {
     const mask = this.#mask;
+    const slots = this.#slots;
     for (let i = slotOf(lo, hi) & mask; ; i = (i + 1) & mask) {
-      if (this.#state[i] === EMPTY) return -1;
-      if (this.#keyLo[i] === lo && this.#keyHi[i] === hi) return i;
+      const at = i * STRIDE;
+      if (slots[at + STATE] === EMPTY) return -1;
+      if (slots[at + KEY_LO] === lo && slots[at + KEY_HI] === hi) return i;
     }
   }
 
@@ -53,16 +53,18 @@ export class EngineBlockMap {
   insert(lo: number, hi: number): number {
     if ((this.#size + 1) * 2 > this.#mask + 1) this.#grow();
     const mask = this.#mask;
+    const slots = this.#slots;
     let i = slotOf(lo, hi) & mask;
-    for (; this.#state[i] !== EMPTY; i = (i + 1) & mask) {
-      if (this.#keyLo[i] === lo && this.#keyHi[i] === hi) return i;
+    for (; slots[i * STRIDE + STATE] !== EMPTY; i = (i + 1) & mask) {
+      if (slots[i * STRIDE + KEY_LO] === lo && slots[i * STRIDE + KEY_HI] === hi) return i;
     }
-    this.#state[i] = USED;
-    this.#keyLo[i] = lo;
-    this.#keyHi[i] = hi;
-    this.#routerLo[i] = 0;
-    this.#routerHi[i] = 0;
-    this.#copies[i] = 0;
+    const at = i * STRIDE;
+    slots[at + STATE] = USED;
+    slots[at + KEY_LO] = lo;
+    slots[at + KEY_HI] = hi;
+    slots[at + ROUTER_LO] = 0;
+    slots[at + ROUTER_HI] = 0;
+    slots[at + COPIES] = 0;
     this.#size++;
     return i;
   }
@@ -70,87 +72,62 @@ export class EngineBlockMap {
   /** Deletes a slot's entry, shifting later entries of its probe run back so that lookups need no tombstones. */
   delete(slot: number): void {
     const mask = this.#mask;
+    const slots = this.#slots;
     let hole = slot;
-    for (let i = (slot + 1) & mask; this.#state[i] !== EMPTY; i = (i + 1) & mask) {
-      const home = slotOf(this.#keyLo[i]!, this.#keyHi[i]!) & mask;
+    for (let i = (slot + 1) & mask; slots[i * STRIDE + STATE] !== EMPTY; i = (i + 1) & mask) {
+      const home = slotOf(slots[i * STRIDE + KEY_LO]!, slots[i * STRIDE + KEY_HI]!) & mask;
       // Move i into the hole unless its home lies cyclically in (hole, i].
       if (((i - home) & mask) >= ((i - hole) & mask)) {
-        this.#move(i, hole);
+        slots.copyWithin(hole * STRIDE, i * STRIDE, (i + 1) * STRIDE);
         hole = i;
       }
     }
-    this.#state[hole] = EMPTY;
+    slots[hole * STRIDE + STATE] = EMPTY;
     this.#size--;
   }
 
   routerLo(slot: number): number {
-    return this.#routerLo[slot]!;
+    return this.#slots[slot * STRIDE + ROUTER_LO]!;
   }
 
   routerHi(slot: number): number {
-    return this.#routerHi[slot]!;
+    return this.#slots[slot * STRIDE + ROUTER_HI]!;
   }
 
   setRouter(slot: number, lo: number, hi: number): void {
-    this.#routerLo[slot] = lo;
-    this.#routerHi[slot] = hi;
+    this.#slots[slot * STRIDE + ROUTER_LO] = lo;
+    this.#slots[slot * STRIDE + ROUTER_HI] = hi;
   }
 
   /** All media's copy counts, one byte each (medium m in bits 8m..8m+7). */
   copies(slot: number): number {
-    return this.#copies[slot]!;
+    return this.#slots[slot * STRIDE + COPIES]!;
   }
 
   setCopies(slot: number, copies: number): void {
-    this.#copies[slot] = copies;
+    this.#slots[slot * STRIDE + COPIES] = copies;
   }
 
   /** Calls fn(slot) for every entry. fn must not insert or delete. */
   forEach(fn: (slot: number) => void): void {
-    for (let i = 0; i <= this.#mask; i++) if (this.#state[i] === USED) fn(i);
+    for (let i = 0; i <= this.#mask; i++) if (this.#slots[i * STRIDE + STATE] === USED) fn(i);
   }
 
   clear(): void {
-    const fresh = new EngineBlockMap();
-    this.#mask = fresh.#mask;
+    this.#mask = MIN_CAPACITY - 1;
     this.#size = 0;
-    this.#state = fresh.#state;
-    this.#keyLo = fresh.#keyLo;
-    this.#keyHi = fresh.#keyHi;
-    this.#routerLo = fresh.#routerLo;
-    this.#routerHi = fresh.#routerHi;
-    this.#copies = fresh.#copies;
-  }
-
-  #move(from: number, to: number): void {
-    this.#state[to] = USED;
-    this.#keyLo[to] = this.#keyLo[from]!;
-    this.#keyHi[to] = this.#keyHi[from]!;
-    this.#routerLo[to] = this.#routerLo[from]!;
-    this.#routerHi[to] = this.#routerHi[from]!;
-    this.#copies[to] = this.#copies[from]!;
+    this.#slots = new Uint32Array(MIN_CAPACITY * STRIDE);
   }
 
   #grow(): void {
-    const old = { state: this.#state, keyLo: this.#keyLo, keyHi: this.#keyHi, routerLo: this.#routerLo, routerHi: this.#routerHi, copies: this.#copies };
-    const slots = (this.#mask + 1) * 2;
-    this.#mask = slots - 1;
-    this.#state = new Uint8Array(slots);
-    this.#keyLo = new Uint32Array(slots);
-    this.#keyHi = new Uint32Array(slots);
-    this.#routerLo = new Uint32Array(slots);
-    this.#routerHi = new Uint32Array(slots);
-    this.#copies = new Uint32Array(slots);
-    for (let j = 0; j < old.state.length; j++) {
-      if (old.state[j] !== USED) continue;
-      let i = slotOf(old.keyLo[j]!, old.keyHi[j]!) & this.#mask;
-      while (this.#state[i] !== EMPTY) i = (i + 1) & this.#mask;
-      this.#state[i] = USED;
-      this.#keyLo[i] = old.keyLo[j]!;
-      this.#keyHi[i] = old.keyHi[j]!;
-      this.#routerLo[i] = old.routerLo[j]!;
-      this.#routerHi[i] = old.routerHi[j]!;
-      this.#copies[i] = old.copies[j]!;
+    const old = this.#slots;
+    this.#mask = (this.#mask + 1) * 2 - 1;
+    this.#slots = new Uint32Array((this.#mask + 1) * STRIDE);
+    for (let at = 0; at < old.length; at += STRIDE) {
+      if (old[at + STATE] !== USED) continue;
+      let i = slotOf(old[at + KEY_LO]!, old[at + KEY_HI]!) & this.#mask;
+      while (this.#slots[i * STRIDE + STATE] !== EMPTY) i = (i + 1) & this.#mask;
+      this.#slots.set(old.subarray(at, at + STRIDE), i * STRIDE);
     }
   }
 }
