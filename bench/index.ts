@@ -89,6 +89,7 @@ for (const [q, engine, want] of [[held, heldBy, held.length], [holed, ENGINES - 
     .add("(b) Map<bigint, Set> walk", () => void naive.overlaps(held, MAX_ENGINES))
     .add("(a') PrefixIndex, engine with a hole", () => void index.overlaps(holed, out))
     .add("(b') Map<bigint, Set>, engine with a hole", () => void naive.overlaps(holed, MAX_ENGINES));
+  gc(); // start each section without the previous one's garbage
   await bench.run();
   const base = msPerOp(taskByName(bench, "(a) PrefixIndex.overlaps"));
   printTable(
@@ -162,6 +163,7 @@ let current = cycle();
   };
   pair("(a) PrefixIndex + KvEventApplier", (engine, list) => applier.apply(engine, list));
   pair("(b) Map<bigint, Set> + Map per engine", (engine, list) => naiveApplier.apply(engine, list));
+  gc(); // start each section without the previous one's garbage
   await bench.run();
   const rows = ["store", "remove"].flatMap((op) => {
     const a = msPerOp(taskByName(bench, `(a) PrefixIndex + KvEventApplier ${op}`));
@@ -212,6 +214,7 @@ let currentPayload = payloads[0]!;
   bench.add("decode only, store (map layout)", () => void decodeKvEventBatch(currentPayload.mapStore));
   endToEnd("(a) decode + PrefixIndex", (engine, list) => applier.apply(engine, list));
   endToEnd("(b) decode + Map<bigint, Set>", (engine, list) => naiveApplier.apply(engine, list));
+  gc(); // start each section without the previous one's garbage
   await bench.run();
   const rows = bench.tasks.map((t) => {
     const twin = t.name.startsWith("(b)") ? taskByName(bench, t.name.replace("(b) decode + Map<bigint, Set>", "(a) decode + PrefixIndex")) : t;
