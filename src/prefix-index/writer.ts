@@ -166,10 +166,12 @@ export class IndexWriter {
     for (let i = 0; i < n; i++) {
       const keyLo = q[2 * i + lo]!;
       const keyHi = q[2 * i + hi]!;
-      let record = this.find(keyLo, keyHi);
+      const first = place.first(keyLo, keyHi);
+      let record = this.#findIn(first, keyLo, keyHi);
+      if (record < 0 && this.#table[first * SET_WORDS + SET_OVERFLOW] !== 0) record = this.#findIn(place.second(keyLo, keyHi), keyLo, keyHi);
       let r: number;
       if (record < 0) {
-        record = this.#insert(keyLo, keyHi, place.first(keyLo, keyHi), place.second(keyLo, keyHi), link);
+        record = this.#insert(keyLo, keyHi, first, link);
         r = record * stride;
         // No holder yet, so linking needs no bookkeeping.
         heap[r + this.#parentAt] = link;
@@ -436,15 +438,23 @@ export class IndexWriter {
 
   /**
    * A record for a new key, placed in a free way of its first set a, or of its second set b when a holds
-   * PREFER_FIRST entries or more and b fewer (layout.ts).
+   * PREFER_FIRST entries or more and b fewer, or a is full (layout.ts).
    * When both are full, or every record is in use, an entry of the two sets is evicted first: the least
    * recently stored one that no engine holds a child of (a leaf: evicting it breaks no chain), or the least
    * recently stored one when every one is a parent. `protect` (the new key's parent) is never chosen.
    */
-  #insert(lo: number, hi: number, a: number, b: number, protect: number): number {
-    if ((this.#occupied[a] === FULL && this.#occupied[b] === FULL) || this.#freeCount === 0) this.#evict(this.#victim(a, b, protect));
-    const fillA = popcount(this.#occupied[a]!);
-    const set = fillA < WAYS && (fillA < PREFER_FIRST || fillA <= popcount(this.#occupied[b]!)) ? a : b;
+  #insert(lo: number, hi: number, a: number, protect: number): number {
+    let fillA = popcount(this.#occupied[a]!);
+    let set = a;
+    // The second set matters only when the first is nearly full or a record must be freed.
+    if (fillA >= PREFER_FIRST || this.#freeCount === 0) {
+      const b = this.#place.second(lo, hi);
+      if ((fillA === WAYS && this.#occupied[b] === FULL) || this.#freeCount === 0) {
+        this.#evict(this.#victim(a, b, protect));
+        fillA = popcount(this.#occupied[a]!);
+      }
+      if (fillA === WAYS || (fillA >= PREFER_FIRST && popcount(this.#occupied[b]!) < fillA)) set = b;
+    }
     if (set !== a) Atomics.add(this.#table, a * SET_WORDS + SET_OVERFLOW, 1);
     const free = ~this.#occupied[set]! & FULL;
     const way = 31 - Math.clz32(free & -free);
