@@ -1,10 +1,12 @@
 #!/usr/bin/env node
 // kvroute command line: `kvroute <command> [options]`.
+import { kvEventsCommand } from "../kv-events/cli.js";
 
 const USAGE = `usage: kvroute <command> [options]
 
 commands:
-  serve     run the router (OpenAI-compatible HTTP API)
+  serve       run the router (OpenAI-compatible HTTP API)
+  kv-events   subscribe to an engine's vLLM KV events and print what arrives
 
 Run \`kvroute <command> --help\` for a command's options.`;
 
@@ -15,6 +17,8 @@ async function main(argv: string[]): Promise<number> {
       void rest;
       console.error("kvroute serve: no engines configured, and the HTTP frontend is not built yet; nothing to serve.");
       return 0;
+    case "kv-events":
+      return kvEventsCommand(rest);
     case undefined:
     case "help":
     case "--help":
