@@ -138,7 +138,7 @@ class FileTrace implements TraceSource {
             continue;
           }
           if (row.timeMs < previous) {
-            reject(bad(number, "out-of-order", `timestamp is ${previous - row.timeMs} ms earlier than that of line ${previousLine}`));
+            reject(bad(number, "out-of-order", `timestamp is ${Number((previous - row.timeMs).toFixed(3))} ms earlier than that of line ${previousLine}`));
             continue;
           }
           previous = row.timeMs;
