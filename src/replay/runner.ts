@@ -132,7 +132,7 @@ export async function runReplay(options: ReplayOptions): Promise<ReplayRun> {
         break;
       }
       const wait = scheduledMs - clock();
-      if (wait > 1) await sleep(wait, undefined, signal ? { signal } : {}).catch(() => undefined);
+      if (wait > 0) await sleep(wait, undefined, signal ? { signal } : {}).catch(() => undefined);
       while (maxConcurrency !== undefined && inFlight.size >= maxConcurrency) await Promise.race(inFlight);
       if (signal?.aborted) {
         stopped = "interrupted";
