@@ -5,6 +5,7 @@ const USAGE = `usage: kvroute <command> [options]
 
 commands:
   serve     run the router (OpenAI-compatible HTTP API)
+  replay    replay a recorded trace against an OpenAI-compatible endpoint
 
 Run \`kvroute <command> --help\` for a command's options.`;
 
@@ -15,6 +16,9 @@ async function main(argv: string[]): Promise<number> {
       void rest;
       console.error("kvroute serve: no engines configured, and the HTTP frontend is not built yet; nothing to serve.");
       return 0;
+    case "replay":
+      // Loaded on demand: the HTTP client and histograms are not needed by the other commands.
+      return (await import("./replay.js")).replayCommand(rest);
     case undefined:
     case "help":
     case "--help":
