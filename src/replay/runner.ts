@@ -131,8 +131,11 @@ export async function runReplay(options: ReplayOptions): Promise<ReplayRun> {
         error = err as Error;
         break;
       }
-      const wait = scheduledMs - clock();
-      if (wait > 0) await sleep(wait, undefined, signal ? { signal } : {}).catch(() => undefined);
+      // Node's timers work in whole milliseconds of a clock sampled at the start of the loop turn, so
+      // they can fire a little early: sleep again until the scheduled time has really come.
+      for (let wait = scheduledMs - clock(); wait > 0 && !signal?.aborted; wait = scheduledMs - clock()) {
+        await sleep(Math.ceil(wait), undefined, signal ? { signal } : {}).catch(() => undefined);
+      }
       while (maxConcurrency !== undefined && inFlight.size >= maxConcurrency) await Promise.race(inFlight);
       if (signal?.aborted) {
         stopped = "interrupted";
