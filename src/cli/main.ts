@@ -1,10 +1,12 @@
 #!/usr/bin/env node
 // kvroute command line: `kvroute <command> [options]`.
+import { runSim } from "./sim.js";
 
 const USAGE = `usage: kvroute <command> [options]
 
 commands:
   serve     run the router (OpenAI-compatible HTTP API)
+  sim       run a simulated vLLM engine (engine protocol + vLLM KV events)
 
 Run \`kvroute <command> --help\` for a command's options.`;
 
@@ -15,6 +17,8 @@ async function main(argv: string[]): Promise<number> {
       void rest;
       console.error("kvroute serve: no engines configured, and the HTTP frontend is not built yet; nothing to serve.");
       return 0;
+    case "sim":
+      return runSim(rest);
     case undefined:
     case "help":
     case "--help":
