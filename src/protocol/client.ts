@@ -276,8 +276,8 @@ export class EngineClient extends EventEmitter<EngineClientEvents> {
     if (type === "delta") {
       const delta = parseDelta(fields, id);
       if (!delta.ok) return this.protocolError(entry, delta.message);
-      entry.stream.push(delta.value);
-      this.buffer(connection);
+      // Only events left waiting for their consumer count against the read-side limit.
+      if (entry.stream.push(delta.value)) this.buffer(connection);
     } else if (type === "finish") {
       const finish = parseFinish(fields, id);
       if (!finish.ok) return this.protocolError(entry, finish.message);

@@ -248,7 +248,7 @@ export class EngineConnection {
     if (this.readPaused) return;
     const silent = Date.now() - this.lastReceived;
     if (silent > this.options.heartbeatTimeoutMs) {
-      this.options.log("warn", `tcp://${this.address.host}:${this.address.port}: nothing received for ${silent} ms, dropping the connection`);
+      this.options.log("warn", `nothing received for ${silent} ms, dropping the connection`);
       this.destroy(`heartbeat timeout: nothing received for ${silent} ms`);
       return;
     }
@@ -262,7 +262,7 @@ export class EngineConnection {
       frames = this.decoder.push(chunk);
     } catch (error) {
       const reason = error instanceof FrameError ? `${error.code}: ${error.message}` : String(error);
-      this.options.log("warn", `tcp://${this.address.host}:${this.address.port}: closing the connection: ${reason}`);
+      this.options.log("warn", `closing the connection: ${reason}`);
       this.destroy(reason);
       return;
     }
@@ -278,13 +278,13 @@ export class EngineConnection {
       decoded = decodeBody(frame);
     } catch (error) {
       const reason = `${ErrorCode.badFrame}: a ${frame.length}-byte frame is not msgpack (${(error as Error).message})`;
-      this.options.log("warn", `tcp://${this.address.host}:${this.address.port}: closing the connection: ${reason}`);
+      this.options.log("warn", `closing the connection: ${reason}`);
       this.destroy(reason);
       return;
     }
     const envelope = readEnvelope(decoded);
     if (!envelope.ok) {
-      this.options.log("warn", `tcp://${this.address.host}:${this.address.port}: ignoring a message: ${envelope.message}`);
+      this.options.log("warn", `ignoring a message: ${envelope.message}`);
       return;
     }
     this.handlers?.message(envelope.value);

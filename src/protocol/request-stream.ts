@@ -32,17 +32,19 @@ export class RequestStream implements AsyncIterable<EngineEvent> {
     return this.queue.length;
   }
 
-  push(event: EngineEvent): void {
-    if (this.done) return;
+  /** Hands an event to a waiting consumer, or queues it; true when it was queued. */
+  push(event: EngineEvent): boolean {
+    if (this.done) return false;
     if (event.type === "delta") this.tokensProduced += event.tokenIds.length;
     else this.done = true;
     if (this.waiting) {
       const resolve = this.waiting;
       this.waiting = null;
       resolve({ value: event, done: false });
-      return;
+      return false;
     }
     this.queue.push(event);
+    return true;
   }
 
   /** Ends the stream without another event; events already queued are still delivered. */
