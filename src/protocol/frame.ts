@@ -46,6 +46,7 @@ export class FrameDecoder {
    */
   push(chunk: Buffer): Buffer[] {
     if (this.failed) throw this.failed;
+    if (this.buffered === 0) return this.pushFresh(chunk);
     if (chunk.length > 0) {
       this.chunks.push(chunk);
       this.buffered += chunk.length;
@@ -53,18 +54,37 @@ export class FrameDecoder {
     const frames: Buffer[] = [];
     while (this.buffered >= FRAME_HEADER_BYTES) {
       const length = this.peekLength();
-      if (length === 0) throw (this.failed = new FrameError("empty_frame", "received a frame of length 0"));
-      if (length > this.maxFrameBytes) {
-        throw (this.failed = new FrameError(
-          "frame_too_large",
-          `received a frame of ${length} bytes, over the limit of ${this.maxFrameBytes}`,
-        ));
-      }
+      this.check(length);
       if (this.buffered < FRAME_HEADER_BYTES + length) break;
-      this.skip(FRAME_HEADER_BYTES);
+      this.take(FRAME_HEADER_BYTES);
       frames.push(this.take(length));
     }
     return frames;
+  }
+
+  /** The common case, nothing left over from before: frames are sliced out of the chunk by offset. */
+  private pushFresh(chunk: Buffer): Buffer[] {
+    const frames: Buffer[] = [];
+    let at = 0;
+    while (chunk.length - at >= FRAME_HEADER_BYTES) {
+      const length = chunk.readUInt32BE(at);
+      this.check(length);
+      if (chunk.length - at - FRAME_HEADER_BYTES < length) break;
+      frames.push(chunk.subarray(at + FRAME_HEADER_BYTES, at + FRAME_HEADER_BYTES + length));
+      at += FRAME_HEADER_BYTES + length;
+    }
+    if (at < chunk.length) {
+      this.chunks.push(at === 0 ? chunk : chunk.subarray(at));
+      this.buffered = chunk.length - at;
+    }
+    return frames;
+  }
+
+  private check(length: number): void {
+    if (length === 0) throw (this.failed = new FrameError("empty_frame", "received a frame of length 0"));
+    if (length > this.maxFrameBytes) {
+      throw (this.failed = new FrameError("frame_too_large", `received a frame of ${length} bytes, over the limit of ${this.maxFrameBytes}`));
+    }
   }
 
   private peekLength(): number {
@@ -77,10 +97,6 @@ export class FrameDecoder {
       if (filled === FRAME_HEADER_BYTES) break;
     }
     return header.readUInt32BE(0);
-  }
-
-  private skip(n: number): void {
-    this.take(n);
   }
 
   private take(n: number): Buffer {

@@ -202,9 +202,10 @@ export class EngineCore {
     }
     const s = request.sampling ?? {};
     const room = o.maxModelLen - prompt.length;
+    const tokens = Array.from(prompt);
     const sequence = new Sequence(
       id,
-      Array.from(prompt),
+      tokens,
       {
         maxTokens: Math.min(s.maxTokens ?? room, room),
         minTokens: s.minTokens ?? 0,
@@ -217,7 +218,7 @@ export class EngineCore {
       request.loraName ?? null,
       request.cacheSalt ?? null,
       o.seed,
-      requestSeed(o.seed, s.seed, Array.from(prompt)),
+      requestSeed(o.seed, s.seed, tokens),
       request.overlapBlocks ?? null,
       request.requestId ?? null,
     );

@@ -164,7 +164,14 @@ export class EngineConnectionHandler {
         this.refuse(ErrorCode.badFrame, `a ${frame.length}-byte frame is not msgpack: ${(error as Error).message}`);
         return;
       }
-      this.handle(decoded);
+      try {
+        this.handle(decoded);
+      } catch (error) {
+        // A fault of the engine's own must not take the process or the other requests down.
+        this.engine.log("error", `connection ${this.name}: handling a message failed: ${(error as Error).stack ?? String(error)}`);
+        const id = readEnvelope(decoded);
+        this.sendError(id.ok ? id.value.id : id.id, ErrorCode.engineError, `the engine failed to handle the message: ${(error as Error).message}`);
+      }
     }
   }
 

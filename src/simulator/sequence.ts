@@ -34,7 +34,8 @@ export class Sequence {
 
   constructor(
     readonly id: number,
-    prompt: readonly number[],
+    /** Taken over (output tokens are appended to it), not copied. */
+    prompt: number[],
     readonly limits: SequenceLimits,
     readonly blockSize: number,
     readonly loraName: string | null,
@@ -45,7 +46,7 @@ export class Sequence {
     readonly overlapBlocks: number | null,
     readonly routerRequestId: string | null,
   ) {
-    this.tokens = Array.from(prompt);
+    this.tokens = prompt;
     this.promptLen = prompt.length;
     this.root = rootDigest(simSeed, loraName, cacheSalt);
     this.rng = new Rng(rngSeed);

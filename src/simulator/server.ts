@@ -6,6 +6,7 @@ import { DEFAULT_MAX_FRAME_BYTES } from "../protocol/frame.js";
 import { stderrLog, type LogFn } from "../protocol/log.js";
 import type { GenerateCommand } from "../protocol/parse.js";
 import { PROTOCOL_VERSION, type EngineInfo, type KvEventsLayout } from "../protocol/types.js";
+import { ErrorCode } from "../protocol/wire.js";
 import { EngineCore, SimRequestError, type CoreOutput, type EngineCoreMetrics, type EngineCoreOptions } from "./core.js";
 import { EngineConnectionHandler, type ConnectionCounters } from "./engine-connection.js";
 import type { SimKvEvent } from "./kv-events.js";
@@ -206,7 +207,8 @@ class Simulator implements SimulatorHandle {
       this.core.add({ ...command.request, id: coreId });
     } catch (error) {
       if (error instanceof SimRequestError) return { code: error.code, message: error.message };
-      throw error;
+      this.log("error", `request ${command.id} failed to start: ${(error as Error).stack ?? String(error)}`);
+      return { code: ErrorCode.engineError, message: `the simulator failed to start the request: ${(error as Error).message}` };
     }
     connection.requests.set(command.id, coreId);
     this.routes.set(coreId, { connection, wireId: command.id });
