@@ -163,12 +163,13 @@ export class EngineCore {
     blocksRemoved: 0,
   };
 
-  constructor(
-    options: EngineCoreOptions = {},
-    private readonly sink: KvEventSink | undefined = options.kvEventSink,
-    private readonly log: LogFn | undefined = options.log,
-  ) {
+  private readonly sink: KvEventSink | undefined;
+  private readonly log: LogFn | undefined;
+
+  constructor(options: EngineCoreOptions = {}) {
     this.options = resolveOptions(options);
+    this.sink = options.kvEventSink;
+    this.log = options.log;
     this.pool = new BlockPool(this.options.numBlocks, this.options.blockSize, (event) => {
       if (event.type === "BlockRemoved") this.counters.blocksRemoved += event.blockHashes.length;
       this.pendingEvents.push(event);

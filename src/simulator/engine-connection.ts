@@ -83,6 +83,11 @@ export class EngineConnectionHandler {
 
   /** Closes the connection and cancels its requests; `reason` is logged. */
   close(reason: string): void {
+    this.shutDown(reason, false);
+  }
+
+  /** With `flush`, bytes already written (a refusal) still go out before the socket closes. */
+  private shutDown(reason: string, flush: boolean): void {
     if (this.closed) return;
     this.closed = true;
     if (this.idleTimer) clearInterval(this.idleTimer);
@@ -90,7 +95,8 @@ export class EngineConnectionHandler {
     this.requests.clear();
     this.pending.clear();
     this.engine.log("debug", `connection ${this.name} closed: ${reason}`);
-    this.socket.destroy();
+    if (flush) this.socket.end(() => this.socket.destroy());
+    else this.socket.destroy();
     this.onClosed(this);
   }
 
@@ -133,12 +139,7 @@ export class EngineConnectionHandler {
   private refuse(code: string, message: string): void {
     this.engine.log("warn", `connection ${this.name}: ${code}: ${message}; closing it`);
     this.sendError(null, code, message);
-    this.closed = true;
-    if (this.idleTimer) clearInterval(this.idleTimer);
-    for (const coreId of this.requests.values()) this.engine.cancel(coreId);
-    this.requests.clear();
-    this.socket.end(() => this.socket.destroy());
-    this.onClosed(this);
+    this.shutDown(`${code}: ${message}`, true);
   }
 
   private receive(chunk: Buffer): void {

@@ -95,11 +95,7 @@ class Simulator implements SimulatorHandle {
     this.log = options.log ?? stderrLog("kvroute sim");
     const speedup = options.speedup ?? 0;
     if (!(Number.isFinite(speedup) && speedup >= 0)) throw new RangeError(`speedup must be 0 or a positive number, not ${speedup}`);
-    this.core = new EngineCore(
-      options,
-      (events) => this.onKvEvents(events),
-      this.log,
-    );
+    this.core = new EngineCore({ ...options, kvEventSink: (events) => this.onKvEvents(events), log: this.log });
   }
 
   async start(): Promise<void> {
