@@ -245,9 +245,9 @@ export class EngineConnection {
   }
 
   private beat(): void {
-    if (this.readPaused) return;
+    // While reading is paused nothing can arrive, so silence proves nothing; the engine still hears from us.
     const silent = Date.now() - this.lastReceived;
-    if (silent > this.options.heartbeatTimeoutMs) {
+    if (!this.readPaused && silent > this.options.heartbeatTimeoutMs) {
       this.options.log("warn", `nothing received for ${silent} ms, dropping the connection`);
       this.destroy(`heartbeat timeout: nothing received for ${silent} ms`);
       return;

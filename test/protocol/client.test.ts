@@ -133,6 +133,22 @@ describe("EngineClient", () => {
     expect((await fast).at(-1)).toMatchObject({ type: "finish", usage: { completionTokens: 50 } });
   });
 
+  it("keeps a connection whose reading is paused for a stalled consumer alive on both sides", async () => {
+    const s = await sim();
+    const c = client(s.url, { maxBufferedEvents: 2, heartbeatIntervalMs: 20, heartbeatTimeoutMs: 100 });
+    await c.connect();
+    const events: EngineEvent[] = [];
+    for await (const event of c.generate({ promptTokenIds: prompt(30), sampling: { maxTokens: 100 } })) {
+      events.push(event);
+      // Stalls far past both the client's timeout and the engine's (three heartbeat intervals).
+      if (events.length === 1) await new Promise((resolve) => setTimeout(resolve, 400));
+    }
+    expect(events.at(-1)).toMatchObject({ type: "finish", usage: { completionTokens: 100 } });
+    // The engine would have closed a connection silent for three heartbeat intervals.
+    expect(s.metrics().connections).toBe(1);
+    expect((await collect(c.generate({ promptTokenIds: prompt(30, 1), sampling: { maxTokens: 1 } }))).at(-1)?.type).toBe("finish");
+  });
+
   it("fails a request too large for the engine's frame limit without sending it", async () => {
     const s = await sim({ maxFrameBytes: 1024 });
     const c = client(s.url);
