@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { decodeBody, encodeFrame, FrameDecoder, FrameError, frameBody, parseEngineUrl, resolveWildcardHost } from "../../src/index.js";
+import { decodeBody, encodeFrame, FrameDecoder, FrameError, frameBody, parseEngineUrl, resolveWildcardHost } from "../../src/protocol/index.js";
 
 describe("framing", () => {
   it("cuts frames out of a stream however it is chunked", () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parseDelta, parseFinish, parseGenerate, parseHello, parseWelcome, readEnvelope } from "../../src/index.js";
+import { parseDelta, parseFinish, parseGenerate, parseHello, parseWelcome, readEnvelope } from "../../src/protocol/index.js";
 
 describe("message checks", () => {
   it("needs a map with a string type", () => {
