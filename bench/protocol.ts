@@ -4,6 +4,7 @@ import { createServer, connect, type Server, type Socket } from "node:net";
 import { Packr, Unpackr } from "msgpackr";
 import { Bench } from "tinybench";
 import { decodeBody, encodeFrame, EngineClient, FrameDecoder, startSimulator, type EngineEvent, type WireMessage } from "../src/index.js";
+import { frameBody } from "../src/protocol/index.js";
 import { fixed, machineLine, msPerOp, printTable, ratio } from "./lib/report.js";
 
 const TIME_MS = Number(process.env.BENCH_TIME_MS ?? 1000);
@@ -36,13 +37,7 @@ function msgpackRecords(): Codec {
   const unpackr = new Unpackr({ useRecords: true, sequential: true, mapsAsObjects: true });
   const frames = new FrameDecoder();
   return {
-    encode: (m) => {
-      const body = packr.pack(m);
-      const out = Buffer.allocUnsafe(4 + body.length);
-      out.writeUInt32BE(body.length, 0);
-      out.set(body, 4);
-      return out;
-    },
+    encode: (m) => frameBody(packr.pack(m)),
     decode: (chunk) => frames.push(chunk).map((f) => unpackr.unpack(f) as object),
   };
 }
