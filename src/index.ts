@@ -2,3 +2,59 @@
 export * from "./hashing/index.js";
 export * from "./trace/index.js";
 export * from "./replay/index.js";
+// Engine protocol (the rest of it, wire types and parsers included, is in ./protocol/index.js).
+export {
+  decodeBody,
+  DEFAULT_MAX_FRAME_BYTES,
+  encodeFrame,
+  EngineClient,
+  EngineConnectError,
+  FrameDecoder,
+  FrameError,
+  parseEngineUrl,
+  PROTOCOL_VERSION,
+  resolveWildcardHost,
+} from "./protocol/index.js";
+export type {
+  ConnectErrorCode,
+  DeltaEvent,
+  EngineClientEvents,
+  EngineClientOptions,
+  EngineDisconnect,
+  EngineEvent,
+  EngineInfo,
+  ErrorEvent,
+  FinishEvent,
+  GenerateOptions,
+  GenerateRequest,
+  KvEventsInfo,
+  KvEventsLayout,
+  LogFn,
+  LogLevel,
+  ReconnectOptions,
+  SamplingOptions,
+  TokenLogprobs,
+  Usage,
+  WireMessage,
+} from "./protocol/index.js";
+// Simulated vLLM engine (its inner pieces are in ./simulator/index.js).
+export { DEFAULT_TIMING, encodeKvEventBatch, EngineCore, EOS_TOKEN_ID, SimRequestError, SIMULATOR_VERSION, startSimulator } from "./simulator/index.js";
+export type {
+  CoreFinish,
+  CoreOutput,
+  CoreRequest,
+  EngineCoreMetrics,
+  EngineCoreOptions,
+  KvEventSink,
+  ReplayFormat,
+  SimAllBlocksCleared,
+  SimBlockRemoved,
+  SimBlockStored,
+  SimKvEvent,
+  SimulatorHandle,
+  SimulatorMetrics,
+  SimulatorOptions,
+  StepResult,
+  StepWork,
+  TimingModel,
+} from "./simulator/index.js";

@@ -6,6 +6,7 @@ const USAGE = `usage: kvroute <command> [options]
 commands:
   serve     run the router (OpenAI-compatible HTTP API)
   replay    replay a recorded trace against an OpenAI-compatible endpoint
+  sim       run a simulated vLLM engine (engine protocol + vLLM KV events)
 
 Run \`kvroute <command> --help\` for a command's options.`;
 
@@ -19,6 +20,8 @@ async function main(argv: string[]): Promise<number> {
     case "replay":
       // Loaded on demand: the HTTP client and histograms are not needed by the other commands.
       return (await import("./replay.js")).replayCommand(rest);
+    case "sim":
+      return (await import("./sim.js")).runSim(rest);
     case undefined:
     case "help":
     case "--help":
