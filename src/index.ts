@@ -1,4 +1,101 @@
 // kvroute's library entry: the parts a program embedding the router, or a tool built on it, can use.
 export * from "./hashing/index.js";
-export * from "./prefix-index/index.js";
-export * from "./kv-events/index.js";
+export * from "./trace/index.js";
+export * from "./replay/index.js";
+// Engine protocol (the rest of it, wire types and parsers included, is in ./protocol/index.js).
+export {
+  decodeBody,
+  DEFAULT_MAX_FRAME_BYTES,
+  encodeFrame,
+  EngineClient,
+  EngineConnectError,
+  FrameDecoder,
+  FrameError,
+  parseEngineUrl,
+  PROTOCOL_VERSION,
+  resolveWildcardHost,
+} from "./protocol/index.js";
+export type {
+  ConnectErrorCode,
+  DeltaEvent,
+  EngineClientEvents,
+  EngineClientOptions,
+  EngineDisconnect,
+  EngineEvent,
+  EngineInfo,
+  ErrorEvent,
+  FinishEvent,
+  GenerateOptions,
+  GenerateRequest,
+  KvEventsInfo,
+  KvEventsLayout,
+  LogFn,
+  LogLevel,
+  ReconnectOptions,
+  SamplingOptions,
+  TokenLogprobs,
+  Usage,
+  WireMessage,
+} from "./protocol/index.js";
+// Simulated vLLM engine (its inner pieces are in ./simulator/index.js).
+export { DEFAULT_TIMING, encodeKvEventBatch, EngineCore, EOS_TOKEN_ID, SimRequestError, SIMULATOR_VERSION, startSimulator } from "./simulator/index.js";
+export type {
+  CoreFinish,
+  CoreOutput,
+  CoreRequest,
+  EngineCoreMetrics,
+  EngineCoreOptions,
+  KvEventSink,
+  ReplayFormat,
+  SimAllBlocksCleared,
+  SimBlockRemoved,
+  SimBlockStored,
+  SimKvEvent,
+  SimulatorHandle,
+  SimulatorMetrics,
+  SimulatorOptions,
+  StepResult,
+  StepWork,
+  TimingModel,
+} from "./simulator/index.js";
+// Shared-memory prefix index (its layout and reader/writer halves are in ./prefix-index/).
+export { PrefixIndex } from "./prefix-index/index.js";
+export type { PrefixIndexOptions, PrefixIndexShared, PrefixIndexStats } from "./prefix-index/index.js";
+// vLLM KV-event ingestion (the rest of it is in ./kv-events/index.js).
+export {
+  decodeKvEventBatch,
+  KvEventApplier,
+  KvEventDecodeError,
+  KvEventIngest,
+  KvEventWriter,
+  MEDIA,
+  normalizeBatch,
+  rankEndpoint,
+  RankStream,
+} from "./kv-events/index.js";
+export type {
+  AllBlocksClearedEvent,
+  ApplierCounters,
+  ApplierOptions,
+  Batch,
+  BlockHashKind,
+  BlockRemovedEvent,
+  BlockStoredEvent,
+  ConnectionState,
+  DropReason,
+  EngineIngestStats,
+  EngineModel,
+  IngestOptions,
+  KvEngineConfig,
+  KvEvent,
+  KvEventBatch,
+  KvEventStats,
+  KvEventWriterOptions,
+  KvEventWriterStats,
+  Medium,
+  RankIngestStats,
+  RankStats,
+  RankStreamHooks,
+  RankStreamStats,
+  UnknownKvEvent,
+} from "./kv-events/index.js";

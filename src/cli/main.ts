@@ -1,11 +1,12 @@
 #!/usr/bin/env node
 // kvroute command line: `kvroute <command> [options]`.
-import { kvEventsCommand } from "../kv-events/cli.js";
 
 const USAGE = `usage: kvroute <command> [options]
 
 commands:
   serve       run the router (OpenAI-compatible HTTP API)
+  replay      replay a recorded trace against an OpenAI-compatible endpoint
+  sim         run a simulated vLLM engine (engine protocol + vLLM KV events)
   kv-events   subscribe to an engine's vLLM KV events and print what arrives
 
 Run \`kvroute <command> --help\` for a command's options.`;
@@ -17,8 +18,13 @@ async function main(argv: string[]): Promise<number> {
       void rest;
       console.error("kvroute serve: no engines configured, and the HTTP frontend is not built yet; nothing to serve.");
       return 0;
+    case "replay":
+      // Loaded on demand: the HTTP client and histograms are not needed by the other commands.
+      return (await import("./replay.js")).replayCommand(rest);
+    case "sim":
+      return (await import("./sim.js")).runSim(rest);
     case "kv-events":
-      return kvEventsCommand(rest);
+      return (await import("../kv-events/cli.js")).kvEventsCommand(rest);
     case undefined:
     case "help":
     case "--help":

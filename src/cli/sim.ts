@@ -1,0 +1,174 @@
+// `kvroute sim`: runs the simulated vLLM engine as its own process.
+import { parseArgs } from "node:util";
+import type { LogFn } from "../protocol/log.js";
+import { startSimulator, type SimulatorOptions } from "../simulator/server.js";
+import { DEFAULT_TIMING } from "../simulator/timing.js";
+
+export const SIM_USAGE = `usage: kvroute sim [options]
+
+A simulated vLLM engine: speaks the engine protocol on TCP and publishes vLLM's KV events on ZMQ.
+Prints one JSON line on stdout once it listens: {"url", "kv_events", "replay", ...}.
+
+listening:
+  --host HOST                    address to listen on (default 127.0.0.1)
+  --port PORT                    engine-protocol TCP port (default 0: any free port)
+  --model NAME                   served model name (default Qwen/Qwen3-0.6B)
+  --engine-id ID                 name in the handshake (default kvroute-sim@HOST:PORT)
+
+KV events:
+  --kv-events ENDPOINT           ZMQ PUB endpoint to bind (default tcp://127.0.0.1:*; "none": off)
+  --replay ENDPOINT              ZMQ ROUTER replay endpoint (default tcp://127.0.0.1:*; "none": off)
+  --topic TOPIC                  ZMQ topic (default "")
+  --layout array|map             payload layout (default array: events as arrays with medium, lora_name)
+  --replay-format topic|legacy   replay replies with the topic frame (newer vLLM, default) or without
+
+engine:
+  --blocks N                     KV-cache capacity in blocks (default 8192)
+  --block-size N                 tokens per block (default 16)
+  --max-num-seqs N               most sequences running at once (default 256)
+  --max-num-batched-tokens N     most tokens computed per step, chunking long prefills (default 8192)
+  --max-model-len N              context length (default 32768)
+  --seed N                       seeds output tokens and block hashes (default 0)
+  --eos-probability P            chance per token of stopping at EOS, unless ignore_eos (default 0)
+
+timing (milliseconds of modelled time):
+  --step-overhead-ms X           per step that does work (default ${DEFAULT_TIMING.stepOverheadMs})
+  --prefill-ms-per-token X       per prompt token computed (default ${DEFAULT_TIMING.prefillMsPerToken})
+  --decode-ms-per-seq X          per sequence decoding a token (default ${DEFAULT_TIMING.decodeMsPerSeq})
+  --ms-per-kv-block X            per KV block held by the step's sequences (default ${DEFAULT_TIMING.msPerKvBlock})
+  --speedup X                    modelled time runs X times faster than real time; 0: as fast as it can (default 0)
+
+  --log-requests                 log each finished request: cached tokens beside the router's overlap_blocks
+  -h, --help                     this help`;
+
+function num(name: string, value: string | undefined, integer: boolean): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (value.trim() === "" || !Number.isFinite(n) || (integer && !Number.isInteger(n))) {
+    throw new RangeError(`--${name} must be ${integer ? "an integer" : "a number"}, not ${JSON.stringify(value)}`);
+  }
+  return n;
+}
+
+function endpoint(value: string | undefined): string | null | undefined {
+  if (value === undefined) return undefined;
+  return value === "none" ? null : value;
+}
+
+/** Parses `kvroute sim` arguments; throws with a message naming the bad option. */
+export function parseSimArgs(argv: string[]): SimulatorOptions | "help" {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      host: { type: "string" },
+      port: { type: "string" },
+      model: { type: "string" },
+      "engine-id": { type: "string" },
+      "kv-events": { type: "string" },
+      replay: { type: "string" },
+      topic: { type: "string" },
+      layout: { type: "string" },
+      "replay-format": { type: "string" },
+      blocks: { type: "string" },
+      "block-size": { type: "string" },
+      "max-num-seqs": { type: "string" },
+      "max-num-batched-tokens": { type: "string" },
+      "max-model-len": { type: "string" },
+      seed: { type: "string" },
+      "eos-probability": { type: "string" },
+      "step-overhead-ms": { type: "string" },
+      "prefill-ms-per-token": { type: "string" },
+      "decode-ms-per-seq": { type: "string" },
+      "ms-per-kv-block": { type: "string" },
+      speedup: { type: "string" },
+      "log-requests": { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) return "help";
+  const layout = values.layout;
+  if (layout !== undefined && layout !== "array" && layout !== "map") throw new RangeError(`--layout must be array or map, not ${JSON.stringify(layout)}`);
+  const replayFormat = values["replay-format"];
+  if (replayFormat !== undefined && replayFormat !== "topic" && replayFormat !== "legacy") {
+    throw new RangeError(`--replay-format must be topic or legacy, not ${JSON.stringify(replayFormat)}`);
+  }
+  const timing: NonNullable<SimulatorOptions["timing"]> = {};
+  const overhead = num("step-overhead-ms", values["step-overhead-ms"], false);
+  if (overhead !== undefined) timing.stepOverheadMs = overhead;
+  const prefill = num("prefill-ms-per-token", values["prefill-ms-per-token"], false);
+  if (prefill !== undefined) timing.prefillMsPerToken = prefill;
+  const decode = num("decode-ms-per-seq", values["decode-ms-per-seq"], false);
+  if (decode !== undefined) timing.decodeMsPerSeq = decode;
+  const kv = num("ms-per-kv-block", values["ms-per-kv-block"], false);
+  if (kv !== undefined) timing.msPerKvBlock = kv;
+  const options: SimulatorOptions = {
+    host: values.host,
+    port: num("port", values.port, true),
+    model: values.model,
+    engineId: values["engine-id"],
+    kvEventsEndpoint: endpoint(values["kv-events"]),
+    replayEndpoint: endpoint(values.replay),
+    kvEventsTopic: values.topic,
+    kvEventsLayout: layout,
+    replayFormat,
+    numBlocks: num("blocks", values.blocks, true),
+    blockSize: num("block-size", values["block-size"], true),
+    maxNumSeqs: num("max-num-seqs", values["max-num-seqs"], true),
+    maxNumBatchedTokens: num("max-num-batched-tokens", values["max-num-batched-tokens"], true),
+    maxModelLen: num("max-model-len", values["max-model-len"], true),
+    seed: num("seed", values.seed, true),
+    eosProbability: num("eos-probability", values["eos-probability"], false),
+    speedup: num("speedup", values.speedup, false),
+    timing,
+  };
+  if (values["log-requests"]) {
+    const log: LogFn = (level, message) => {
+      if (level !== "debug") console.error(`kvroute sim: ${message}`);
+    };
+    options.log = log;
+  }
+  return options;
+}
+
+export async function runSim(argv: string[]): Promise<number> {
+  let options: SimulatorOptions | "help";
+  try {
+    options = parseSimArgs(argv);
+  } catch (error) {
+    console.error(`kvroute sim: ${(error as Error).message}\n\n${SIM_USAGE}`);
+    return 2;
+  }
+  if (options === "help") {
+    console.log(SIM_USAGE);
+    return 0;
+  }
+  let sim;
+  try {
+    sim = await startSimulator(options);
+  } catch (error) {
+    console.error(`kvroute sim: ${(error as Error).message}`);
+    return 1;
+  }
+  const { info } = sim;
+  console.log(
+    JSON.stringify({
+      url: sim.url,
+      kv_events: sim.kvEventsEndpoint,
+      replay: sim.replayEndpoint,
+      model: info.model,
+      block_size: info.blockSize,
+      num_blocks: info.numBlocks,
+      max_model_len: info.maxModelLen,
+      pid: process.pid,
+    }),
+  );
+  await new Promise<void>((resolve) => {
+    const stop = (): void => resolve();
+    process.once("SIGINT", stop);
+    process.once("SIGTERM", stop);
+  });
+  await sim.close();
+  return 0;
+}

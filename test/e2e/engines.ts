@@ -1,0 +1,115 @@
+// Starts the two real engines as child processes: the simulator through the CLI, and the Python vLLM
+// worker (on its fake AsyncLLM) through Debian's python3, which has python3-msgpack.
+import { spawn, type ChildProcess } from "node:child_process";
+import { connect, type Socket } from "node:net";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { decodeBody, encodeFrame, FrameDecoder, type WireMessage } from "../../src/index.js";
+import { distFile, packageRoot } from "../../src/util/package-root.js";
+
+export const PYTHON = "/usr/bin/python3";
+
+export interface RunningEngine {
+  url: string;
+  port: number;
+  child: ChildProcess;
+  /** Everything the process wrote to stderr so far. */
+  stderr(): string;
+  stop(signal?: NodeJS.Signals): Promise<void>;
+}
+
+async function start(command: string, args: string[], env: NodeJS.ProcessEnv): Promise<RunningEngine> {
+  const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  let stderr = "";
+  child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const lines = createInterface({ input: child.stdout! });
+  const ready = await new Promise<{ url: string }>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${command} did not start within 20 s: ${stderr}`)), 20_000);
+    lines.once("line", (line) => {
+      clearTimeout(timer);
+      resolve(JSON.parse(line) as { url: string });
+    });
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${command} exited (${code}) before listening: ${stderr}`));
+    });
+  });
+  lines.close();
+  const port = Number(/:(\d+)$/.exec(ready.url)![1]);
+  return {
+    url: `tcp://127.0.0.1:${port}`,
+    port,
+    child,
+    stderr: () => stderr,
+    async stop(signal: NodeJS.Signals = "SIGTERM") {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      await exited;
+    },
+  };
+}
+
+/** `kvroute sim`, slowed so a long stream can be interrupted: a decode step takes a few milliseconds. */
+export function startSimProcess(extra: string[] = []): Promise<RunningEngine> {
+  return start(process.execPath, [distFile("src/cli/main.js"), "sim", "--port", "0", "--speedup", "0.5", "--kv-events", "none", ...extra], {});
+}
+
+/** `python -m kvroute_vllm` on the fake AsyncLLM, with a few milliseconds per token. */
+export function startWorkerProcess(extra: string[] = []): Promise<RunningEngine> {
+  const python = join(packageRoot(), "python");
+  return start(
+    PYTHON,
+    ["-m", "kvroute_vllm", "--model", "fake/model", "--host", "127.0.0.1", "--port", "0", "--max-model-len", "32768", "--log-level", "WARNING", ...extra],
+    { PYTHONPATH: `${python}:${join(python, "tests", "fake_vllm")}`, FAKE_VLLM_TOKEN_DELAY_MS: "4" },
+  );
+}
+
+/** A raw protocol connection, to send what a well-behaved client never would. */
+export class RawConnection {
+  private readonly decoder = new FrameDecoder();
+  readonly frames: Array<Record<string, unknown>> = [];
+  readonly closed: Promise<void>;
+  private waiters: Array<() => void> = [];
+
+  private constructor(private readonly socket: Socket) {
+    socket.on("data", (chunk: Buffer) => {
+      for (const frame of this.decoder.push(chunk)) this.frames.push(decodeBody(frame) as Record<string, unknown>);
+      for (const wake of this.waiters.splice(0)) wake();
+    });
+    this.closed = new Promise((resolve) => socket.once("close", () => resolve()));
+    socket.on("error", () => undefined);
+  }
+
+  static open(port: number): Promise<RawConnection> {
+    return new Promise((resolve, reject) => {
+      const socket = connect({ host: "127.0.0.1", port }, () => resolve(new RawConnection(socket)));
+      socket.once("error", reject);
+    });
+  }
+
+  send(message: WireMessage | Record<string, unknown>): void {
+    this.socket.write(encodeFrame(message as WireMessage));
+  }
+
+  sendRaw(bytes: Uint8Array): void {
+    this.socket.write(bytes);
+  }
+
+  /** Waits (bounded) until a frame matching `test` has arrived. */
+  async waitFor(test: (frame: Record<string, unknown>) => boolean, timeoutMs = 5000): Promise<Record<string, unknown>> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const found = this.frames.find(test);
+      if (found) return found;
+      if (Date.now() > deadline) throw new Error(`no matching frame within ${timeoutMs} ms; got ${JSON.stringify(this.frames)}`);
+      await new Promise<void>((resolve) => {
+        this.waiters.push(resolve);
+        setTimeout(resolve, 50);
+      });
+    }
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
