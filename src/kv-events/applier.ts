@@ -128,6 +128,9 @@ export class KvEventApplier {
     for (let m = 0; m < MEDIA.length; m++) if ((mask >>> m) & 1) bytes |= 0xff << (8 * m);
     this.#countedBytes = bytes;
     this.#maxBlocks = options.maxBlocksPerRank ?? DEFAULT_MAX_BLOCKS;
+    if (!Number.isInteger(this.#maxBlocks) || this.#maxBlocks < 1) {
+      throw new RangeError(`maxBlocksPerRank must be a positive integer, got ${String(options.maxBlocksPerRank)}`);
+    }
   }
 
   addEngine(engine: number, config: EngineModel): void {

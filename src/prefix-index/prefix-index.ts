@@ -20,7 +20,7 @@ import { IndexWriter, WRITER_BYTES_PER_RECORD, WRITER_BYTES_PER_SET } from "./wr
 export type { PrefixIndexShared } from "./layout.js";
 
 export interface PrefixIndexOptions {
-  /** Entries the table holds: rounded up to a multiple of 16 (one set). Memory is fixed from here on. */
+  /** Entries the table holds. Memory is fixed from here on. */
   capacity: number;
   /** Engines are 0..maxEngines-1. Default 256, at most 4096; each 32 more cost 8 bytes per entry. */
   maxEngines?: number;
@@ -172,6 +172,8 @@ export class PrefixIndex {
   storeWords(engine: number, words: Uint32Array, n: number, parentWords: Uint32Array | null, parentAt = 0): void {
     const writer = this.#writable();
     this.#checkEngine(engine);
+    checkWords(words, n);
+    if (parentWords !== null) checkWords(parentWords.subarray(parentAt), 1);
     if (parentWords === null) writer.store(engine, words, LO, HI, n, true, 0, 0);
     else writer.store(engine, words, LO, HI, n, false, parentWords[parentAt + LO]!, parentWords[parentAt + HI]!);
   }
@@ -187,6 +189,7 @@ export class PrefixIndex {
   removeWords(engine: number, words: Uint32Array, n: number): number {
     const writer = this.#writable();
     this.#checkEngine(engine);
+    checkWords(words, n);
     return writer.remove(engine, words, LO, HI, n);
   }
 
@@ -237,5 +240,12 @@ export class PrefixIndex {
     if (!Number.isInteger(engine) || engine < 0 || engine >= this.maxEngines) {
       throw new RangeError(`engine must be an integer from 0 to ${this.maxEngines - 1}, got ${String(engine)}`);
     }
+  }
+}
+
+function checkWords(words: Uint32Array, n: number): void {
+  if (!(words instanceof Uint32Array)) throw new TypeError(`hash words must be a Uint32Array, got ${Object.prototype.toString.call(words)}`);
+  if (!Number.isInteger(n) || n < 0 || words.length < 2 * n) {
+    throw new RangeError(`${String(n)} hashes need ${2 * n} words, got a Uint32Array of ${words.length}`);
   }
 }

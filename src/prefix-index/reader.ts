@@ -3,7 +3,7 @@
 // A reader never waits for the writer. The writer changes shared words only with Atomics.store / or /
 // and, and a reader validates what it returns with Atomics.load, so those accesses fall into one
 // sequentially consistent order. An entry is read as a sequence lock would: meta, then key and engine
-// set, then meta again. If meta changed in between, or the slot was not occupied, the read counts the
+// set, then meta again. If meta changed in between, or the record was not occupied, the read counts the
 // block as absent rather than retrying: meta changes only when an entry is inserted or deleted, so absent
 // is a state the entry really passed through during the read. Engine bits of a stable entry change one
 // at a time by atomic OR/AND, so each engine a reader sees really held the block at some moment during

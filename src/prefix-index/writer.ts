@@ -23,7 +23,6 @@
 // its stale fingerprint and record index, and its record its stale key; readers ignore a record whose meta
 // no longer says OCCUPIED or whose key is another.
 
-
 import {
   H_EVICTIONS_HI,
   H_EVICTIONS_LO,

@@ -199,6 +199,7 @@ describe("bounds and lifecycle", () => {
     expect(() => applier.addEngine(5, { model: MODEL, blockSize: BS })).toThrow(/already added/);
     expect(() => applier.addEngine(8, { model: MODEL, blockSize: BS })).toThrow(/engine must be an integer from 0 to 7/);
     expect(() => new KvEventApplier(PrefixIndex.attach(index.shared), hasher)).toThrow(/writing PrefixIndex/);
+    expect(() => new KvEventApplier(index, hasher, { maxBlocksPerRank: 0 })).toThrow(/maxBlocksPerRank must be a positive integer, got 0/);
   });
 
   it("an engine hash reused for other tokens replaces the old block", () => {

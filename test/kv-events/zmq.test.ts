@@ -285,7 +285,7 @@ describe("KV events over ZMQ into the writer thread", () => {
     const { writer } = await startWriter();
     await expect(writer.addEngine({ id: 1, model: MODEL, blockSize: 16, endpoint: "localhost:5557" })).rejects.toThrow(/endpoint must be a ZMQ endpoint/);
     await expect(writer.addEngine({ id: 9, model: MODEL, blockSize: 16, endpoint: "tcp://127.0.0.1:1" })).rejects.toThrow(/engine must be an integer from 0 to 7/);
-    await expect(writer.addEngine({ id: 1, model: MODEL, blockSize: 16, endpoint: "ipc:///tmp/x", dataParallelSize: 2 })).rejects.toThrow(/need a tcp:\/\/host:port endpoint/);
+    await expect(writer.addEngine({ id: 1, model: MODEL, blockSize: 16, endpoint: "ipc://kv-events.sock", dataParallelSize: 2 })).rejects.toThrow(/need a tcp:\/\/host:port endpoint/);
     await expect(KvEventWriter.start({ capacity: 0 })).rejects.toThrow(/capacity must be/);
     expect((await writer.stats()).engines).toEqual([]);
   });

@@ -188,6 +188,8 @@ describe("API boundaries", () => {
     expect(() => index.store(-1, new BigUint64Array(1))).toThrow(RangeError);
     expect(() => index.store(0, [1n] as unknown as BigUint64Array)).toThrow(/hashes must be a BigUint64Array/);
     expect(() => index.overlaps(new BigUint64Array(1), new Uint32Array(2))).toThrow(/out must be a Uint32Array/);
+    expect(() => index.storeWords(0, new Uint32Array(3), 2, null)).toThrow(/2 hashes need 4 words, got a Uint32Array of 3/);
+    expect(() => index.removeWords(0, [1, 2] as unknown as Uint32Array, 1)).toThrow(/hash words must be a Uint32Array/);
     expect(() => PrefixIndex.attach({ buffer: new SharedArrayBuffer(8) })).toThrow(TypeError);
   });
 
