@@ -58,3 +58,44 @@ export type {
   StepWork,
   TimingModel,
 } from "./simulator/index.js";
+// Shared-memory prefix index (its layout and reader/writer halves are in ./prefix-index/).
+export { PrefixIndex } from "./prefix-index/index.js";
+export type { PrefixIndexOptions, PrefixIndexShared, PrefixIndexStats } from "./prefix-index/index.js";
+// vLLM KV-event ingestion (the rest of it is in ./kv-events/index.js).
+export {
+  decodeKvEventBatch,
+  KvEventApplier,
+  KvEventDecodeError,
+  KvEventIngest,
+  KvEventWriter,
+  MEDIA,
+  normalizeBatch,
+  rankEndpoint,
+  RankStream,
+} from "./kv-events/index.js";
+export type {
+  AllBlocksClearedEvent,
+  ApplierCounters,
+  ApplierOptions,
+  Batch,
+  BlockHashKind,
+  BlockRemovedEvent,
+  BlockStoredEvent,
+  ConnectionState,
+  DropReason,
+  EngineIngestStats,
+  EngineModel,
+  IngestOptions,
+  KvEngineConfig,
+  KvEvent,
+  KvEventBatch,
+  KvEventStats,
+  KvEventWriterOptions,
+  KvEventWriterStats,
+  Medium,
+  RankIngestStats,
+  RankStats,
+  RankStreamHooks,
+  RankStreamStats,
+  UnknownKvEvent,
+} from "./kv-events/index.js";

@@ -4,9 +4,10 @@
 const USAGE = `usage: kvroute <command> [options]
 
 commands:
-  serve     run the router (OpenAI-compatible HTTP API)
-  replay    replay a recorded trace against an OpenAI-compatible endpoint
-  sim       run a simulated vLLM engine (engine protocol + vLLM KV events)
+  serve       run the router (OpenAI-compatible HTTP API)
+  replay      replay a recorded trace against an OpenAI-compatible endpoint
+  sim         run a simulated vLLM engine (engine protocol + vLLM KV events)
+  kv-events   subscribe to an engine's vLLM KV events and print what arrives
 
 Run \`kvroute <command> --help\` for a command's options.`;
 
@@ -22,6 +23,8 @@ async function main(argv: string[]): Promise<number> {
       return (await import("./replay.js")).replayCommand(rest);
     case "sim":
       return (await import("./sim.js")).runSim(rest);
+    case "kv-events":
+      return (await import("../kv-events/cli.js")).kvEventsCommand(rest);
     case undefined:
     case "help":
     case "--help":

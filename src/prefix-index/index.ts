@@ -1,0 +1,1 @@
+export { PrefixIndex, type PrefixIndexOptions, type PrefixIndexShared, type PrefixIndexStats } from "./prefix-index.js";
