@@ -38,6 +38,7 @@ timing (milliseconds of modelled time):
   --ms-per-kv-block X            per KV block held by the step's sequences (default ${DEFAULT_TIMING.msPerKvBlock})
   --speedup X                    modelled time runs X times faster than real time; 0: as fast as it can (default 0)
 
+  --no-cached-tokens             answer cached_tokens nil, like an engine that cannot count them
   --log-requests                 log each finished request: cached tokens beside the router's overlap_blocks
   -h, --help                     this help`;
 
@@ -83,6 +84,7 @@ export function parseSimArgs(argv: string[]): SimulatorOptions | "help" {
       "decode-ms-per-seq": { type: "string" },
       "ms-per-kv-block": { type: "string" },
       speedup: { type: "string" },
+      "no-cached-tokens": { type: "boolean" },
       "log-requests": { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
@@ -121,6 +123,7 @@ export function parseSimArgs(argv: string[]): SimulatorOptions | "help" {
     seed: num("seed", values.seed, true),
     eosProbability: num("eos-probability", values["eos-probability"], false),
     speedup: num("speedup", values.speedup, false),
+    reportCachedTokens: !values["no-cached-tokens"],
     timing,
   };
   if (values["log-requests"]) {

@@ -24,6 +24,8 @@ export interface EngineSide {
   info: EngineInfo;
   log: LogFn;
   counters: ConnectionCounters;
+  /** False to answer cached_tokens nil, like an engine that cannot count them. */
+  reportCachedTokens: boolean;
   /** Starts a request; returns an error to send back instead, or null. */
   submit(connection: EngineConnectionHandler, command: GenerateCommand): { code: string; message: string } | null;
   /** Stops a request the router aborted or abandoned. */
@@ -115,7 +117,7 @@ export class EngineConnectionHandler {
             id,
             finish_reason: finishReason,
             stop_reason: stopReason,
-            usage: { prompt_tokens: usage.promptTokens, completion_tokens: usage.completionTokens, cached_tokens: usage.cachedTokens },
+            usage: { prompt_tokens: usage.promptTokens, completion_tokens: usage.completionTokens, cached_tokens: this.engine.reportCachedTokens ? usage.cachedTokens : null },
           }),
         );
       }

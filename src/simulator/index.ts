@@ -14,3 +14,5 @@ export type { SimulatorHandle, SimulatorMetrics, SimulatorOptions } from "./serv
 export { DEFAULT_TIMING, stepDurationMs } from "./timing.js";
 export type { StepWork, TimingModel } from "./timing.js";
 export { WORDS } from "./words.js";
+export { startSimulatorThread } from "./thread-host.js";
+export type { SimulatedEngineAddress, SimulatorThread, SimulatorThreadOptions } from "./thread-host.js";

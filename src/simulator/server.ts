@@ -37,6 +37,8 @@ export interface SimulatorOptions extends Omit<EngineCoreOptions, "kvEventSink">
   replayBufferSteps?: number;
   /** Modelled time runs this many times faster than the wall clock; 0 (default): as fast as it can. */
   speedup?: number;
+  /** False: answer cached_tokens nil in every finish, as an engine that cannot count them (default true). */
+  reportCachedTokens?: boolean;
   maxFrameBytes?: number;
   /** Extra sink for the structured KV events (e.g. to check them in tests). */
   kvEventSink?: (events: readonly SimKvEvent[]) => void;
@@ -189,6 +191,7 @@ class Simulator implements SimulatorHandle {
         info: this.info,
         log: this.log,
         counters: this.counters,
+        reportCachedTokens: this.options.reportCachedTokens ?? true,
         submit: (conn, command) => this.submit(conn, command),
         cancel: (coreId) => this.cancel(coreId),
       },

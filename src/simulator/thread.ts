@@ -1,0 +1,30 @@
+// Worker-thread entry that runs simulated engines off the router's event loop (used by `kvroute serve`
+// when no engines are given). Each engine still speaks real TCP and publishes on real ZMQ sockets.
+import { parentPort, workerData } from "node:worker_threads";
+import { startSimulator, type SimulatorHandle } from "./server.js";
+import type { SimulatorThreadData, SimulatorThreadMessage } from "./thread-host.js";
+
+const { count, options } = workerData as SimulatorThreadData;
+const port = parentPort!;
+
+const engines: SimulatorHandle[] = [];
+try {
+  for (let i = 0; i < count; i++) {
+    engines.push(await startSimulator({ ...options, engineId: `sim-${i}`, seed: (options.seed ?? 0) + i }));
+  }
+  const ready: SimulatorThreadMessage = {
+    type: "ready",
+    engines: engines.map((e) => ({ url: e.url, kvEventsEndpoint: e.kvEventsEndpoint, replayEndpoint: e.replayEndpoint })),
+  };
+  port.postMessage(ready);
+} catch (err) {
+  await Promise.all(engines.map((e) => e.close()));
+  const failed: SimulatorThreadMessage = { type: "error", message: (err as Error).message };
+  port.postMessage(failed);
+  port.close();
+}
+
+port.on("message", (message: "close") => {
+  if (message !== "close") return;
+  void Promise.all(engines.map((e) => e.close())).then(() => port.close());
+});
