@@ -1,0 +1,88 @@
+import { ActiveLoad, type Booking } from "./active-load.js";
+import { pickByCost, pickLeastLoaded, score, type PolicyName, type Scored } from "./policy.js";
+
+export interface SchedulerOptions {
+  policy?: PolicyName;
+  overlapWeight?: number;
+  temperature?: number;
+  /** Injected for reproducible simulations; Math.random otherwise. */
+  random?: () => number;
+}
+
+export interface Decision {
+  engine: number;
+  overlapBlocks: number;
+  /** Every engine considered, with its cost, in engine order. */
+  scored: Scored[];
+}
+
+/**
+ * Picks an engine per prompt and keeps the books on what each engine is doing. Engines are the small
+ * integers the prefix index uses; only available ones are considered.
+ */
+export class Scheduler {
+  readonly policy: PolicyName;
+  readonly overlapWeight: number;
+  readonly temperature: number;
+  readonly active = new ActiveLoad();
+  /** Available engines, ascending: kept sorted on change rather than on every decision. */
+  #available: number[] = [];
+  readonly #random: () => number;
+  #nextRoundRobin = 0;
+
+  constructor(options: SchedulerOptions = {}) {
+    this.policy = options.policy ?? "kv";
+    this.overlapWeight = options.overlapWeight ?? 1;
+    this.temperature = options.temperature ?? 0;
+    this.#random = options.random ?? Math.random;
+    if (!(this.overlapWeight >= 0)) throw new RangeError(`overlap weight must be >= 0, got ${this.overlapWeight}`);
+    if (!(this.temperature >= 0)) throw new RangeError(`temperature must be >= 0, got ${this.temperature}`);
+  }
+
+  setAvailable(engine: number, available: boolean): void {
+    const others = this.#available.filter((e) => e !== engine);
+    this.#available = available ? [...others, engine].sort((a, b) => a - b) : others;
+  }
+
+  isAvailable(engine: number): boolean {
+    return this.#available.includes(engine);
+  }
+
+  get availableEngines(): readonly number[] {
+    return this.#available;
+  }
+
+  /**
+   * Chooses an engine for a prompt of `promptBlocks` full blocks, given each engine's overlap (indexed by
+   * engine). Returns null when no engine is available (minus `exclude`).
+   */
+  decide(promptBlocks: number, overlaps: ArrayLike<number>, exclude?: ReadonlySet<number>): Decision | null {
+    const engines = exclude && exclude.size > 0 ? this.#available.filter((e) => !exclude.has(e)) : this.#available;
+    if (engines.length === 0) return null;
+    const scored = score(
+      engines.map((engine) => ({ engine, overlapBlocks: Math.min(overlaps[engine] ?? 0, promptBlocks), load: this.active.snapshot(engine) })),
+      promptBlocks,
+      this.overlapWeight,
+    );
+    const chosen = scored[this.#pick(scored)]!;
+    return { engine: chosen.engine, overlapBlocks: chosen.overlapBlocks, scored };
+  }
+
+  /** Books a dispatched request on its engine; the booking must be released when the request ends. */
+  book(decision: Decision, promptTokens: number, promptBlocks: number, blockSize: number): Booking {
+    return this.active.book(decision.engine, promptTokens, promptBlocks - decision.overlapBlocks, blockSize);
+  }
+
+  #pick(scored: Scored[]): number {
+    switch (this.policy) {
+      case "kv":
+        return pickByCost(scored, this.temperature, this.#random);
+      case "least-loaded":
+        return pickLeastLoaded(scored, this.#random);
+      case "random":
+        return Math.floor(this.#random() * scored.length);
+      case "round-robin":
+        return this.#nextRoundRobin++ % scored.length;
+    }
+  }
+}
