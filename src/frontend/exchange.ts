@@ -1,0 +1,170 @@
+import type { HttpResponse } from "uWebSockets.js";
+import { ApiError, statusLine } from "./errors.js";
+
+export type Headers = Record<string, string>;
+
+/**
+ * One HTTP request/response on uWebSockets.js. uWS hands out a response object that must not be touched
+ * after the client goes away and must be corked when written from async code; this wraps both rules, and
+ * turns a client disconnect into an AbortSignal that cancels the engine request behind it.
+ */
+export class Exchange {
+  #aborted = false;
+  #responded = false;
+  /** Made when first asked for: most requests (health checks, errors) never need one. */
+  #controller: AbortController | null = null;
+
+  constructor(readonly res: HttpResponse) {
+    res.onAborted(() => {
+      this.#aborted = true;
+      this.#controller?.abort(new Error("client disconnected"));
+    });
+  }
+
+  /** Aborted when the client disconnects before the response has been fully sent. */
+  get signal(): AbortSignal {
+    if (!this.#controller) {
+      this.#controller = new AbortController();
+      if (this.#aborted) this.#controller.abort(new Error("client disconnected"));
+    }
+    return this.#controller.signal;
+  }
+
+  get open(): boolean {
+    return !this.#aborted && !this.#responded;
+  }
+
+  /**
+   * Reads the whole body, refusing more than `limit` bytes with a 413. Must be called synchronously in the
+   * route handler (uWS delivers the body only to a handler registered there).
+   */
+  readBody(limit: number, declaredLength: string): Promise<Buffer> {
+    return new Promise((resolve, reject) => {
+      const declared = declaredLength === "" ? 0 : Number(declaredLength);
+      if (declared > limit) {
+        reject(tooLarge(limit));
+        return;
+      }
+      const chunks: Buffer[] = [];
+      let size = 0;
+      let failed = false;
+      this.res.onData((chunk, isLast) => {
+        if (failed) return;
+        size += chunk.byteLength;
+        if (size > limit) {
+          failed = true;
+          reject(tooLarge(limit));
+          return;
+        }
+        // uWS reuses the chunk's memory after this callback returns: copy it.
+        chunks.push(Buffer.copyBytesFrom(new Uint8Array(chunk)));
+        if (isLast) resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+      });
+    });
+  }
+
+  /** Sends a complete response. `close` also closes the connection (used when the body was not read). */
+  send(status: number, body: string, headers: Headers, close = false): void {
+    if (!this.open) return;
+    this.#responded = true;
+    this.res.cork(() => {
+      this.res.writeStatus(statusLine(status));
+      for (const key in headers) this.res.writeHeader(key, headers[key]!);
+      this.res.end(body, close);
+    });
+  }
+
+  json(status: number, value: unknown, headers: Headers = {}): void {
+    this.send(status, JSON.stringify(value), { "content-type": "application/json", ...headers });
+  }
+
+  error(err: ApiError, headers: Headers = {}): void {
+    // A body we refused part-way is still arriving: close the connection rather than read it.
+    const close = err.status === 413;
+    this.send(err.status, JSON.stringify(err.toBody()), { "content-type": "application/json", ...headers }, close);
+  }
+
+  /** Starts a server-sent-event stream; headers go out with the first frame. */
+  stream(headers: Headers): SseStream {
+    this.#responded = true;
+    return new SseStream(this, headers);
+  }
+
+  get aborted(): boolean {
+    return this.#aborted;
+  }
+
+  /** Drops the connection (a client too slow to read its stream). uWS then runs the abort handler. */
+  close(): void {
+    if (!this.#aborted) this.res.close();
+  }
+}
+
+function tooLarge(limit: number): ApiError {
+  return new ApiError(413, `the request body is larger than the limit of ${limit} bytes`, "invalid_request_error", "body", "body_too_large");
+}
+
+/**
+ * `data: {json}\n\n` frames with backpressure: `send` returns a promise when uWS had to buffer the frame,
+ * and the caller stops pulling from the engine until the client has drained it. A slow client therefore
+ * holds at most one buffered frame here, not the whole answer.
+ */
+export class SseStream {
+  #headersSent = false;
+  #ended = false;
+
+  constructor(
+    private readonly exchange: Exchange,
+    private readonly headers: Headers,
+  ) {}
+
+  send(value: unknown): Promise<void> | undefined {
+    return this.#write(`data: ${JSON.stringify(value)}\n\n`);
+  }
+
+  /** Ends the stream with `data: [DONE]`. */
+  end(): void {
+    this.#finish("data: [DONE]\n\n");
+  }
+
+  /** Ends the stream at once (after an error frame, or when giving up on a client). */
+  #finish(last: string): void {
+    if (this.#ended || this.exchange.aborted) return;
+    this.#ended = true;
+    const res = this.exchange.res;
+    res.cork(() => {
+      this.#writeHeaders();
+      res.end(last);
+    });
+  }
+
+  #write(frame: string): Promise<void> | undefined {
+    if (this.#ended || this.exchange.aborted) return undefined;
+    const res = this.exchange.res;
+    let ok = true;
+    res.cork(() => {
+      this.#writeHeaders();
+      ok = res.write(frame);
+    });
+    if (ok) return undefined;
+    return new Promise((resolve) => {
+      const done = () => resolve();
+      this.exchange.signal.addEventListener("abort", done, { once: true });
+      res.onWritable(() => {
+        this.exchange.signal.removeEventListener("abort", done);
+        resolve();
+        return true;
+      });
+    });
+  }
+
+  #writeHeaders(): void {
+    if (this.#headersSent) return;
+    this.#headersSent = true;
+    const res = this.exchange.res;
+    res.writeStatus("200 OK");
+    res.writeHeader("content-type", "text/event-stream");
+    res.writeHeader("cache-control", "no-cache");
+    for (const key in this.headers) res.writeHeader(key, this.headers[key]!);
+  }
+}

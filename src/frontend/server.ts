@@ -1,0 +1,196 @@
+import uWS, { type HttpRequest, type HttpResponse, type TemplatedApp, type us_listen_socket } from "uWebSockets.js";
+import type { Backend } from "./backend.js";
+import { ApiError } from "./errors.js";
+import { Exchange } from "./exchange.js";
+import { handleGenerate } from "./generate.js";
+import { parseRequest, type ApiRequest } from "./request.js";
+import { noTelemetry, type RequestRecord, type Telemetry } from "./telemetry.js";
+
+export interface FrontendOptions {
+  host: string;
+  port: number;
+  /** When set, /v1/* requires `Authorization: Bearer <apiKey>`; /health and /metrics stay open. */
+  apiKey?: string | undefined;
+  maxBodyBytes: number;
+  /** How long a stream waits for a slow client to drain before dropping it. */
+  drainTimeoutMs?: number;
+  telemetry?: Telemetry;
+}
+
+type Handler = (ex: Exchange, req: HttpRequest) => void;
+
+/** The OpenAI-compatible HTTP server on uWebSockets.js. */
+export class Frontend {
+  readonly #app: TemplatedApp;
+  #listenSocket: us_listen_socket | null = null;
+  #port = 0;
+  readonly #telemetry: Telemetry;
+
+  constructor(
+    private readonly backend: Backend,
+    private readonly options: FrontendOptions,
+  ) {
+    this.#telemetry = options.telemetry ?? noTelemetry;
+    const routes: Record<string, Record<string, Handler>> = {
+      "/v1/completions": { post: (ex, req) => this.#generate(ex, req, "completions") },
+      "/v1/chat/completions": { post: (ex, req) => this.#generate(ex, req, "chat") },
+      "/v1/route": { post: (ex, req) => this.#route(ex, req) },
+      "/v1/models": { get: (ex, req) => this.#authorized(ex, req) && ex.json(200, { object: "list", data: backend.models() }) },
+      "/health": { get: (ex) => this.#health(ex) },
+      "/metrics": { get: (ex) => void this.#metrics(ex) },
+    };
+    this.#app = uWS.App().any("/*", (res: HttpResponse, req: HttpRequest) => {
+      const ex = new Exchange(res);
+      const url = req.getUrl();
+      const path = url.length > 1 && url.endsWith("/") ? url.slice(0, -1) : url;
+      const methods = routes[path];
+      if (!methods) {
+        ex.error(new ApiError(404, `no route for ${req.getMethod().toUpperCase()} ${url}`, "not_found_error", null, "not_found"));
+        return;
+      }
+      const handler = methods[req.getMethod()];
+      if (!handler) {
+        const allowed = Object.keys(methods).map((m) => m.toUpperCase()).join(", ");
+        ex.error(new ApiError(405, `${req.getMethod().toUpperCase()} is not allowed on ${path}; use ${allowed}`, "invalid_request_error", null, "method_not_allowed"), { allow: allowed });
+        return;
+      }
+      handler(ex, req);
+    });
+  }
+
+  listen(): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.#app.listen(this.options.host, this.options.port, (socket) => {
+        if (!socket) {
+          reject(new Error(`cannot listen on ${this.options.host}:${this.options.port} (in use, or not allowed)`));
+          return;
+        }
+        this.#listenSocket = socket;
+        this.#port = uWS.us_socket_local_port(socket as unknown as uWS.us_socket);
+        resolve(this.#port);
+      });
+    });
+  }
+
+  get port(): number {
+    return this.#port;
+  }
+
+  /** Stops accepting connections. Open connections finish what they are doing. */
+  close(): void {
+    if (this.#listenSocket) uWS.us_listen_socket_close(this.#listenSocket);
+    this.#listenSocket = null;
+  }
+
+  #authorized(ex: Exchange, req: HttpRequest): boolean {
+    const key = this.options.apiKey;
+    if (!key) return true;
+    const header = req.getHeader("authorization");
+    if (header === `Bearer ${key}`) return true;
+    const message = header === "" ? "missing API key: send 'Authorization: Bearer <key>'" : "invalid API key";
+    ex.error(new ApiError(401, message, "authentication_error", null, "invalid_api_key"), { "www-authenticate": "Bearer" });
+    return false;
+  }
+
+  /** Reads and parses the JSON body; answers the error itself and returns null when the body is bad. */
+  async #body(ex: Exchange, contentLength: string, contentType: string): Promise<unknown> {
+    const bytes = ex.readBody(this.options.maxBodyBytes, contentLength);
+    const raw = await bytes;
+    if (contentType !== "" && !contentType.includes("json")) {
+      throw new ApiError(415, `the request body must be JSON (content-type application/json), got ${contentType}`, "invalid_request_error", "body", "unsupported_media_type");
+    }
+    try {
+      return JSON.parse(raw.toString("utf8"));
+    } catch (err) {
+      throw new ApiError(400, `the request body is not valid JSON: ${(err as Error).message}`, "invalid_request_error", "body", "invalid_json");
+    }
+  }
+
+  #generate(ex: Exchange, req: HttpRequest, endpoint: "completions" | "chat"): void {
+    const startedAt = performance.now();
+    const record: RequestRecord = {
+      endpoint: endpoint === "chat" ? "/v1/chat/completions" : "/v1/completions",
+      status: 200,
+      stream: false,
+      engines: [],
+      overlapBlocks: [],
+      promptTokens: 0,
+      completionTokens: 0,
+      cachedTokens: 0,
+      cachedTokensSource: null,
+      ttft: null,
+      duration: 0,
+      error: null,
+    };
+    const done = () => {
+      record.duration = (performance.now() - startedAt) / 1000;
+      this.#telemetry.requestDone(record);
+    };
+    if (!this.#authorized(ex, req)) {
+      record.status = 401;
+      done();
+      return;
+    }
+    const body = this.#body(ex, req.getHeader("content-length"), req.getHeader("content-type"));
+    void (async () => {
+      try {
+        const request = parseRequest(endpoint, await body);
+        record.stream = request.stream;
+        this.backend.checkModel(request.model);
+        await handleGenerate(ex, this.backend, request, this.#telemetry, record, startedAt, {
+          drainTimeoutMs: this.options.drainTimeoutMs ?? 30_000,
+        });
+      } catch (err) {
+        this.#fail(ex, record, err);
+      } finally {
+        if (ex.aborted && record.status === 200) {
+          record.status = 499;
+          record.error = "client disconnected";
+        }
+        done();
+      }
+    })();
+  }
+
+  #route(ex: Exchange, req: HttpRequest): void {
+    if (!this.#authorized(ex, req)) return;
+    const body = this.#body(ex, req.getHeader("content-length"), req.getHeader("content-type"));
+    void (async () => {
+      try {
+        const json = await body;
+        const endpoint = typeof json === "object" && json !== null && "messages" in json ? "chat" : "completions";
+        const request: ApiRequest = parseRequest(endpoint, json);
+        this.backend.checkModel(request.model);
+        if (request.prompts.length !== 1) {
+          throw new ApiError(400, "/v1/route takes one prompt, not a batch", "invalid_request_error", "prompt", "invalid_value");
+        }
+        ex.json(200, await this.backend.route(request, request.prompts[0]!));
+      } catch (err) {
+        this.#fail(ex, null, err);
+      }
+    })();
+  }
+
+  #health(ex: Exchange): void {
+    const health = this.backend.health();
+    ex.json(health.ready ? 200 : 503, { status: health.ready ? "ok" : "unavailable", engines: health.engines });
+  }
+
+  async #metrics(ex: Exchange): Promise<void> {
+    try {
+      const { contentType, body } = await this.backend.metrics();
+      ex.send(200, body, { "content-type": contentType });
+    } catch (err) {
+      this.#fail(ex, null, err);
+    }
+  }
+
+  #fail(ex: Exchange, record: RequestRecord | null, err: unknown): void {
+    const apiError = err instanceof ApiError ? err : new ApiError(500, `internal error: ${(err as Error)?.message ?? String(err)}`, "server_error", null, "internal_error");
+    if (record) {
+      record.status = apiError.status;
+      record.error = apiError.message;
+    }
+    if (ex.open) ex.error(apiError);
+  }
+}
