@@ -1,0 +1,1 @@
+export { MirroredCounter, RouterMetrics, type EngineGaugeSource, type OverheadStage } from "./router-metrics.js";
