@@ -15,9 +15,7 @@ async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
     case "serve":
-      void rest;
-      console.error("kvroute serve: no engines configured, and the HTTP frontend is not built yet; nothing to serve.");
-      return 0;
+      return (await import("./serve.js")).runServe(rest);
     case "replay":
       // Loaded on demand: the HTTP client and histograms are not needed by the other commands.
       return (await import("./replay.js")).replayCommand(rest);

@@ -1,0 +1,142 @@
+// `kvroute serve` options.
+import { parseArgs } from "node:util";
+import { DEFAULT_INLINE_MAX_TOKENS } from "../pool/index.js";
+import type { CachedTokensFallback } from "../router/cached-tokens.js";
+import { parseEngineSpec, type EngineSpec } from "../router/engine-spec.js";
+import { POLICIES, type PolicyName } from "../scheduler/index.js";
+
+export const SERVE_USAGE = `usage: kvroute serve [options]
+
+The OpenAI-compatible router. With no --engine it starts simulated engines itself (see --sim).
+
+engines:
+  --engine URL[,kv=URL][,replay=URL][,name=NAME]
+                               an engine speaking the kvroute engine protocol, e.g. tcp://10.0.0.5:9000;
+                               repeat for each engine. kv= and replay= override the KV-event and replay
+                               endpoints the engine announces; name= names it in headers and metrics
+  --sim N                      simulated engines to start when no --engine is given (default 4)
+  --sim-speedup X              their modelled time runs X times faster than real time; 0: no delay at all
+                               (default 1: a realistic pace)
+  --block-size N               hash prompts with N-token blocks; engines with another block size are
+                               refused (default: the first engine's)
+  --served-model-name NAME     the model name clients use (default: the engines' model name)
+
+HTTP:
+  --host HOST                  address to listen on (default 127.0.0.1)
+  --port PORT                  port (default 8000; 0: any free port)
+  --api-key KEY                require 'Authorization: Bearer KEY' on /v1/* (or set KVROUTE_API_KEY)
+  --max-body-bytes N           largest request body (default 16777216)
+
+routing:
+  --policy NAME                kv (default), round-robin, random or least-loaded
+  --overlap-weight W           cost = W × prefill blocks + decode blocks (default 1)
+  --temperature T              0 (default): cheapest engine; above 0: softmax sampling over costs
+  --cached-tokens-fallback router|none
+                               when an engine does not report cached_tokens: report the router's estimate
+                               overlap_blocks × block_size (router, default) or 0 (none)
+
+preparation:
+  --workers N                  preparation pool threads (default: cores - 1, at least 1)
+  --tokenizer DIR              Hugging Face model folder (tokenizer.json, tokenizer_config.json, chat
+                               template); default: the Qwen3 tokenizer shipped with kvroute
+  --inline-max-tokens N        token-id prompts up to N tokens are prepared on the main thread
+                               (default ${DEFAULT_INLINE_MAX_TOKENS})
+  --index-capacity N           prefix-index entries (blocks) kept across the fleet (default 1048576)
+
+  --log-level LEVEL            fatal, error, warn, info (default: one line per request), debug
+  -h, --help                   this help`;
+
+export interface ServeOptions {
+  engines: EngineSpec[];
+  sim: number;
+  simSpeedup: number;
+  blockSize: number | null;
+  servedModelName: string | null;
+  host: string;
+  port: number;
+  apiKey: string | undefined;
+  maxBodyBytes: number;
+  policy: PolicyName;
+  overlapWeight: number;
+  temperature: number;
+  cachedTokensFallback: CachedTokensFallback;
+  workers: number | undefined;
+  tokenizer: string | null;
+  inlineMaxTokens: number;
+  indexCapacity: number;
+  logLevel: string;
+}
+
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+
+export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): ServeOptions | "help" {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      engine: { type: "string", multiple: true },
+      sim: { type: "string" },
+      "sim-speedup": { type: "string" },
+      "block-size": { type: "string" },
+      "served-model-name": { type: "string" },
+      host: { type: "string" },
+      port: { type: "string" },
+      "api-key": { type: "string" },
+      "max-body-bytes": { type: "string" },
+      policy: { type: "string" },
+      "overlap-weight": { type: "string" },
+      temperature: { type: "string" },
+      "cached-tokens-fallback": { type: "string" },
+      workers: { type: "string" },
+      tokenizer: { type: "string" },
+      "inline-max-tokens": { type: "string" },
+      "index-capacity": { type: "string" },
+      "log-level": { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) return "help";
+  const policy = values.policy ?? "kv";
+  if (!POLICIES.includes(policy as PolicyName)) throw new Error(`--policy must be one of ${POLICIES.join(", ")}, got ${JSON.stringify(policy)}`);
+  const fallback = values["cached-tokens-fallback"] ?? "router";
+  if (fallback !== "router" && fallback !== "none") throw new Error(`--cached-tokens-fallback must be router or none, got ${JSON.stringify(fallback)}`);
+  const logLevel = values["log-level"] ?? "info";
+  if (!LOG_LEVELS.includes(logLevel)) throw new Error(`--log-level must be one of ${LOG_LEVELS.join(", ")}, got ${JSON.stringify(logLevel)}`);
+  const engines = (values.engine ?? []).map(parseEngineSpec);
+  return {
+    engines,
+    sim: int("sim", values.sim, 4, 1, 64),
+    simSpeedup: num("sim-speedup", values["sim-speedup"], 1, 0, 1e6),
+    blockSize: values["block-size"] === undefined ? null : int("block-size", values["block-size"], 16, 1, 1 << 20),
+    servedModelName: values["served-model-name"] ?? null,
+    host: values.host ?? "127.0.0.1",
+    port: int("port", values.port, 8000, 0, 65535),
+    apiKey: values["api-key"] ?? (env.KVROUTE_API_KEY || undefined),
+    maxBodyBytes: int("max-body-bytes", values["max-body-bytes"], 16 * 1024 * 1024, 1024, 1 << 30),
+    policy: policy as PolicyName,
+    overlapWeight: num("overlap-weight", values["overlap-weight"], 1, 0, 1e6),
+    temperature: num("temperature", values.temperature, 0, 0, 1e6),
+    cachedTokensFallback: fallback,
+    workers: values.workers === undefined ? undefined : int("workers", values.workers, 1, 1, 256),
+    tokenizer: values.tokenizer ?? null,
+    inlineMaxTokens: int("inline-max-tokens", values["inline-max-tokens"], DEFAULT_INLINE_MAX_TOKENS, 0, 1 << 30),
+    indexCapacity: int("index-capacity", values["index-capacity"], 1 << 20, 1024, 1 << 28),
+    logLevel,
+  };
+}
+
+function num(name: string, value: string | undefined, fallback: number, min: number, max: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (value.trim() === "" || !Number.isFinite(n) || n < min || n > max) {
+    throw new Error(`--${name} must be a number from ${min} to ${max}, got ${JSON.stringify(value)}`);
+  }
+  return n;
+}
+
+function int(name: string, value: string | undefined, fallback: number, min: number, max: number): number {
+  const n = num(name, value, fallback, min, max);
+  if (!Number.isInteger(n)) throw new Error(`--${name} must be an integer, got ${JSON.stringify(value)}`);
+  return n;
+}
