@@ -1,0 +1,38 @@
+// One policy's run as a job with plain-data input and output, the same in this thread or a worker's:
+// it opens the trace, runs the simulation, and writes the policy's results folder when asked.
+import { join } from "node:path";
+import { ResultsFolder } from "../replay/results.js";
+import { policyReport, type PolicyReport } from "./report.js";
+import { simulatePolicy, type SimulationOptions } from "./run.js";
+import { openTraceSpec, type TraceSpec } from "./trace-spec.js";
+
+export type JobOptions = Omit<SimulationOptions, "onResult" | "onProgress">;
+
+export interface PolicyJob {
+  trace: TraceSpec;
+  options: JobOptions;
+  /** When set, the policy's summary.json, requests.jsonl and report.html go to outDir/<policy>/. */
+  outDir?: string;
+}
+
+export interface JobProgress {
+  sent: number;
+  virtualMs: number;
+  /** Fraction of the trace read (or of maxRequests sent), when it can be known. */
+  fraction: number | undefined;
+}
+
+export async function runPolicyJob(job: PolicyJob, onProgress?: (p: JobProgress) => void): Promise<PolicyReport> {
+  const trace = await openTraceSpec(job.trace);
+  const { maxRequests } = job.options;
+  const folder = job.outDir === undefined ? null : await ResultsFolder.create(join(job.outDir, job.options.policy));
+  const run = await simulatePolicy(trace, {
+    ...job.options,
+    ...(folder !== null ? { onResult: (r) => folder.write(r) } : {}),
+    ...(onProgress !== undefined
+      ? { onProgress: (sent, virtualMs) => onProgress({ sent, virtualMs, fraction: maxRequests !== undefined ? sent / maxRequests : trace.progress() }) }
+      : {}),
+  });
+  if (folder !== null) await folder.finish(run.summary);
+  return policyReport(run);
+}
