@@ -43,8 +43,15 @@ export interface BoundReport {
   prompt_tokens: number;
 }
 
+export interface TraceFigures {
+  name: string;
+  format: string;
+  records: number;
+  bad_lines: number;
+}
+
 export interface SimulationReport {
-  trace: { name: string; format: string; records: number; bad_lines: number };
+  trace: TraceFigures;
   settings: Record<string, string | number | boolean | null>;
   policies: PolicyReport[];
   bound: BoundReport;

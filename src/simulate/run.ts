@@ -18,6 +18,7 @@ import type { SimKvEvent } from "../simulator/kv-events.js";
 import { Rng } from "../simulator/sampler.js";
 import { createPromptSynthesizer } from "../trace/synthesis.js";
 import type { TraceRecord, TraceSource } from "../trace/types.js";
+import type { SharedCacheBound } from "./bound.js";
 import { SIM_MODEL, type EngineSettings } from "./engine-settings.js";
 import { EventQueue } from "./event-queue.js";
 import { toKvEvents } from "./kv-adapter.js";
@@ -43,6 +44,8 @@ export interface SimulationOptions {
   /** Prompt synthesis: token ids below vocabSize, another seed for other tokens (defaults as in replay). */
   vocabSize?: number;
   promptSeed?: number;
+  /** Every routed prompt is also added to this bound (its hashes are at hand here). */
+  bound?: SharedCacheBound;
   onResult?: (result: RequestResult) => void;
   /** Called every 256 requests with the requests sent and the virtual time. */
   onProgress?: (sent: number, virtualMs: number) => void;
@@ -99,6 +102,7 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
   if (!(speedup > 0 && Number.isFinite(speedup))) throw new RangeError(`speedup must be a number above 0, got ${speedup}`);
   if (!(delayMs >= 0 && Number.isFinite(delayMs))) throw new RangeError(`kvEventDelayMs must be a number of at least 0, got ${delayMs}`);
   if (!Number.isSafeInteger(o.engines) || o.engines < 1 || o.engines > 4096) throw new RangeError(`engines must be an integer from 1 to 4096, got ${o.engines}`);
+  if (o.bound && o.bound.blockSize !== blockSize) throw new RangeError(`the bound counts ${o.bound.blockSize}-token blocks, the engines ${blockSize}-token ones`);
 
   const hasher = await createBlockHasher();
   const root = rootSeed({ model: SIM_MODEL });
@@ -170,6 +174,7 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
       return;
     }
     const prompt = hasher.hashBlocks(tokens, blockSize, root, hashes);
+    o.bound?.add(prompt, tokens.length);
     index.overlaps(prompt, overlaps);
     const decision = scheduler.decide(prompt.length, overlaps)!;
     const booking = scheduler.book(decision, tokens.length, prompt.length, blockSize);

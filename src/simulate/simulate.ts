@@ -1,13 +1,12 @@
 // Several policies over one trace, each on a fresh fleet and a fresh index with the same trace, settings
 // and seed, so their figures compare like with like; up to `jobs` of them at once in worker threads. The
-// bound is computed beside them, in this thread.
+// first policy's run also computes the shared-cache bound, from the prompt hashes it makes anyway.
 import { Worker } from "node:worker_threads";
 import type { PolicyName } from "../scheduler/index.js";
 import { distFile } from "../util/package-root.js";
-import { cacheBound } from "./bound.js";
-import { runPolicyJob, type JobOptions, type JobProgress, type PolicyJob } from "./policy-job.js";
+import { runPolicyJob, type JobOptions, type JobProgress, type JobResult, type PolicyJob } from "./policy-job.js";
 import { boundReport, type PolicyReport, type SimulationReport } from "./report.js";
-import { openTraceSpec, type TraceSpec } from "./trace-spec.js";
+import type { TraceSpec } from "./trace-spec.js";
 import type { WorkerMessage } from "./worker.js";
 
 export interface SimulateOptions extends Omit<JobOptions, "policy"> {
@@ -24,41 +23,34 @@ export async function simulate(spec: TraceSpec, o: SimulateOptions): Promise<Sim
   const { policies, jobs = 1, outDir, onProgress, onPolicyDone, ...options } = o;
   if (policies.length === 0) throw new RangeError("give at least one policy");
   if (!Number.isSafeInteger(jobs) || jobs < 1) throw new RangeError(`jobs must be a positive integer, got ${jobs}`);
-  const job = (policy: PolicyName): PolicyJob => ({ trace: spec, options: { ...options, policy }, ...(outDir !== undefined ? { outDir } : {}) });
-  const runOne = async (policy: PolicyName): Promise<PolicyReport> => {
+  const workers = new Set<Worker>();
+  const runOne = async (i: number): Promise<JobResult> => {
+    const policy = policies[i]!;
+    const job: PolicyJob = { trace: spec, options: { ...options, policy }, bound: i === 0, ...(outDir !== undefined ? { outDir } : {}) };
     const progress = onProgress && ((p: JobProgress) => onProgress(policy, p));
-    const report = jobs === 1 ? await runPolicyJob(job(policy), progress) : await inWorker(job(policy), progress, workers);
-    onPolicyDone?.(report);
-    return report;
+    const result = jobs === 1 ? await runPolicyJob(job, progress) : await inWorker(job, progress, workers);
+    onPolicyDone?.(result.report);
+    return result;
   };
 
-  const workers = new Set<Worker>();
-  const reports = new Array<PolicyReport>(policies.length);
+  const results = new Array<JobResult>(policies.length);
   let next = 0;
   const lane = async (): Promise<void> => {
     while (next < policies.length) {
       const i = next++;
-      reports[i] = await runOne(policies[i]!);
+      results[i] = await runOne(i);
     }
   };
-  const trace = await openTraceSpec(spec);
-  const bound = cacheBound(trace, {
-    blockSize: options.engine.blockSize,
-    maxModelLen: options.engine.maxModelLen,
-    ...(options.maxRequests !== undefined ? { maxRequests: options.maxRequests } : {}),
-    ...(options.vocabSize !== undefined ? { vocabSize: options.vocabSize } : {}),
-    ...(options.promptSeed !== undefined ? { promptSeed: options.promptSeed } : {}),
-  });
-  let b;
   try {
-    [b] = await Promise.all([bound, ...Array.from({ length: Math.min(jobs, policies.length) }, lane)]);
+    await Promise.all(Array.from({ length: Math.min(jobs, policies.length) }, lane));
   } catch (err) {
     // One failure ends the run: the other policies' threads are stopped rather than left to finish.
     for (const worker of workers) void worker.terminate();
     throw err;
   }
+  const first = results[0]!;
   return {
-    trace: { name: trace.name, format: trace.report.format, records: trace.report.records, bad_lines: trace.report.badLines },
+    trace: first.trace,
     settings: {
       engines: options.engines,
       speedup: options.speedup ?? 1,
@@ -78,25 +70,25 @@ export async function simulate(spec: TraceSpec, o: SimulateOptions): Promise<Sim
       ms_per_kv_block: options.engine.timing.msPerKvBlock,
       jobs,
     },
-    policies: reports,
-    bound: boundReport(b),
+    policies: results.map((r) => r.report),
+    bound: boundReport(first.bound!),
     wall_sec: (performance.now() - wallStart) / 1000,
   };
 }
 
-function inWorker(job: PolicyJob, onProgress: ((p: JobProgress) => void) | undefined, live: Set<Worker>): Promise<PolicyReport> {
+function inWorker(job: PolicyJob, onProgress: ((p: JobProgress) => void) | undefined, live: Set<Worker>): Promise<JobResult> {
   return new Promise((resolve, reject) => {
     const worker = new Worker(distFile("src/simulate/worker.js"), { workerData: job });
     live.add(worker);
-    let report: PolicyReport | undefined;
+    let result: JobResult | undefined;
     worker.on("message", (m: WorkerMessage) => {
       if (m.type === "progress") onProgress?.(m.progress);
-      else report = m.report;
+      else result = m.result;
     });
     worker.once("error", reject);
     worker.once("exit", (code) => {
       live.delete(worker);
-      if (report !== undefined) resolve(report);
+      if (result !== undefined) resolve(result);
       else reject(new Error(`the simulation of policy ${job.options.policy} stopped (worker exit code ${code})`));
     });
   });

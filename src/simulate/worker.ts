@@ -1,10 +1,9 @@
 // A worker thread that runs one policy job and posts its progress and report.
 import { parentPort, workerData } from "node:worker_threads";
-import { runPolicyJob, type JobProgress, type PolicyJob } from "./policy-job.js";
-import type { PolicyReport } from "./report.js";
+import { runPolicyJob, type JobProgress, type JobResult, type PolicyJob } from "./policy-job.js";
 
-export type WorkerMessage = { type: "progress"; progress: JobProgress } | { type: "done"; report: PolicyReport };
+export type WorkerMessage = { type: "progress"; progress: JobProgress } | { type: "done"; result: JobResult };
 
 const port = parentPort!;
-const report = await runPolicyJob(workerData as PolicyJob, (progress) => port.postMessage({ type: "progress", progress } satisfies WorkerMessage));
-port.postMessage({ type: "done", report } satisfies WorkerMessage);
+const result = await runPolicyJob(workerData as PolicyJob, (progress) => port.postMessage({ type: "progress", progress } satisfies WorkerMessage));
+port.postMessage({ type: "done", result } satisfies WorkerMessage);

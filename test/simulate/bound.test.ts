@@ -3,9 +3,10 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, expect, it } from "vitest";
-import { createBlockHasher } from "../../src/hashing/index.js";
-import { cacheBound, SharedCacheBound } from "../../src/simulate/bound.js";
-import { openTrace } from "../../src/trace/index.js";
+import { createBlockHasher, rootSeed } from "../../src/hashing/index.js";
+import { SharedCacheBound } from "../../src/simulate/bound.js";
+import { H100_8B } from "../../src/simulate/engine-settings.js";
+import { simulate } from "../../src/simulate/simulate.js";
 
 const scratch = mkdtempSync(join(tmpdir(), "kvroute-bound-"));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
@@ -13,19 +14,22 @@ afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 const range = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => from + i);
 
 it("counts the leading blocks an earlier prompt had, never the last token's block", async () => {
-  const bound = new SharedCacheBound(await createBlockHasher(), 4);
+  const hasher = await createBlockHasher();
+  const bound = new SharedCacheBound(4);
+  const add = (tokens: number[]) => bound.add(hasher.hashBlocks(tokens, 4, rootSeed({ model: "m" })), tokens.length);
   // 10 tokens: blocks [1..4] [5..8], nothing seen before.
-  expect(bound.add(range(1, 11))).toBe(0);
+  expect(add(range(1, 11))).toBe(0);
   // 13 tokens: its first two blocks were seen, its third ([99..102]) was not.
-  expect(bound.add([...range(1, 9), 99, 100, 101, 102, 103])).toBe(8);
+  expect(add([...range(1, 9), 99, 100, 101, 102, 103])).toBe(8);
   // 8 tokens, both blocks seen; the second holds the last token, which is always computed.
-  expect(bound.add(range(1, 9))).toBe(4);
+  expect(add(range(1, 9))).toBe(4);
   // The same first block with another token in it: nothing shared.
-  expect(bound.add([1, 2, 3, 5, 5, 6, 7, 8, 9])).toBe(0);
+  expect(add([1, 2, 3, 5, 5, 6, 7, 8, 9])).toBe(0);
   expect(bound.result()).toEqual({ blockSize: 4, promptTokens: 40, cachedTokens: 12, hitRatio: 12 / 40 });
+  expect(() => bound.add(new BigUint64Array(3), 8)).toThrow(RangeError);
 });
 
-it("takes a trace's prompts in order, as the simulation makes them", async () => {
+it("is reported beside the policies, over the prompts the simulation routes", async () => {
   // Hash ids of 16-token blocks, engines with 16-token blocks:
   //   A [1, 2] 32 tokens: nothing seen                         0
   //   B [1, 2, 3] 40 tokens: both full blocks seen             32
@@ -39,10 +43,11 @@ it("takes a trace's prompts in order, as the simulation makes them", async () =>
     { timestamp: 30, input_length: 32, output_length: 4, hash_ids: [1, 2] },
   ];
   writeFileSync(file, `${lines.map((l) => JSON.stringify(l)).join("\n")}\n`);
-  const trace = await openTrace(file, { blockSize: 16 });
-  expect(await cacheBound(trace, { blockSize: 16, maxModelLen: 1024 })).toEqual({ blockSize: 16, promptTokens: 124, cachedTokens: 64, hitRatio: 64 / 124 });
-  // Engines with 8-token blocks split each id's block in two; the first three requests are the same.
-  expect(await cacheBound(trace, { blockSize: 8, maxModelLen: 1024 })).toMatchObject({ cachedTokens: 32 + 16 + 24 });
-  // Prompts the engines refuse are left out, and maxRequests stops early.
-  expect(await cacheBound(trace, { blockSize: 16, maxModelLen: 33, maxRequests: 3 })).toMatchObject({ promptTokens: 52, cachedTokens: 16 });
+  const bound = async (engine: typeof H100_8B, maxRequests?: number) =>
+    (await simulate({ file, blockSize: 16 }, { engines: 2, engine, policies: ["kv", "random"], ...(maxRequests ? { maxRequests } : {}) })).bound;
+  expect(await bound(H100_8B)).toEqual({ block_size: 16, prompt_tokens: 124, cached_tokens: 64, hit_ratio: 64 / 124 });
+  // Engines with 8-token blocks split each id's block in two: 32 + 16 + 24.
+  expect(await bound({ ...H100_8B, blockSize: 8 })).toMatchObject({ block_size: 8, cached_tokens: 72 });
+  // Prompts the engines refuse (B, at a 33-token context) are left out, and maxRequests stops early.
+  expect(await bound({ ...H100_8B, maxModelLen: 33 }, 3)).toMatchObject({ prompt_tokens: 52, cached_tokens: 16 });
 });
