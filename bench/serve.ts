@@ -100,9 +100,10 @@ try {
   console.log(`bench:serve  ${tool}, ${CONNECTIONS} connections, ${SECONDS} s per row; router: kvroute serve --sim 4 --sim-speedup 0 --workers 1 --log-level warn; ${machineLine()}`);
 
   // Warm up both servers (JIT, connection pools, the engines' caches).
-  await peak(bareUrl, plain, 2);
-  await peak(routerUrl, plain, 2);
-  await peak(routerUrl, streamed, 2);
+  const warmup = Math.min(2, SECONDS);
+  await peak(bareUrl, plain, warmup);
+  await peak(routerUrl, plain, warmup);
+  await peak(routerUrl, streamed, warmup);
 
   const ceiling = await peak(bareUrl, plain, SECONDS);
   const a = await peak(routerUrl, plain, SECONDS);
