@@ -23,13 +23,18 @@ interface Load {
   errors: number;
 }
 
-function start(args: string[], ready: (line: string) => string | null): Promise<{ child: ChildProcess; value: string }> {
-  const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "inherit"] });
+/** Starts a server process and waits for `ready` to find what it needs in a line of its output. */
+function start(args: string[], stream: "stdout" | "stderr", ready: (line: string) => string | null): Promise<{ child: ChildProcess; value: string }> {
+  const child = spawn(process.execPath, args, { stdio: ["ignore", stream === "stdout" ? "pipe" : "ignore", stream === "stderr" ? "pipe" : "inherit"] });
   return new Promise((resolve, reject) => {
-    const lines = createInterface({ input: child.stdout! });
+    const lines = createInterface({ input: child[stream]! });
     lines.on("line", (line) => {
       const value = ready(line);
-      if (value !== null) resolve({ child, value });
+      if (value !== null) {
+        lines.close();
+        child[stream]!.resume(); // keep draining whatever else it writes
+        resolve({ child, value });
+      }
     });
     child.once("exit", (code) => reject(new Error(`${args.join(" ")} exited with ${code} before it was ready`)));
   });
@@ -77,17 +82,14 @@ async function cannon(url: string, body: string, seconds: number, rate?: number)
 
 const peak = (url: string, body: string, seconds: number) => (hasWrk() ? Promise.resolve(wrk(url, body, seconds)) : cannon(url, body, seconds));
 
-const bare = await start([distFile("bench/serve/bare-uws.js")], (line) => (/^\d+$/.test(line) ? line : null));
-const router = await start([distFile("src/cli/main.js"), "serve", "--port", "0", "--sim", "4", "--sim-speedup", "0", "--log-level", "info", "--workers", "1"], (line) => {
-  try {
-    const entry = JSON.parse(line) as { msg?: string; url?: string };
-    return entry.msg === "kvroute listening" ? entry.url! : null;
-  } catch {
-    return null;
-  }
-});
-// From here on the router's request log would only cost it time: it was needed to learn the URL.
-router.child.stdout!.resume();
+const bare = await start([distFile("bench/serve/bare-uws.js")], "stdout", (line) => (/^\d+$/.test(line) ? line : null));
+// Request logs off (--log-level warn): a log line per request is not what this measures. The URL comes from
+// the plain-text welcome on stderr.
+const router = await start(
+  [distFile("src/cli/main.js"), "serve", "--port", "0", "--sim", "4", "--sim-speedup", "0", "--log-level", "warn", "--workers", "1"],
+  "stderr",
+  (line) => /^kvroute is serving .* at (http:\S+)$/.exec(line)?.[1] ?? null,
+);
 
 try {
   const bareUrl = `http://127.0.0.1:${bare.value}/v1/completions`;
@@ -95,12 +97,13 @@ try {
   const plain = JSON.stringify({ model: MODEL, prompt, max_tokens: 1 });
   const streamed = JSON.stringify({ model: MODEL, prompt, max_tokens: 16, ignore_eos: true, stream: true });
   const tool = hasWrk() ? "wrk -t1" : "autocannon";
-  console.log(`bench:serve  ${tool}, ${CONNECTIONS} connections, ${SECONDS} s per row; router: kvroute serve --sim 4 --sim-speedup 0 --workers 1; ${machineLine()}`);
+  console.log(`bench:serve  ${tool}, ${CONNECTIONS} connections, ${SECONDS} s per row; router: kvroute serve --sim 4 --sim-speedup 0 --workers 1 --log-level warn; ${machineLine()}`);
 
   // Warm up both servers (JIT, connection pools, the engines' caches).
-  await peak(bareUrl, plain, 2);
-  await peak(routerUrl, plain, 2);
-  await peak(routerUrl, streamed, 2);
+  const warmup = Math.min(2, SECONDS);
+  await peak(bareUrl, plain, warmup);
+  await peak(routerUrl, plain, warmup);
+  await peak(routerUrl, streamed, warmup);
 
   const ceiling = await peak(bareUrl, plain, SECONDS);
   const a = await peak(routerUrl, plain, SECONDS);

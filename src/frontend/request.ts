@@ -35,6 +35,8 @@ export interface ApiRequest {
 
 const KNOWN_ROLES = new Set(["system", "developer", "user", "assistant", "tool"]);
 const MAX_STOP = 4;
+/** Prompts in one completions batch: each becomes an engine request, so one body cannot flood the fleet. */
+const MAX_BATCH = 256;
 const U32_MAX = 4294967295;
 /** OpenAI's default for /v1/completions when max_tokens is absent. */
 const COMPLETIONS_DEFAULT_MAX_TOKENS = 16;
@@ -66,6 +68,9 @@ function parseCompletionPrompts(f: Fields): Prompt[] {
   if (!Array.isArray(prompt)) throw f.typeError("prompt", "a string, an array of token ids, or an array of either", prompt);
   if (prompt.length === 0) throw badField("prompt", "'prompt' must not be empty");
   if (typeof prompt[0] === "number") return [tokenPrompt(prompt, "prompt")];
+  if (prompt.length > MAX_BATCH) {
+    throw badField("prompt", `a batch takes at most ${MAX_BATCH} prompts, got ${prompt.length}; send several requests`, "batch_too_large");
+  }
   return prompt.map((item, i) => {
     const param = `prompt[${i}]`;
     if (typeof item === "string") return textPrompt(item, param);

@@ -143,7 +143,8 @@ export class Frontend {
       } catch (err) {
         this.#fail(ex, record, err);
       } finally {
-        if (ex.aborted && record.status === 200) {
+        // However the request ended on our side, a client that left first is what happened to it.
+        if (ex.aborted) {
           record.status = 499;
           record.error = "client disconnected";
         }

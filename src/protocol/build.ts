@@ -18,13 +18,20 @@ function toWireSampling(s: SamplingOptions): WireSampling {
   return out;
 }
 
+/** A plain loop: Array.from on a typed array goes through the iterator protocol, about 8x slower. */
+function toArray(ids: ArrayLike<number>): number[] {
+  const out = new Array<number>(ids.length);
+  for (let i = 0; i < ids.length; i++) out[i] = ids[i]!;
+  return out;
+}
+
 export function toGenerateMessage(id: number, request: GenerateRequest): GenerateMessage {
   const ids = request.promptTokenIds;
   const message: GenerateMessage = {
     type: "generate",
     id,
     // Typed arrays would be packed as a msgpackr extension; the wire wants a plain array.
-    prompt_token_ids: Array.isArray(ids) ? ids : Array.from(ids),
+    prompt_token_ids: Array.isArray(ids) ? ids : toArray(ids),
   };
   if (request.sampling) message.sampling = toWireSampling(request.sampling);
   if (request.overlapBlocks !== undefined) message.overlap_blocks = request.overlapBlocks;

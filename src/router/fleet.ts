@@ -130,16 +130,21 @@ export class Fleet {
     const endpoint = engine.spec.kvEndpoint ?? info.kvEvents?.endpoint ?? null;
     if (endpoint) {
       const replayEndpoint = engine.spec.replayEndpoint ?? info.kvEvents?.replayEndpoint ?? null;
-      await kv.addEngine({
-        id: engine.id,
-        name: engine.name,
-        model: info.model,
-        blockSize: info.blockSize,
-        endpoint,
-        dataParallelSize: info.kvEvents?.dataParallelSize ?? 1,
-        topic: info.kvEvents?.topic ?? "",
-        ...(replayEndpoint ? { replayEndpoint } : {}),
-      });
+      try {
+        await kv.addEngine({
+          id: engine.id,
+          name: engine.name,
+          model: info.model,
+          blockSize: info.blockSize,
+          endpoint,
+          dataParallelSize: info.kvEvents?.dataParallelSize ?? 1,
+          topic: info.kvEvents?.topic ?? "",
+          ...(replayEndpoint ? { replayEndpoint } : {}),
+        });
+      } catch (err) {
+        // A bad KV-event endpoint costs the engine its cache-aware routing, not its place in the fleet.
+        log.error({ engine: engine.name, endpoint, reason: (err as Error).message }, "cannot follow the engine's KV events: it is routed by load alone");
+      }
     } else {
       log.warn({ engine: engine.name }, "engine publishes no KV events: it is routed by load alone");
     }
@@ -155,7 +160,9 @@ export class Fleet {
     engine.reason = reason;
     this.options.scheduler.setAvailable(engine.id, false);
     this.options.log.warn({ engine: engine.name, reason }, "engine down");
-    await this.options.kv.removeEngine(engine.id);
+    await this.options.kv.removeEngine(engine.id).catch((err: Error) => {
+      this.options.log.error({ engine: engine.name, reason: err.message }, "cannot drop the engine's index entries");
+    });
   }
 
   #refuse(engine: EngineHandle, reason: string): void {

@@ -2,7 +2,7 @@
 // cached tokens, engines that die, clients that leave. Every engine is a real `kvroute sim` process.
 import { afterEach, describe, expect, it } from "vitest";
 import { startSimProcess, type RunningEngine } from "./engines.js";
-import { metric, postJson, postSse, startRouterProcess, type RunningRouter } from "./router-process.js";
+import { metric, postJson, postSse, startRouterProcess, until, type RunningRouter } from "./router-process.js";
 
 const MODEL = "Qwen/Qwen3-0.6B";
 const FAST = ["--speedup", "0", "--kv-events", "tcp://127.0.0.1:*"];
@@ -11,15 +11,6 @@ const SLOW = ["--speedup", "0.1", "--kv-events", "tcp://127.0.0.1:*"];
 
 const prompt = (n: number, family = 1) => Array.from({ length: n }, (_, i) => (family * 7919 + i * 104_729) % 150_000);
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 let engines: RunningEngine[] = [];
 let router: RunningRouter | null = null;

@@ -90,3 +90,14 @@ export function metric(text: string, name: string, labels: Record<string, string
   }
   return 0;
 }
+
+/** Polls `probe` until it returns a value (bounded: gives up after `timeoutMs`). */
+export async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}

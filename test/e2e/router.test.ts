@@ -4,7 +4,7 @@ import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadTokenizer } from "../../src/tokenize/index.js";
 import { startSimProcess, type RunningEngine } from "./engines.js";
-import { metric, postJson, postSse, startRouterProcess, type RunningRouter } from "./router-process.js";
+import { metric, postJson, postSse, startRouterProcess, until, type RunningRouter } from "./router-process.js";
 
 const MODEL = "Qwen/Qwen3-0.6B";
 const FAST = ["--speedup", "0", "--kv-events", "tcp://127.0.0.1:*"];
@@ -14,15 +14,6 @@ function tokens(n: number, family: number, shared = n): number[] {
   return Array.from({ length: n }, (_, i) => (i < shared ? (family * 7919 + i * 104_729) % 150_000 : (family * 31 + i * 17 + 999) % 150_000));
 }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 describe("kvroute serve against three simulated engines", () => {
   let engines: RunningEngine[] = [];

@@ -59,6 +59,7 @@ describe("completions bodies", () => {
     ["fractional token id", { prompt: [1.5] }, "prompt", /got the number 1\.5/],
     ["token id above u32", { prompt: [2 ** 32] }, "prompt", /non-negative integer token id/],
     ["bad batch item", { prompt: ["a", 3] }, "prompt[1]", /must be a string or an array of token ids/],
+    ["a batch too large", { prompt: Array.from({ length: 257 }, () => "x") }, "prompt", /a batch takes at most 256 prompts, got 257/],
     ["max_tokens a string", { prompt: "x", max_tokens: "10" }, "max_tokens", /must be an integer, got a string/],
     ["max_tokens 0", { prompt: "x", max_tokens: 0 }, "max_tokens", /from 1 to/],
     ["temperature too high", { prompt: "x", temperature: 2.5 }, "temperature", /between 0 and 2, got 2\.5/],
