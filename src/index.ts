@@ -99,3 +99,6 @@ export type {
   RankStreamStats,
   UnknownKvEvent,
 } from "./kv-events/index.js";
+// Offline policy simulation on virtual time (`kvroute simulate`).
+export { H100_8B, SharedCacheBound, simulate, simulatePolicy } from "./simulate/index.js";
+export type { CacheBound, EngineSettings, PolicyReport, PolicyRun, SimulateOptions, SimulationOptions, SimulationReport, TraceSpec } from "./simulate/index.js";

@@ -6,6 +6,7 @@ const USAGE = `usage: kvroute <command> [options]
 commands:
   serve       run the router (OpenAI-compatible HTTP API)
   replay      replay a recorded trace against an OpenAI-compatible endpoint
+  simulate    compare routing policies on a trace, with simulated engines on virtual time
   sim         run a simulated vLLM engine (engine protocol + vLLM KV events)
   kv-events   subscribe to an engine's vLLM KV events and print what arrives
 
@@ -19,6 +20,8 @@ async function main(argv: string[]): Promise<number> {
     case "replay":
       // Loaded on demand: the HTTP client and histograms are not needed by the other commands.
       return (await import("./replay.js")).replayCommand(rest);
+    case "simulate":
+      return (await import("./simulate.js")).simulateCommand(rest);
     case "sim":
       return (await import("./sim.js")).runSim(rest);
     case "kv-events":

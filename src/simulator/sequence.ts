@@ -1,4 +1,5 @@
 // One request inside the simulated engine: its tokens, its KV blocks, and how far it has been computed.
+import type { BlockHasher } from "../hashing/index.js";
 import { hashBlock, rootDigest, type BlockDigest } from "./block-hash.js";
 import { Rng } from "./sampler.js";
 import { StopChecker } from "./stop-checker.js";
@@ -30,6 +31,8 @@ export class Sequence {
   readonly rng: Rng;
   readonly stop: StopChecker;
   private readonly digests: BlockDigest[] = [];
+  /** With an XXH64 hasher: the block hashes so far. */
+  private readonly hashes: bigint[] = [];
   private readonly root: Buffer;
 
   constructor(
@@ -45,6 +48,8 @@ export class Sequence {
     /** The router's estimate, echoed in logs and metrics. */
     readonly overlapBlocks: number | null,
     readonly routerRequestId: string | null,
+    /** XXH64 block hashes through this hasher, chained from the SHA-256 root, instead of SHA-256 per block. */
+    private readonly hasher: BlockHasher | null = null,
   ) {
     this.tokens = prompt;
     this.promptLen = prompt.length;
@@ -60,11 +65,26 @@ export class Sequence {
 
   /** The hash of block `index` (its tokens must be known); computed once, chained from block index-1. */
   blockHash(index: number): bigint {
+    if (this.hasher !== null) return this.fastHash(index);
     while (this.digests.length <= index) {
       const i = this.digests.length;
       const parent = i === 0 ? this.root : this.digests[i - 1]!.digest;
       this.digests.push(hashBlock(parent, this.tokens, i * this.blockSize, this.blockSize));
     }
     return this.digests[index]!.hash;
+  }
+
+  /** The XXH64 chain: every full block not hashed yet, in one call. */
+  private fastHash(index: number): bigint {
+    const hashes = this.hashes;
+    if (index >= hashes.length) {
+      const bs = this.blockSize;
+      const from = hashes.length;
+      const seed = from === 0 ? this.root.readBigUInt64BE(24) : hashes[from - 1]!;
+      const tokens = from === 0 ? this.tokens : this.tokens.slice(from * bs);
+      for (const hash of this.hasher!.hashBlocks(tokens, bs, seed)) hashes.push(hash);
+      if (index >= hashes.length) throw new RangeError(`block ${index} is not full yet`);
+    }
+    return hashes[index]!;
   }
 }

@@ -1,0 +1,230 @@
+// `kvroute simulate`: routing policies compared on a trace, on virtual time, with simulated engines.
+import { availableParallelism } from "node:os";
+import { parseArgs } from "node:util";
+import { int } from "../replay/format.js";
+import { POLICIES, type PolicyName } from "../scheduler/index.js";
+import { H100_8B, type EngineSettings } from "../simulate/engine-settings.js";
+import type { JobProgress } from "../simulate/policy-job.js";
+import { simulate } from "../simulate/simulate.js";
+import { reportTable } from "../simulate/table.js";
+import type { TraceSpec } from "../simulate/trace-spec.js";
+import { parseWorkloadSpec } from "../trace/workload.js";
+
+const D = H100_8B;
+
+export const SIMULATE_USAGE = `usage: kvroute simulate (--trace FILE | --generate SPEC) [options]
+
+Runs a trace through the router's own scheduler and prefix index in front of simulated vLLM engines, on
+virtual time and without sockets, once per routing policy, and prints the policies side by side. Each
+policy gets a fresh fleet and a fresh index, with the same trace, settings and seed.
+
+trace:
+  --trace FILE                 Mooncake JSONL or Azure LLM inference CSV, plain or .gz
+  --generate SPEC              groups of prompts sharing a system prompt, as in kvroute replay:
+                               groups=8,prompts=32,system=2048,user=256,output=128,rate=8,block=16,seed=1
+  --format F                   auto (default), mooncake or azure
+  --block-size N               tokens per trace hash id (default 512, Mooncake's)
+  --strict                     stop at the first bad line (default: skip and count bad lines)
+  --max-requests N             simulate only the first N requests
+  --speedup X                  requests arrive at timestamp / X: above 1 raises the load (default 1)
+
+routing:
+  --policy LIST                one or more of ${POLICIES.join(", ")}, comma-separated
+                               (default: all four)
+  --engines N                  engines in the fleet (default 8)
+  --overlap-weight W           kv cost = W × blocks to prefill + decode blocks (default 1)
+  --temperature T              kv: 0 (default) takes the cheapest engine; above 0 samples
+  --kv-event-delay-ms X        a step's KV events reach the index X ms after the step ends (default 0:
+                               as it ends)
+  --seed N                     seeds the random policy, tie-breaks and the engines' outputs (default 0)
+
+engines (defaults: one H100 SXM 80 GB serving an 8B model in bf16, e.g. Llama 3.1 8B):
+  --blocks N                   KV-cache blocks per engine (default ${int(D.numBlocks)}: 54 GiB at 2 MiB a block)
+  --engine-block-size N        tokens per KV block; the router hashes with it too (default ${D.blockSize})
+  --max-num-seqs N             most sequences running at once (default ${D.maxNumSeqs})
+  --max-num-batched-tokens N   most tokens computed per step (default ${D.maxNumBatchedTokens})
+  --max-model-len N            context length; longer prompts fail (default ${D.maxModelLen})
+  --step-overhead-ms X         per step: reading the weights (default ${D.timing.stepOverheadMs})
+  --prefill-ms-per-token X     per prompt token computed (default ${D.timing.prefillMsPerToken})
+  --decode-ms-per-seq X        per sequence decoding a token (default ${D.timing.decodeMsPerSeq})
+  --ms-per-kv-block X          per KV block the step's sequences hold (default ${D.timing.msPerKvBlock})
+
+output:
+  --jobs N                     policies simulated at once, in worker threads (default: the smaller of
+                               the number of policies and of CPU cores; 1 runs them in this thread)
+  --out DIR                    also write DIR/<policy>/summary.json, requests.jsonl and report.html
+  --json                       print {"policies": [...], "bound": {...}, ...} instead of the table
+  --quiet                      no progress lines on stderr
+  -h, --help                   this help
+
+Columns: hit ratio = engine-counted cached prompt tokens / prompt tokens; TTFT and E2E in ms of virtual
+time; req/s and out tok/s over virtual time; busy max/mean and req max/mean = the busiest engine's
+step time and request count over the mean across engines (1.00x is perfectly even); virtual s/wall s =
+simulation speed. The bound is the hit ratio one unbounded prefix cache shared by every engine would
+reach on the same prompts at the same block size.
+
+Exit status: 0 done, 1 the simulation failed (e.g. a bad line under --strict), 2 bad options.`;
+
+const OPTIONS = {
+  trace: { type: "string" },
+  generate: { type: "string" },
+  format: { type: "string" },
+  "block-size": { type: "string" },
+  strict: { type: "boolean", default: false },
+  "max-requests": { type: "string" },
+  speedup: { type: "string" },
+  policy: { type: "string" },
+  engines: { type: "string" },
+  "overlap-weight": { type: "string" },
+  temperature: { type: "string" },
+  "kv-event-delay-ms": { type: "string" },
+  seed: { type: "string" },
+  blocks: { type: "string" },
+  "engine-block-size": { type: "string" },
+  "max-num-seqs": { type: "string" },
+  "max-num-batched-tokens": { type: "string" },
+  "max-model-len": { type: "string" },
+  "step-overhead-ms": { type: "string" },
+  "prefill-ms-per-token": { type: "string" },
+  "decode-ms-per-seq": { type: "string" },
+  "ms-per-kv-block": { type: "string" },
+  jobs: { type: "string" },
+  out: { type: "string" },
+  json: { type: "boolean", default: false },
+  quiet: { type: "boolean", default: false },
+  help: { type: "boolean", short: "h", default: false },
+} as const;
+
+export interface Io {
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+}
+
+class UsageError extends Error {}
+
+type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS }>>["values"];
+
+function num(v: Values, name: keyof Values, fallback: number, { integer = false, min = 0, above = false, max = Number.MAX_SAFE_INTEGER } = {}): number {
+  const text = v[name];
+  if (text === undefined) return fallback;
+  if (typeof text !== "string") throw new UsageError(`--${name} takes a value`);
+  const value = Number(text);
+  const fits = text.trim() !== "" && Number.isFinite(value) && (above ? value > min : value >= min) && value <= max && (!integer || Number.isSafeInteger(value));
+  if (!fits) {
+    const kind = integer ? "an integer" : "a number";
+    throw new UsageError(`--${name} must be ${kind} ${above ? "above" : "of at least"} ${min}${max < Number.MAX_SAFE_INTEGER ? ` and at most ${max}` : ""}, got ${JSON.stringify(text)}`);
+  }
+  return value;
+}
+
+function policies(text: string | undefined): PolicyName[] {
+  if (text === undefined) return [...POLICIES];
+  const names = text.split(",").map((p) => p.trim()).filter((p) => p !== "");
+  if (names.length === 0) throw new UsageError(`--policy must name at least one of ${POLICIES.join(", ")}`);
+  for (const name of names) {
+    if (!POLICIES.includes(name as PolicyName)) throw new UsageError(`--policy: ${JSON.stringify(name)} is not one of ${POLICIES.join(", ")}`);
+  }
+  if (new Set(names).size !== names.length) throw new UsageError(`--policy names a policy twice: ${JSON.stringify(text)}`);
+  return names as PolicyName[];
+}
+
+function traceSpec(v: Values): TraceSpec {
+  if ((v.trace === undefined) === (v.generate === undefined)) throw new UsageError("give exactly one of --trace FILE and --generate SPEC");
+  const blockSize = v["block-size"] === undefined ? undefined : num(v, "block-size", 0, { integer: true, min: 1 });
+  if (v.generate !== undefined) {
+    let spec;
+    try {
+      spec = parseWorkloadSpec(v.generate);
+    } catch (err) {
+      throw new UsageError(`--generate: ${(err as Error).message}`);
+    }
+    return { generate: blockSize !== undefined ? { ...spec, blockSize } : spec };
+  }
+  const format = v.format ?? "auto";
+  if (format !== "auto" && format !== "mooncake" && format !== "azure") throw new UsageError(`--format must be auto, mooncake or azure, got ${JSON.stringify(format)}`);
+  return { file: v.trace!, format, strict: v.strict, ...(blockSize !== undefined ? { blockSize } : {}) };
+}
+
+function engineSettings(v: Values): EngineSettings {
+  const settings: EngineSettings = {
+    blockSize: num(v, "engine-block-size", D.blockSize, { integer: true, min: 1, max: 4096 }),
+    numBlocks: num(v, "blocks", D.numBlocks, { integer: true, min: 1, max: 1 << 26 }),
+    maxNumSeqs: num(v, "max-num-seqs", D.maxNumSeqs, { integer: true, min: 1 }),
+    maxNumBatchedTokens: num(v, "max-num-batched-tokens", D.maxNumBatchedTokens, { integer: true, min: 1 }),
+    maxModelLen: num(v, "max-model-len", D.maxModelLen, { integer: true, min: 2, max: 1 << 24 }),
+    timing: {
+      stepOverheadMs: num(v, "step-overhead-ms", D.timing.stepOverheadMs),
+      prefillMsPerToken: num(v, "prefill-ms-per-token", D.timing.prefillMsPerToken),
+      decodeMsPerSeq: num(v, "decode-ms-per-seq", D.timing.decodeMsPerSeq),
+      msPerKvBlock: num(v, "ms-per-kv-block", D.timing.msPerKvBlock),
+    },
+  };
+  const t = settings.timing;
+  if (t.stepOverheadMs + t.prefillMsPerToken + t.decodeMsPerSeq === 0) {
+    throw new UsageError("the timing model takes no time at all: give --step-overhead-ms, --prefill-ms-per-token or --decode-ms-per-seq above 0");
+  }
+  const needed = Math.ceil(settings.maxModelLen / settings.blockSize);
+  if (needed > settings.numBlocks) {
+    throw new UsageError(`--max-model-len ${settings.maxModelLen} needs ${needed} blocks of ${settings.blockSize} tokens, but --blocks is ${settings.numBlocks}`);
+  }
+  return settings;
+}
+
+function progressWriter(io: Io, json: boolean): (policy: PolicyName, p: JobProgress) => void {
+  const shown = new Map<PolicyName, number>();
+  return (policy, p) => {
+    // A line per tenth of the trace (or every 5 s when its size is unknown) per policy.
+    const now = performance.now();
+    const fraction = p.fraction === undefined ? null : Math.min(1, p.fraction);
+    const step = fraction === null ? Math.floor(now / 5000) : Math.floor(fraction * 10);
+    if (step <= (shown.get(policy) ?? -1)) return;
+    shown.set(policy, step);
+    if (json) io.stderr.write(`${JSON.stringify({ policy, sent: p.sent, virtual_sec: p.virtualMs / 1000, fraction })}\n`);
+    else io.stderr.write(`kvroute simulate: ${policy}: ${int(p.sent)} requests, ${int(p.virtualMs / 1000)} virtual s${fraction === null ? "" : ` (${(fraction * 100).toFixed(0)}% of the trace read)`}\n`);
+  };
+}
+
+export async function simulateCommand(argv: string[], io: Io = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+  let v: Values;
+  try {
+    v = parseArgs({ args: argv, options: OPTIONS, strict: true, allowPositionals: false }).values;
+    if (v.help) {
+      io.stdout.write(`${SIMULATE_USAGE}\n`);
+      return 0;
+    }
+    return await run(v, io);
+  } catch (err) {
+    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) {
+      io.stderr.write(`kvroute simulate: ${(err as Error).message}\n\nRun \`kvroute simulate --help\` for the options.\n`);
+      return 2;
+    }
+    io.stderr.write(`kvroute simulate: ${(err as Error).message}\n`);
+    return 1;
+  }
+}
+
+async function run(v: Values, io: Io): Promise<number> {
+  const spec = traceSpec(v);
+  const chosen = policies(v.policy);
+  const engine = engineSettings(v);
+  const engines = num(v, "engines", 8, { integer: true, min: 1, max: 4096 });
+  const maxRequests = v["max-requests"] === undefined ? undefined : num(v, "max-requests", 0, { integer: true, min: 1 });
+  const jobs = num(v, "jobs", Math.min(chosen.length, availableParallelism()), { integer: true, min: 1, max: 64 });
+  const report = await simulate(spec, {
+    policies: chosen,
+    engines,
+    engine,
+    overlapWeight: num(v, "overlap-weight", 1),
+    temperature: num(v, "temperature", 0),
+    kvEventDelayMs: num(v, "kv-event-delay-ms", 0),
+    seed: num(v, "seed", 0, { integer: true }),
+    speedup: num(v, "speedup", 1, { above: true }),
+    jobs,
+    ...(maxRequests !== undefined ? { maxRequests } : {}),
+    ...(v.out !== undefined ? { outDir: v.out } : {}),
+    ...(v.quiet ? {} : { onProgress: progressWriter(io, v.json) }),
+  });
+  io.stdout.write(v.json ? `${JSON.stringify(report, null, 2)}\n` : reportTable(report));
+  if (v.out !== undefined && !v.json) io.stdout.write(`results      ${v.out}/<policy>/ (summary.json, requests.jsonl, report.html)\n`);
+  return 0;
+}

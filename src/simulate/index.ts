@@ -1,0 +1,10 @@
+export { SharedCacheBound, type CacheBound } from "./bound.js";
+export { H100_8B, SIM_MODEL, type EngineSettings } from "./engine-settings.js";
+export { EventQueue } from "./event-queue.js";
+export { toKvEvents } from "./kv-adapter.js";
+export { runPolicyJob, type JobOptions, type JobProgress, type JobResult, type PolicyJob } from "./policy-job.js";
+export { maxOverMean, policyReport, type BoundReport, type LatencyFigures, type PolicyReport, type SimulationReport, type TraceFigures } from "./report.js";
+export { engineName, simulatePolicy, type EngineFigures, type PolicyRun, type SimulationOptions } from "./run.js";
+export { simulate, type SimulateOptions } from "./simulate.js";
+export { reportTable } from "./table.js";
+export { openTraceSpec, type TraceSpec } from "./trace-spec.js";

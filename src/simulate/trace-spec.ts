@@ -1,0 +1,17 @@
+// A trace named by plain data, so a worker thread can open its own pass over it.
+import { openTrace, type OpenTraceOptions } from "../trace/loader.js";
+import type { TraceSource } from "../trace/types.js";
+import { sharedPrefixWorkload, type SharedPrefixOptions } from "../trace/workload.js";
+
+export type TraceSpec =
+  | { file: string; format?: OpenTraceOptions["format"]; blockSize?: number; strict?: boolean }
+  | { generate: SharedPrefixOptions };
+
+export function openTraceSpec(spec: TraceSpec): Promise<TraceSource> {
+  if ("generate" in spec) return Promise.resolve(sharedPrefixWorkload(spec.generate));
+  return openTrace(spec.file, {
+    ...(spec.format !== undefined ? { format: spec.format } : {}),
+    ...(spec.blockSize !== undefined ? { blockSize: spec.blockSize } : {}),
+    ...(spec.strict !== undefined ? { strict: spec.strict } : {}),
+  });
+}
