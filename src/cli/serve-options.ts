@@ -17,6 +17,9 @@ engines:
   --sim N                      simulated engines to start when no --engine is given (default 4)
   --sim-speedup X              their modelled time runs X times faster than real time; 0: no delay at all
                                (default 1: a realistic pace)
+  --sim-blocks N               KV-cache blocks per simulated engine (default 8192)
+  --sim-max-model-len N        context length of the simulated engines (default 32768; at most
+                               blocks × block size)
   --block-size N               hash prompts with N-token blocks; engines with another block size are
                                refused (default: the first engine's)
   --served-model-name NAME     the model name clients use (default: the engines' model name)
@@ -50,6 +53,8 @@ export interface ServeOptions {
   engines: EngineSpec[];
   sim: number;
   simSpeedup: number;
+  simBlocks: number | undefined;
+  simMaxModelLen: number | undefined;
   blockSize: number | null;
   servedModelName: string | null;
   host: string;
@@ -78,6 +83,8 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
       engine: { type: "string", multiple: true },
       sim: { type: "string" },
       "sim-speedup": { type: "string" },
+      "sim-blocks": { type: "string" },
+      "sim-max-model-len": { type: "string" },
       "block-size": { type: "string" },
       "served-model-name": { type: "string" },
       host: { type: "string" },
@@ -108,6 +115,8 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     engines,
     sim: int("sim", values.sim, 4, 1, 64),
     simSpeedup: num("sim-speedup", values["sim-speedup"], 1, 0, 1e6),
+    simBlocks: values["sim-blocks"] === undefined ? undefined : int("sim-blocks", values["sim-blocks"], 0, 1, 1 << 26),
+    simMaxModelLen: values["sim-max-model-len"] === undefined ? undefined : int("sim-max-model-len", values["sim-max-model-len"], 0, 1, 1 << 24),
     blockSize: values["block-size"] === undefined ? null : int("block-size", values["block-size"], 16, 1, 1 << 20),
     servedModelName: values["served-model-name"] ?? null,
     host: values.host ?? "127.0.0.1",

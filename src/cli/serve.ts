@@ -67,7 +67,12 @@ export async function startRouter(options: ServeOptions, log: Logger): Promise<R
     let engines: EngineSpec[] = options.engines;
     let sims: SimulatorThread | null = null;
     if (engines.length === 0) {
-      sims = await startSimulatorThread(options.sim, { speedup: options.simSpeedup, ...(options.blockSize ? { blockSize: options.blockSize } : {}) });
+      sims = await startSimulatorThread(options.sim, {
+        speedup: options.simSpeedup,
+        ...(options.blockSize ? { blockSize: options.blockSize } : {}),
+        ...(options.simBlocks ? { numBlocks: options.simBlocks } : {}),
+        ...(options.simMaxModelLen ? { maxModelLen: options.simMaxModelLen } : {}),
+      });
       closers.push(() => sims!.close());
       engines = sims.engines.map((e, i) => ({ ...parseEngineSpec(e.url), name: `sim-${i}` }));
       log.info({ engines: engines.length, speedup: options.simSpeedup }, "no --engine given: started simulated engines");

@@ -230,21 +230,28 @@ class Simulator implements SimulatorHandle {
 
   private async run(): Promise<void> {
     const speedup = this.options.speedup ?? 0;
+    // True until a step with work has run since the engine was last idle.
+    let idle = true;
     while (!this.closing) {
       if (!this.core.hasWork) {
         await new Promise<void>((resolve) => (this.wake = resolve));
         this.wake = null;
+        idle = true;
         continue;
       }
       const { durationMs, outputs } = this.core.step();
       if (speedup > 0 && durationMs > 0) {
-        // Steps are timed against a running deadline, so timer lateness does not add up over a stream.
+        // A step that follows another is due when that one was due plus its own modelled time, even if
+        // the timer that ended the last one fired late: lateness is made up rather than added to every
+        // step. After an idle spell the clock starts again from now.
         const now = performance.now();
-        const end = Math.max(this.lastStepEnd, now) + durationMs / speedup;
+        const end = (idle ? now : this.lastStepEnd) + durationMs / speedup;
         this.lastStepEnd = end;
+        idle = false;
         if (end - now >= 1) await sleep(end - now);
         else await yieldToIo();
       } else {
+        idle = idle || durationMs === 0;
         await yieldToIo();
       }
       this.deliver(outputs);

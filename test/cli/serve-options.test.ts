@@ -1,0 +1,54 @@
+import { describe, expect, it } from "vitest";
+import { parseServeArgs } from "../../src/cli/serve-options.js";
+import { parseEngineSpec } from "../../src/router/engine-spec.js";
+
+describe("kvroute serve options", () => {
+  it("has the defaults the README describes", () => {
+    expect(parseServeArgs([], {})).toMatchObject({
+      engines: [],
+      sim: 4,
+      simSpeedup: 1,
+      host: "127.0.0.1",
+      port: 8000,
+      policy: "kv",
+      overlapWeight: 1,
+      temperature: 0,
+      cachedTokensFallback: "router",
+      maxBodyBytes: 16 * 1024 * 1024,
+      inlineMaxTokens: 8192,
+      apiKey: undefined,
+    });
+  });
+
+  it("reads engines, simulated-engine settings and the API key from the environment", () => {
+    const o = parseServeArgs(["--engine", "tcp://10.0.0.5:9000,kv=tcp://10.0.0.5:5557,name=a", "--engine", "tcp://h:1", "--sim-blocks", "20000", "--sim-max-model-len", "131072"], { KVROUTE_API_KEY: "k" });
+    if (o === "help") throw new Error("unexpected help");
+    expect(o.engines).toEqual([
+      { url: "tcp://10.0.0.5:9000", name: "a", kvEndpoint: "tcp://10.0.0.5:5557", replayEndpoint: null },
+      { url: "tcp://h:1", name: "h:1", kvEndpoint: null, replayEndpoint: null },
+    ]);
+    expect(o).toMatchObject({ simBlocks: 20000, simMaxModelLen: 131072, apiKey: "k" });
+  });
+
+  const bad: [string[], RegExp][] = [
+    [["--port", "70000"], /--port must be a number from 0 to 65535/],
+    [["--policy", "fastest"], /--policy must be one of kv, round-robin, random, least-loaded/],
+    [["--cached-tokens-fallback", "maybe"], /--cached-tokens-fallback must be router or none/],
+    [["--workers", "1.5"], /--workers must be an integer/],
+    [["--temperature=-1"], /--temperature must be a number from 0/],
+    [["--engine", "http://h:1"], /expected tcp:\/\/HOST:PORT/],
+    [["--engine", "tcp://h:1,colour=red"], /unknown option "colour"/],
+    [["--engine", "tcp://h:1,kv=h:2"], /kv= must be tcp:\/\/HOST:PORT/],
+    [["--nope"], /Unknown option '--nope'/],
+  ];
+  for (const [args, message] of bad) {
+    it(`refuses ${args.join(" ")}`, () => {
+      expect(() => parseServeArgs(args, {})).toThrow(message);
+    });
+  }
+
+  it("parses engine specs on their own", () => {
+    expect(parseEngineSpec("tcp://[::1]:9000").name).toBe("[::1]:9000");
+    expect(() => parseEngineSpec("tcp://h:0")).toThrow(/expected tcp/);
+  });
+});
