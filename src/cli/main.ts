@@ -25,7 +25,7 @@ async function main(argv: string[]): Promise<number> {
     case "sim":
       return (await import("./sim.js")).runSim(rest);
     case "kv-events":
-      return (await import("../kv-events/cli.js")).kvEventsCommand(rest);
+      return (await import("./kv-events.js")).kvEventsCommand(rest);
     case undefined:
     case "help":
     case "--help":

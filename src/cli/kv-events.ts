@@ -3,7 +3,7 @@
 
 import { parseArgs } from "node:util";
 import { PrefixIndex } from "../prefix-index/index.js";
-import { KvEventWriter, type KvEventWriterStats } from "./writer.js";
+import { KvEventWriter, type KvEventWriterStats } from "../kv-events/index.js";
 
 export const KV_EVENTS_USAGE = `usage: kvroute kv-events --endpoint URL --model NAME [options]
 
