@@ -4,6 +4,7 @@
 import { parseArgs } from "node:util";
 import { PrefixIndex } from "../prefix-index/index.js";
 import { KvEventWriter, type KvEventWriterStats } from "../kv-events/index.js";
+import { numberOption } from "./usage.js";
 
 export const KV_EVENTS_USAGE = `usage: kvroute kv-events --endpoint URL --model NAME [options]
 
@@ -48,11 +49,7 @@ export async function kvEventsCommand(argv: string[]): Promise<number> {
     console.log(KV_EVENTS_USAGE);
     return 0;
   }
-  const number = (name: string, text: string, min: number): number => {
-    const n = Number(text);
-    if (!Number.isFinite(n) || n < min) throw new RangeError(`--${name} must be a number of at least ${min}, got ${JSON.stringify(text)}`);
-    return n;
-  };
+  const number = (name: string, text: string, min: number): number => numberOption(name, text, { min })!;
   let writer: KvEventWriter | undefined;
   try {
     if (values.endpoint === undefined || values.model === undefined) throw new RangeError("--endpoint and --model are required");

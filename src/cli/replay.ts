@@ -26,6 +26,7 @@ import {
   type TraceSource,
   type TraceSummary,
 } from "../trace/index.js";
+import { numberOption, UsageError } from "./usage.js";
 
 export const REPLAY_USAGE = `usage: kvroute replay (--trace FILE | --generate SPEC) --target URL [options]
 
@@ -108,16 +109,6 @@ export interface Io {
   stderr: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
 }
 
-class UsageError extends Error {}
-
-function number(name: string, text: string | undefined, { integer = false, min = 0, above = false } = {}): number | undefined {
-  if (text === undefined) return undefined;
-  const value = Number(text);
-  const fits = text.trim() !== "" && Number.isFinite(value) && (above ? value > min : value >= min) && (!integer || Number.isSafeInteger(value));
-  if (!fits) throw new UsageError(`--${name} must be ${integer ? "an integer" : "a number"} ${above ? "above" : "of at least"} ${min}, got ${JSON.stringify(text)}`);
-  return value;
-}
-
 type Values = ReturnType<typeof parse>["values"];
 
 function parse(argv: string[]) {
@@ -130,7 +121,7 @@ function parse(argv: string[]) {
 
 async function traceOf(v: Values): Promise<TraceSource> {
   if ((v.trace === undefined) === (v.generate === undefined)) throw new UsageError("give exactly one of --trace FILE and --generate SPEC");
-  const blockSize = number("block-size", v["block-size"], { integer: true, min: 1 });
+  const blockSize = numberOption("block-size", v["block-size"], { integer: true, min: 1 });
   if (v.generate !== undefined) {
     const spec = parseWorkloadSpec(v.generate);
     return sharedPrefixWorkload(blockSize !== undefined ? { ...spec, blockSize } : spec);
@@ -214,14 +205,14 @@ async function replay(argv: string[], io: Io): Promise<number> {
 
   if (v.target === undefined) throw new UsageError("--target URL is required (or --dry-run)");
   const base = apiBase(v.target);
-  const speedup = number("speedup", v.speedup, { min: 0, above: true })!;
-  const maxConcurrency = number("max-concurrency", v["max-concurrency"], { integer: true, min: 1 });
-  const maxRequests = number("max-requests", v["max-requests"], { integer: true, min: 1 });
-  const durationSec = number("duration", v.duration, { min: 0, above: true });
-  const timeoutMs = number("timeout", v.timeout, { min: 0, above: true })! * 1000;
-  const vocabSize = number("vocab-size", v["vocab-size"], { integer: true, min: 2 })!;
-  const lowestTokenId = number("lowest-token-id", v["lowest-token-id"], { integer: true, min: 0 })!;
-  const seed = number("prompt-seed", v["prompt-seed"], { integer: true, min: 0 })!;
+  const speedup = numberOption("speedup", v.speedup, { min: 0, above: true })!;
+  const maxConcurrency = numberOption("max-concurrency", v["max-concurrency"], { integer: true, min: 1 });
+  const maxRequests = numberOption("max-requests", v["max-requests"], { integer: true, min: 1 });
+  const durationSec = numberOption("duration", v.duration, { min: 0, above: true });
+  const timeoutMs = numberOption("timeout", v.timeout, { min: 0, above: true })! * 1000;
+  const vocabSize = numberOption("vocab-size", v["vocab-size"], { integer: true, min: 2 })!;
+  const lowestTokenId = numberOption("lowest-token-id", v["lowest-token-id"], { integer: true, min: 0 })!;
+  const seed = numberOption("prompt-seed", v["prompt-seed"], { integer: true, min: 0 })!;
   const slo: Slo | null = v.slo === undefined ? null : parseSlo(v.slo);
   const apiKey = v["api-key"] ?? process.env.OPENAI_API_KEY;
   const ignoreEos = !v["no-ignore-eos"];

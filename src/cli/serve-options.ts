@@ -4,6 +4,7 @@ import { DEFAULT_INLINE_MAX_TOKENS } from "../pool/index.js";
 import type { CachedTokensFallback } from "../router/cached-tokens.js";
 import { parseEngineSpec, type EngineSpec } from "../router/engine-spec.js";
 import { POLICIES, type PolicyName } from "../scheduler/index.js";
+import { numberOption } from "./usage.js";
 
 export const SERVE_USAGE = `usage: kvroute serve [options]
 
@@ -136,16 +137,9 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
 }
 
 function num(name: string, value: string | undefined, fallback: number, min: number, max: number): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (value.trim() === "" || !Number.isFinite(n) || n < min || n > max) {
-    throw new Error(`--${name} must be a number from ${min} to ${max}, got ${JSON.stringify(value)}`);
-  }
-  return n;
+  return numberOption(name, value, { min, max }) ?? fallback;
 }
 
 function int(name: string, value: string | undefined, fallback: number, min: number, max: number): number {
-  const n = num(name, value, fallback, min, max);
-  if (!Number.isInteger(n)) throw new Error(`--${name} must be an integer, got ${JSON.stringify(value)}`);
-  return n;
+  return numberOption(name, value, { integer: true, min, max }) ?? fallback;
 }

@@ -3,6 +3,7 @@ import { parseArgs } from "node:util";
 import type { LogFn } from "../protocol/log.js";
 import { startSimulator, type SimulatorOptions } from "../simulator/server.js";
 import { DEFAULT_TIMING } from "../simulator/timing.js";
+import { numberOption } from "./usage.js";
 
 export const SIM_USAGE = `usage: kvroute sim [options]
 
@@ -41,15 +42,6 @@ timing (milliseconds of modelled time):
   --no-cached-tokens             answer cached_tokens nil, like an engine that cannot count them
   --log-requests                 log each finished request: cached tokens beside the router's overlap_blocks
   -h, --help                     this help`;
-
-function num(name: string, value: string | undefined, integer: boolean): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (value.trim() === "" || !Number.isFinite(n) || (integer && !Number.isInteger(n))) {
-    throw new RangeError(`--${name} must be ${integer ? "an integer" : "a number"}, not ${JSON.stringify(value)}`);
-  }
-  return n;
-}
 
 function endpoint(value: string | undefined): string | null | undefined {
   if (value === undefined) return undefined;
@@ -97,17 +89,17 @@ export function parseSimArgs(argv: string[]): SimulatorOptions | "help" {
     throw new RangeError(`--replay-format must be topic or legacy, not ${JSON.stringify(replayFormat)}`);
   }
   const timing: NonNullable<SimulatorOptions["timing"]> = {};
-  const overhead = num("step-overhead-ms", values["step-overhead-ms"], false);
+  const overhead = numberOption("step-overhead-ms", values["step-overhead-ms"]);
   if (overhead !== undefined) timing.stepOverheadMs = overhead;
-  const prefill = num("prefill-ms-per-token", values["prefill-ms-per-token"], false);
+  const prefill = numberOption("prefill-ms-per-token", values["prefill-ms-per-token"]);
   if (prefill !== undefined) timing.prefillMsPerToken = prefill;
-  const decode = num("decode-ms-per-seq", values["decode-ms-per-seq"], false);
+  const decode = numberOption("decode-ms-per-seq", values["decode-ms-per-seq"]);
   if (decode !== undefined) timing.decodeMsPerSeq = decode;
-  const kv = num("ms-per-kv-block", values["ms-per-kv-block"], false);
+  const kv = numberOption("ms-per-kv-block", values["ms-per-kv-block"]);
   if (kv !== undefined) timing.msPerKvBlock = kv;
   const options: SimulatorOptions = {
     host: values.host,
-    port: num("port", values.port, true),
+    port: numberOption("port", values.port, { integer: true }),
     model: values.model,
     engineId: values["engine-id"],
     kvEventsEndpoint: endpoint(values["kv-events"]),
@@ -115,14 +107,14 @@ export function parseSimArgs(argv: string[]): SimulatorOptions | "help" {
     kvEventsTopic: values.topic,
     kvEventsLayout: layout,
     replayFormat,
-    numBlocks: num("blocks", values.blocks, true),
-    blockSize: num("block-size", values["block-size"], true),
-    maxNumSeqs: num("max-num-seqs", values["max-num-seqs"], true),
-    maxNumBatchedTokens: num("max-num-batched-tokens", values["max-num-batched-tokens"], true),
-    maxModelLen: num("max-model-len", values["max-model-len"], true),
-    seed: num("seed", values.seed, true),
-    eosProbability: num("eos-probability", values["eos-probability"], false),
-    speedup: num("speedup", values.speedup, false),
+    numBlocks: numberOption("blocks", values.blocks, { integer: true }),
+    blockSize: numberOption("block-size", values["block-size"], { integer: true }),
+    maxNumSeqs: numberOption("max-num-seqs", values["max-num-seqs"], { integer: true }),
+    maxNumBatchedTokens: numberOption("max-num-batched-tokens", values["max-num-batched-tokens"], { integer: true }),
+    maxModelLen: numberOption("max-model-len", values["max-model-len"], { integer: true }),
+    seed: numberOption("seed", values.seed, { integer: true }),
+    eosProbability: numberOption("eos-probability", values["eos-probability"]),
+    speedup: numberOption("speedup", values.speedup),
     reportCachedTokens: !values["no-cached-tokens"],
     timing,
   };

@@ -9,6 +9,7 @@ import { simulate } from "../simulate/simulate.js";
 import { reportTable } from "../simulate/table.js";
 import type { TraceSpec } from "../simulate/trace-spec.js";
 import { parseWorkloadSpec } from "../trace/workload.js";
+import { numberOption, UsageError, type NumberRule } from "./usage.js";
 
 const D = H100_8B;
 
@@ -100,21 +101,12 @@ export interface Io {
   stderr: NodeJS.WritableStream;
 }
 
-class UsageError extends Error {}
-
 type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS }>>["values"];
 
-function num(v: Values, name: keyof Values, fallback: number, { integer = false, min = 0, above = false, max = Number.MAX_SAFE_INTEGER } = {}): number {
+function num(v: Values, name: keyof Values, fallback: number, rule: NumberRule = {}): number {
   const text = v[name];
-  if (text === undefined) return fallback;
-  if (typeof text !== "string") throw new UsageError(`--${name} takes a value`);
-  const value = Number(text);
-  const fits = text.trim() !== "" && Number.isFinite(value) && (above ? value > min : value >= min) && value <= max && (!integer || Number.isSafeInteger(value));
-  if (!fits) {
-    const kind = integer ? "an integer" : "a number";
-    throw new UsageError(`--${name} must be ${kind} ${above ? "above" : "of at least"} ${min}${max < Number.MAX_SAFE_INTEGER ? ` and at most ${max}` : ""}, got ${JSON.stringify(text)}`);
-  }
-  return value;
+  if (typeof text === "boolean") throw new UsageError(`--${name} takes a value`);
+  return numberOption(name, text, { min: 0, ...rule }) ?? fallback;
 }
 
 function policies(text: string | undefined): PolicyName[] {

@@ -31,11 +31,11 @@ describe("kvroute serve options", () => {
   });
 
   const bad: [string[], RegExp][] = [
-    [["--port", "70000"], /--port must be a number from 0 to 65535/],
+    [["--port", "70000"], /--port must be an integer of at least 0 and at most 65535, got "70000"/],
     [["--policy", "fastest"], /--policy must be one of kv, round-robin, random, least-loaded/],
     [["--cached-tokens-fallback", "maybe"], /--cached-tokens-fallback must be router or none/],
     [["--workers", "1.5"], /--workers must be an integer/],
-    [["--temperature=-1"], /--temperature must be a number from 0/],
+    [["--temperature=-1"], /--temperature must be a number of at least 0/],
     [["--engine", "http://h:1"], /expected tcp:\/\/HOST:PORT/],
     [["--engine", "tcp://h:1,colour=red"], /unknown option "colour"/],
     [["--engine", "tcp://h:1,kv=h:2"], /kv= must be tcp:\/\/HOST:PORT/],

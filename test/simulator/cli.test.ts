@@ -19,7 +19,7 @@ describe("kvroute sim", () => {
     const run = kvroute("sim", "--layout", "xml");
     expect(run.status).toBe(2);
     expect(run.stderr).toContain("--layout must be array or map");
-    expect(kvroute("sim", "--blocks", "lots").stderr).toContain('--blocks must be an integer, not "lots"');
+    expect(kvroute("sim", "--blocks", "lots").stderr).toContain('--blocks must be an integer, got "lots"');
     expect(kvroute("sim", "--bogus").status).toBe(2);
   });
 
