@@ -1,14 +1,12 @@
-import { execFile } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import type { ReplaySummary, RequestResult, TraceSummary } from "../../src/index.js";
-import { distFile, packageRoot } from "../../src/util/package-root.js";
+import { packageRoot } from "../../src/util/package-root.js";
 import { startFakeOpenAI, type FakeServer } from "./fake-openai.js";
+import { kvroute } from "../run-cli.js";
 
-const run = promisify(execFile);
 const fixture = (name: string) => join(packageRoot(), "test", "fixtures", "traces", name);
 const scratch = mkdtempSync(join(tmpdir(), "kvroute-replay-cli-"));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
@@ -19,16 +17,6 @@ afterEach(async () => {
   server = undefined;
 });
 
-/** Runs the built CLI as a child process (asynchronously: the fake server lives in this process). */
-async function kvroute(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [distFile("src/cli/main.js"), ...args], { timeout: 60_000 });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code?: number; stdout?: string; stderr?: string };
-    return { code: e.code ?? -1, stdout: e.stdout ?? "", stderr: e.stderr ?? "" };
-  }
-}
 
 describe("kvroute replay", () => {
   it("prints its help", async () => {

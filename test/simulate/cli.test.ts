@@ -1,27 +1,16 @@
-import { execFile } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
 import type { ReplaySummary } from "../../src/replay/stats.js";
 import type { SimulationReport } from "../../src/simulate/report.js";
-import { distFile, packageRoot } from "../../src/util/package-root.js";
+import { packageRoot } from "../../src/util/package-root.js";
+import { kvroute } from "../run-cli.js";
 
-const run = promisify(execFile);
 const fixture = (name: string) => join(packageRoot(), "test", "fixtures", "traces", name);
 const scratch = mkdtempSync(join(tmpdir(), "kvroute-simulate-cli-"));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
-async function kvroute(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [distFile("src/cli/main.js"), ...args], { timeout: 60_000 });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code?: number; stdout?: string; stderr?: string };
-    return { code: e.code ?? -1, stdout: e.stdout ?? "", stderr: e.stderr ?? "" };
-  }
-}
 
 const small = ["--trace", fixture("mooncake-conversation-200.jsonl"), "--max-requests", "30", "--engines", "2"];
 
