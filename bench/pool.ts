@@ -5,10 +5,10 @@
 // work itself costs the main thread more than handing it to the pool does.
 import { performance } from "node:perf_hooks";
 import { Bench } from "tinybench";
-import { rootSeed } from "../src/hashing/index.js";
-import { PrefixIndex } from "../src/prefix-index/index.js";
-import { PreparePool } from "../src/pool/index.js";
-import { createBlockHasher } from "../src/hashing/index.js";
+import { rootSeed } from "../src/router/prepare/hashing/index.js";
+import { PrefixIndex } from "../src/router/kv-index/prefix-index/index.js";
+import { PreparePool } from "../src/router/prepare/index.js";
+import { createBlockHasher } from "../src/router/prepare/hashing/index.js";
 import { fixed, machineLine, msPerOp, printTable, ratio } from "./lib/report.js";
 
 const TIME_MS = Number(process.env.BENCH_TIME_MS ?? 500);

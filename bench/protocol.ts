@@ -4,7 +4,7 @@ import { createServer, connect, type Server, type Socket } from "node:net";
 import { Packr, Unpackr } from "msgpackr";
 import { Bench } from "tinybench";
 import { decodeBody, encodeFrame, EngineClient, FrameDecoder, startSimulator, type EngineEvent, type WireMessage } from "../src/index.js";
-import { frameBody } from "../src/protocol/index.js";
+import { frameBody } from "../src/engine-protocol/index.js";
 import { fixed, machineLine, msPerOp, printTable, ratio } from "./lib/report.js";
 
 const TIME_MS = Number(process.env.BENCH_TIME_MS ?? 1000);

@@ -11,7 +11,7 @@ import {
   PrefixIndex,
   type SimKvEvent,
 } from "../src/index.js";
-import { toKvEvents } from "../src/simulate/kv-adapter.js";
+import { toKvEvents } from "../src/tools/policy-sim/kv-adapter.js";
 import { fixed, machineLine, msPerOp, printTable, ratio, taskByName } from "./lib/report.js";
 
 const TIME_MS = Number(process.env.BENCH_TIME_MS ?? 1000);

@@ -1,7 +1,7 @@
 // kvroute's library entry: the parts a program embedding the router, or a tool built on it, can use.
-export * from "./hashing/index.js";
-export * from "./trace/index.js";
-export * from "./replay/index.js";
+export * from "./router/prepare/hashing/index.js";
+export * from "./tools/trace/index.js";
+export * from "./tools/replay/index.js";
 // Engine protocol (the rest of it, wire types and parsers included, is in ./protocol/index.js).
 export {
   decodeBody,
@@ -14,7 +14,7 @@ export {
   parseEngineUrl,
   PROTOCOL_VERSION,
   resolveWildcardHost,
-} from "./protocol/index.js";
+} from "./engine-protocol/index.js";
 export type {
   ConnectErrorCode,
   DeltaEvent,
@@ -36,9 +36,9 @@ export type {
   TokenLogprobs,
   Usage,
   WireMessage,
-} from "./protocol/index.js";
+} from "./engine-protocol/index.js";
 // Simulated vLLM engine (its inner pieces are in ./simulator/index.js).
-export { DEFAULT_TIMING, encodeKvEventBatch, EngineCore, EOS_TOKEN_ID, SimRequestError, SIMULATOR_VERSION, startSimulator } from "./simulator/index.js";
+export { DEFAULT_TIMING, encodeKvEventBatch, EngineCore, EOS_TOKEN_ID, SimRequestError, SIMULATOR_VERSION, startSimulator } from "./mock-engine/index.js";
 export type {
   CoreFinish,
   CoreOutput,
@@ -57,10 +57,10 @@ export type {
   StepResult,
   StepWork,
   TimingModel,
-} from "./simulator/index.js";
+} from "./mock-engine/index.js";
 // Shared-memory prefix index (its layout and reader/writer halves are in ./prefix-index/).
-export { PrefixIndex } from "./prefix-index/index.js";
-export type { PrefixIndexOptions, PrefixIndexShared, PrefixIndexStats } from "./prefix-index/index.js";
+export { PrefixIndex } from "./router/kv-index/prefix-index/index.js";
+export type { PrefixIndexOptions, PrefixIndexShared, PrefixIndexStats } from "./router/kv-index/prefix-index/index.js";
 // vLLM KV-event ingestion (the rest of it is in ./kv-events/index.js).
 export {
   decodeKvEventBatch,
@@ -72,7 +72,7 @@ export {
   normalizeBatch,
   rankEndpoint,
   RankStream,
-} from "./kv-events/index.js";
+} from "./router/kv-index/kv-events/index.js";
 export type {
   AllBlocksClearedEvent,
   ApplierCounters,
@@ -98,7 +98,7 @@ export type {
   RankStreamHooks,
   RankStreamStats,
   UnknownKvEvent,
-} from "./kv-events/index.js";
+} from "./router/kv-index/kv-events/index.js";
 // Offline policy simulation on virtual time (`kvroute simulate`).
-export { H100_8B, SharedCacheBound, simulate, simulatePolicy } from "./simulate/index.js";
-export type { CacheBound, EngineSettings, PolicyReport, PolicyRun, SimulateOptions, SimulationOptions, SimulationReport, TraceSpec } from "./simulate/index.js";
+export { H100_8B, SharedCacheBound, simulate, simulatePolicy } from "./tools/policy-sim/index.js";
+export type { CacheBound, EngineSettings, PolicyReport, PolicyRun, SimulateOptions, SimulationOptions, SimulationReport, TraceSpec } from "./tools/policy-sim/index.js";

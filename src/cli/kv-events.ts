@@ -2,8 +2,8 @@
 // what arrives, to check that a vLLM deployment's events reach the router and decode.
 
 import { parseArgs } from "node:util";
-import { PrefixIndex } from "../prefix-index/index.js";
-import { KvEventWriter, type KvEventWriterStats } from "../kv-events/index.js";
+import { PrefixIndex } from "../router/kv-index/prefix-index/index.js";
+import { KvEventWriter, type KvEventWriterStats } from "../router/kv-index/kv-events/index.js";
 import { numberOption } from "./usage.js";
 
 export const KV_EVENTS_USAGE = `usage: kvroute kv-events --endpoint URL --model NAME [options]

@@ -13,8 +13,8 @@ import {
   type ProgressMode,
   type ReplaySummary,
   type Slo,
-} from "../replay/index.js";
-import { int } from "../replay/format.js";
+} from "../tools/replay/index.js";
+import { int } from "../tools/replay/format.js";
 import {
   createPromptSynthesizer,
   openTrace,
@@ -25,7 +25,7 @@ import {
   TraceError,
   type TraceSource,
   type TraceSummary,
-} from "../trace/index.js";
+} from "../tools/trace/index.js";
 import { numberOption, UsageError } from "./usage.js";
 
 export const REPLAY_USAGE = `usage: kvroute replay (--trace FILE | --generate SPEC) --target URL [options]

@@ -1,9 +1,9 @@
 // `kvroute serve` options.
 import { parseArgs } from "node:util";
-import { DEFAULT_INLINE_MAX_TOKENS } from "../pool/index.js";
-import type { CachedTokensFallback } from "../router/cached-tokens.js";
-import { parseEngineSpec, type EngineSpec } from "../router/engine-spec.js";
-import { POLICIES, type PolicyName } from "../scheduler/index.js";
+import { DEFAULT_INLINE_MAX_TOKENS } from "../router/prepare/index.js";
+import type { CachedTokensFallback } from "../router/schedule/cached-tokens.js";
+import { parseEngineSpec, type EngineSpec } from "../router/dispatch/engine-spec.js";
+import { POLICIES, type PolicyName } from "../router/schedule/index.js";
 import { numberOption } from "./usage.js";
 
 export const SERVE_USAGE = `usage: kvroute serve [options]

@@ -1,16 +1,16 @@
 // `kvroute serve`: the router, with simulated engines when none are given.
 import { pino, type Logger } from "pino";
-import { Frontend } from "../frontend/server.js";
-import { KvEventWriter } from "../kv-events/index.js";
-import { RouterMetrics } from "../metrics/index.js";
-import { PreparePool } from "../pool/index.js";
-import { parseEngineSpec, type EngineSpec } from "../router/engine-spec.js";
-import { Fleet } from "../router/fleet.js";
+import { Frontend } from "../router/http/server.js";
+import { KvEventWriter } from "../router/kv-index/kv-events/index.js";
+import { RouterMetrics } from "../router/metrics/index.js";
+import { PreparePool } from "../router/prepare/index.js";
+import { parseEngineSpec, type EngineSpec } from "../router/dispatch/engine-spec.js";
+import { Fleet } from "../router/dispatch/fleet.js";
 import { Router } from "../router/router.js";
-import { startSimulatorThread, type SimulatorThread } from "../simulator/index.js";
-import { Scheduler } from "../scheduler/index.js";
-import { watchKvEvents } from "../metrics/kv-metrics.js";
-import { requestLogger } from "../metrics/request-log.js";
+import { startSimulatorThread, type SimulatorThread } from "../mock-engine/index.js";
+import { Scheduler } from "../router/schedule/index.js";
+import { watchKvEvents } from "../router/metrics/kv-metrics.js";
+import { requestLogger } from "../router/metrics/request-log.js";
 import { parseServeArgs, SERVE_USAGE, type ServeOptions } from "./serve-options.js";
 
 /** Engines the index can track; the table's per-entry engine sets are sized for this many. */

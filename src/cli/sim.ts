@@ -1,8 +1,8 @@
 // `kvroute sim`: runs the simulated vLLM engine as its own process.
 import { parseArgs } from "node:util";
-import type { LogFn } from "../protocol/log.js";
-import { startSimulator, type SimulatorOptions } from "../simulator/server.js";
-import { DEFAULT_TIMING } from "../simulator/timing.js";
+import type { LogFn } from "../engine-protocol/log.js";
+import { startSimulator, type SimulatorOptions } from "../mock-engine/server.js";
+import { DEFAULT_TIMING } from "../mock-engine/timing.js";
 import { numberOption } from "./usage.js";
 
 export const SIM_USAGE = `usage: kvroute sim [options]

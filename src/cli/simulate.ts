@@ -1,14 +1,14 @@
 // `kvroute simulate`: routing policies compared on a trace, on virtual time, with simulated engines.
 import { availableParallelism } from "node:os";
 import { parseArgs } from "node:util";
-import { int } from "../replay/format.js";
-import { POLICIES, type PolicyName } from "../scheduler/index.js";
-import { H100_8B, type EngineSettings } from "../simulate/engine-settings.js";
-import type { JobProgress } from "../simulate/policy-job.js";
-import { simulate } from "../simulate/simulate.js";
-import { reportTable } from "../simulate/table.js";
-import type { TraceSpec } from "../simulate/trace-spec.js";
-import { parseWorkloadSpec } from "../trace/workload.js";
+import { int } from "../tools/replay/format.js";
+import { POLICIES, type PolicyName } from "../router/schedule/index.js";
+import { H100_8B, type EngineSettings } from "../tools/policy-sim/engine-settings.js";
+import type { JobProgress } from "../tools/policy-sim/policy-job.js";
+import { simulate } from "../tools/policy-sim/simulate.js";
+import { reportTable } from "../tools/policy-sim/table.js";
+import type { TraceSpec } from "../tools/policy-sim/trace-spec.js";
+import { parseWorkloadSpec } from "../tools/trace/workload.js";
 import { numberOption, UsageError, type NumberRule } from "./usage.js";
 
 const D = H100_8B;

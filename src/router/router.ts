@@ -1,14 +1,14 @@
 import type { Logger } from "pino";
-import type { Backend, CachedTokensSource, GenerationEvent, HealthReport, ModelCard, RouteReport } from "../frontend/backend.js";
-import { ApiError } from "../frontend/errors.js";
-import type { ApiRequest, Prompt, Sampling } from "../frontend/request.js";
-import { rootSeed } from "../hashing/index.js";
-import type { RouterMetrics } from "../metrics/index.js";
-import type { PreparePool, Prepared } from "../pool/index.js";
-import type { SamplingOptions } from "../protocol/index.js";
-import type { Decision, Scheduler } from "../scheduler/index.js";
-import { cachedTokens, type CachedTokensFallback } from "./cached-tokens.js";
-import type { EngineHandle, Fleet } from "./fleet.js";
+import type { Backend, CachedTokensSource, GenerationEvent, HealthReport, ModelCard, RouteReport } from "./http/backend.js";
+import { ApiError } from "./http/errors.js";
+import type { ApiRequest, Prompt, Sampling } from "./http/request.js";
+import { rootSeed } from "./prepare/hashing/index.js";
+import type { RouterMetrics } from "./metrics/index.js";
+import type { PreparePool, Prepared } from "./prepare/index.js";
+import type { SamplingOptions } from "../engine-protocol/index.js";
+import type { Decision, Scheduler } from "./schedule/index.js";
+import { cachedTokens, type CachedTokensFallback } from "./schedule/cached-tokens.js";
+import type { EngineHandle, Fleet } from "./dispatch/fleet.js";
 
 export interface RouterOptions {
   fleet: Fleet;

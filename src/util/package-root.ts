@@ -23,7 +23,7 @@ export function packageRoot(): string {
   }
 }
 
-/** A compiled JavaScript file of this package, e.g. `distFile("src/frontend/pool-worker.js")`. */
+/** A compiled JavaScript file of this package, e.g. `distFile("src/router/http/pool-worker.js")`. */
 export function distFile(relative: string): string {
   return join(packageRoot(), "dist", relative);
 }

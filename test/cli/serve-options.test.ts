@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { parseServeArgs } from "../../src/cli/serve-options.js";
-import { parseEngineSpec } from "../../src/router/engine-spec.js";
+import { parseEngineSpec } from "../../src/router/dispatch/engine-spec.js";
 
 describe("kvroute serve options", () => {
   it("has the defaults the README describes", () => {

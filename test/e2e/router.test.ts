@@ -2,7 +2,7 @@
 // exercised over real HTTP, with real TCP to the engines and real ZMQ for their KV events.
 import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { loadTokenizer } from "../../src/tokenize/index.js";
+import { loadTokenizer } from "../../src/router/prepare/tokenize/index.js";
 import { startSimProcess, type RunningEngine } from "./engines.js";
 import { metric, postJson, postSse, startRouterProcess, until, type RunningRouter } from "./router-process.js";
 

@@ -1,0 +1,55 @@
+import { Worker } from "node:worker_threads";
+import { distFile } from "../util/package-root.js";
+import type { SimulatorOptions } from "./server.js";
+
+/** Options that can cross to the simulator thread (no callbacks). */
+export type SimulatorThreadOptions = Omit<SimulatorOptions, "log" | "kvEventSink" | "engineId" | "port">;
+
+export interface SimulatorThreadData {
+  count: number;
+  options: SimulatorThreadOptions;
+}
+
+export interface SimulatedEngineAddress {
+  url: string;
+  kvEventsEndpoint: string | null;
+  replayEndpoint: string | null;
+}
+
+export type SimulatorThreadMessage = { type: "ready"; engines: SimulatedEngineAddress[] } | { type: "error"; message: string };
+
+export interface SimulatorThread {
+  readonly engines: SimulatedEngineAddress[];
+  close(): Promise<void>;
+}
+
+/**
+ * Starts `count` simulated engines in one worker thread, on ephemeral loopback ports, named sim-0..N-1
+ * and seeded 0..N-1 (so their outputs differ).
+ */
+export function startSimulatorThread(count: number, options: SimulatorThreadOptions = {}): Promise<SimulatorThread> {
+  const data: SimulatorThreadData = { count, options };
+  const worker = new Worker(distFile("src/mock-engine/thread.js"), { workerData: data });
+  return new Promise((resolve, reject) => {
+    const onExit = (code: number) => reject(new Error(`the simulator thread exited (code ${code}) before its engines started`));
+    worker.once("error", reject);
+    worker.once("exit", onExit);
+    worker.once("message", (message: SimulatorThreadMessage) => {
+      worker.off("exit", onExit);
+      if (message.type === "error") {
+        reject(new Error(`simulated engines failed to start: ${message.message}`));
+        return;
+      }
+      resolve({
+        engines: message.engines,
+        close: () =>
+          new Promise<void>((done) => {
+            worker.once("exit", () => done());
+            worker.postMessage("close");
+            // Engines close their sockets and the thread ends; a socket that will not close must not hang shutdown.
+            setTimeout(() => void worker.terminate(), 5000).unref();
+          }),
+      });
+    });
+  });
+}

@@ -1,0 +1,150 @@
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { RequestRecord, Telemetry } from "../http/telemetry.js";
+
+/** Latency buckets in seconds, from the sub-millisecond router path to multi-minute generations. */
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
+const OVERHEAD_BUCKETS = [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1];
+
+export type OverheadStage = "tokenize" | "hash" | "index" | "schedule";
+
+export interface EngineGaugeSource {
+  engine: string;
+  up: boolean;
+  activeRequests: number;
+  prefillBlocks: number;
+  decodeBlocks: number;
+}
+
+/**
+ * Prometheus metrics of the router. Request-level figures arrive through the Telemetry interface; engine
+ * and index figures are read when /metrics is scraped, from the sources registered with `onScrape`.
+ */
+export class RouterMetrics implements Telemetry {
+  readonly registry = new Registry();
+  readonly #requests: Counter<"endpoint" | "status">;
+  readonly #ttft: Histogram;
+  readonly #itl: Histogram;
+  readonly #duration: Histogram<"endpoint">;
+  readonly #promptTokens: Counter;
+  readonly #completionTokens: Counter;
+  readonly #cachedTokens: Counter<"source">;
+  readonly #cachedSource: Counter<"source">;
+  readonly #predictedCached: Counter;
+  readonly #predictedHitRatio: Histogram;
+  readonly #overhead: Histogram<"stage">;
+  readonly #retries: Counter;
+  readonly #engineUp: Gauge<"engine">;
+  readonly #engineRequests: Gauge<"engine">;
+  readonly #engineBlocks: Gauge<"engine" | "phase">;
+  readonly #scrapeHooks: (() => void | Promise<void>)[] = [];
+
+  constructor() {
+    const registers = [this.registry];
+    this.#requests = new Counter({ name: "kvroute_requests_total", help: "HTTP requests by endpoint and status", labelNames: ["endpoint", "status"], registers });
+    this.#ttft = new Histogram({ name: "kvroute_time_to_first_token_seconds", help: "Time from a request's arrival to its first generated token", buckets: LATENCY_BUCKETS, registers });
+    this.#itl = new Histogram({ name: "kvroute_inter_token_latency_seconds", help: "Time between successive streamed token deltas", buckets: LATENCY_BUCKETS, registers });
+    this.#duration = new Histogram({ name: "kvroute_request_duration_seconds", help: "Time from a request's arrival to its last byte", labelNames: ["endpoint"], buckets: LATENCY_BUCKETS, registers });
+    this.#promptTokens = new Counter({ name: "kvroute_prompt_tokens_total", help: "Prompt tokens of completed requests", registers });
+    this.#completionTokens = new Counter({ name: "kvroute_completion_tokens_total", help: "Generated tokens of completed requests", registers });
+    this.#cachedTokens = new Counter({ name: "kvroute_cached_tokens_total", help: "Prompt tokens reported as served from cache, by where the figure came from", labelNames: ["source"], registers });
+    this.#cachedSource = new Counter({ name: "kvroute_cached_tokens_source_total", help: "Responses by the source of their cached_tokens figure (engine, router estimate, none)", labelNames: ["source"], registers });
+    this.#predictedCached = new Counter({ name: "kvroute_predicted_cached_tokens_total", help: "Prompt tokens the router predicted the chosen engine holds (overlap_blocks × block_size)", registers });
+    this.#predictedHitRatio = new Histogram({ name: "kvroute_predicted_hit_ratio", help: "Per request: predicted cached tokens / prompt tokens on the chosen engine", buckets: [0, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1], registers });
+    this.#overhead = new Histogram({ name: "kvroute_router_overhead_seconds", help: "Router time per request by stage", labelNames: ["stage"], buckets: OVERHEAD_BUCKETS, registers });
+    this.#retries = new Counter({ name: "kvroute_retries_total", help: "Requests retried on another engine after their engine failed before the first token", registers });
+    this.#engineUp = new Gauge({ name: "kvroute_engine_up", help: "1 when the engine is connected and accepting work", labelNames: ["engine"], registers });
+    this.#engineRequests = new Gauge({ name: "kvroute_engine_active_requests", help: "Requests in flight per engine", labelNames: ["engine"], registers });
+    this.#engineBlocks = new Gauge({ name: "kvroute_engine_active_blocks", help: "KV blocks booked per engine by phase", labelNames: ["engine", "phase"], registers });
+  }
+
+  requestDone(r: RequestRecord): void {
+    this.#requestChild(r.endpoint, r.status).inc();
+    let duration = this.#durationChildren.get(r.endpoint);
+    if (!duration) this.#durationChildren.set(r.endpoint, (duration = this.#duration.labels({ endpoint: r.endpoint })));
+    duration.observe(r.duration);
+    if (r.ttft !== null) this.#ttft.observe(r.ttft);
+    if (r.status !== 200) return;
+    this.#promptTokens.inc(r.promptTokens);
+    this.#completionTokens.inc(r.completionTokens);
+    if (r.cachedTokensSource !== null) {
+      this.#cachedTokens.inc({ source: r.cachedTokensSource }, r.cachedTokens);
+      this.#cachedSource.inc({ source: r.cachedTokensSource });
+    }
+  }
+
+  // Labelled children are looked up once and kept: resolving labels costs more than the increment.
+  readonly #requestChildren = new Map<string, { inc(): void }>();
+  readonly #durationChildren = new Map<string, { observe(value: number): void }>();
+
+  #requestChild(endpoint: string, status: number): { inc(): void } {
+    const key = `${endpoint} ${status}`;
+    let child = this.#requestChildren.get(key);
+    if (!child) this.#requestChildren.set(key, (child = this.#requests.labels({ endpoint, status: String(status) })));
+    return child;
+  }
+
+  interTokenLatency(seconds: number): void {
+    this.#itl.observe(seconds);
+  }
+
+  /** The router's prediction for one dispatched prompt. */
+  predicted(cachedTokens: number, promptTokens: number): void {
+    this.#predictedCached.inc(cachedTokens);
+    this.#predictedHitRatio.observe(promptTokens > 0 ? cachedTokens / promptTokens : 0);
+  }
+
+  overhead(stage: OverheadStage, seconds: number): void {
+    this.#overhead.observe({ stage }, seconds);
+  }
+
+  retried(): void {
+    this.#retries.inc();
+  }
+
+  /** Engine gauges are rebuilt at each scrape, so engines that left the fleet disappear. */
+  engines(read: () => EngineGaugeSource[]): void {
+    this.onScrape(() => {
+      this.#engineUp.reset();
+      this.#engineRequests.reset();
+      this.#engineBlocks.reset();
+      for (const e of read()) {
+        this.#engineUp.set({ engine: e.engine }, e.up ? 1 : 0);
+        this.#engineRequests.set({ engine: e.engine }, e.activeRequests);
+        this.#engineBlocks.set({ engine: e.engine, phase: "prefill" }, e.prefillBlocks);
+        this.#engineBlocks.set({ engine: e.engine, phase: "decode" }, e.decodeBlocks);
+      }
+    });
+  }
+
+  onScrape(hook: () => void | Promise<void>): void {
+    this.#scrapeHooks.push(hook);
+  }
+
+  async scrape(): Promise<{ contentType: string; body: string }> {
+    for (const hook of this.#scrapeHooks) await hook();
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+}
+
+/**
+ * A Prometheus counter that mirrors a cumulative count kept elsewhere (another thread's stats): each
+ * scrape adds what the source gained since the last one. A source that restarts from zero is followed
+ * from its new value.
+ */
+export class MirroredCounter<L extends string> {
+  readonly #counter: Counter<L>;
+  readonly #last = new Map<string, number>();
+
+  constructor(registry: Registry, name: string, help: string, labelNames: L[] = []) {
+    this.#counter = new Counter({ name, help, labelNames, registers: [registry] });
+  }
+
+  set(value: number, labels: Partial<Record<L, string>> = {}): void {
+    const key = JSON.stringify(labels);
+    const last = this.#last.get(key) ?? 0;
+    const delta = value >= last ? value - last : value;
+    this.#last.set(key, value);
+    if (delta > 0) this.#counter.inc(labels as Record<L, string>, delta);
+    else this.#counter.inc(labels as Record<L, string>, 0);
+  }
+}

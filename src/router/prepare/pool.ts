@@ -1,0 +1,93 @@
+import { availableParallelism } from "node:os";
+import { Piscina } from "piscina";
+import { createBlockHasher } from "./hashing/index.js";
+import { PrefixIndex, type PrefixIndexShared } from "../kv-index/prefix-index/index.js";
+import { distFile } from "../../util/package-root.js";
+import { Preparer } from "./preparer.js";
+import type { PrepareInput, PrepareResult, TokenizerInfo } from "./tasks.js";
+import type { PoolWorkerData } from "./worker.js";
+
+export interface PreparePoolOptions {
+  /** Hugging Face model folder; null for the Qwen3 tokenizer that ships with kvroute. */
+  tokenizerDir: string | null;
+  index: PrefixIndexShared;
+  /** Pool threads (default: one per core, less the main thread's, at least 1). */
+  threads?: number;
+  /**
+   * Token-id prompts up to this many tokens are prepared on the main thread: for them a round trip to a
+   * pool thread costs more than the hashing and lookup (see `npm run bench:pool`).
+   */
+  inlineMaxTokens?: number;
+}
+
+/** Measured with `npm run bench:pool`; see docs/architecture.md ("The preparation pool"). */
+export const DEFAULT_INLINE_MAX_TOKENS = 8192;
+
+/**
+ * Prepares prompts for routing: tokenizing, hashing and index lookups run in a Piscina pool of worker
+ * threads, except short token-id prompts, which are cheaper to do where they already are.
+ */
+export class PreparePool {
+  readonly tokenizer: TokenizerInfo;
+  readonly inlineMaxTokens: number;
+  readonly threads: number;
+
+  private constructor(
+    private readonly pool: Piscina,
+    private readonly inline: Preparer,
+    tokenizer: TokenizerInfo,
+    threads: number,
+    inlineMaxTokens: number,
+  ) {
+    this.tokenizer = tokenizer;
+    this.threads = threads;
+    this.inlineMaxTokens = inlineMaxTokens;
+  }
+
+  static async start(options: PreparePoolOptions): Promise<PreparePool> {
+    const threads = options.threads ?? Math.max(1, availableParallelism() - 1);
+    if (!Number.isInteger(threads) || threads < 1) throw new RangeError(`pool threads must be a positive integer, got ${threads}`);
+    const workerData: PoolWorkerData = { tokenizerDir: options.tokenizerDir, index: options.index };
+    const pool = new Piscina({
+      filename: distFile("src/router/prepare/worker.js"),
+      workerData,
+      minThreads: threads,
+      maxThreads: threads,
+      // Threads hold a loaded tokenizer: never let them idle out and reload it.
+      idleTimeout: Infinity,
+    });
+    let tokenizer: TokenizerInfo;
+    try {
+      // The first task waits for a thread to load the tokenizer, and surfaces a bad --tokenizer at start.
+      tokenizer = (await pool.run({ describe: true })) as TokenizerInfo;
+    } catch (err) {
+      await pool.destroy();
+      throw new Error(`cannot start the preparation pool: ${(err as Error).message}`);
+    }
+    const inline = new Preparer(await createBlockHasher(), PrefixIndex.attach(options.index), tokenizer.vocabSize, null);
+    return new PreparePool(pool, inline, tokenizer, threads, options.inlineMaxTokens ?? DEFAULT_INLINE_MAX_TOKENS);
+  }
+
+  prepare(input: PrepareInput, blockSize: number, seed: bigint): Promise<PrepareResult> | PrepareResult {
+    if (input.kind === "tokens" && input.tokens.length <= this.inlineMaxTokens) {
+      return this.inline.prepare({ input, blockSize, seed });
+    }
+    return this.runInPool(input, blockSize, seed);
+  }
+
+  /** Always in a pool thread (the benchmark compares both paths). */
+  runInPool(input: PrepareInput, blockSize: number, seed: bigint): Promise<PrepareResult> {
+    const task = { input, blockSize, seed };
+    const transferList = input.kind === "tokens" ? [input.tokens.buffer as ArrayBuffer] : [];
+    return this.pool.run(task, { transferList }) as Promise<PrepareResult>;
+  }
+
+  /** Always on the calling thread (token-id prompts only). */
+  runInline(input: Extract<PrepareInput, { kind: "tokens" }>, blockSize: number, seed: bigint): PrepareResult {
+    return this.inline.prepare({ input, blockSize, seed });
+  }
+
+  async close(): Promise<void> {
+    await this.pool.destroy();
+  }
+}

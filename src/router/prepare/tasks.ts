@@ -1,0 +1,47 @@
+// Messages between the main thread and the preparation pool. Token arrays cross threads by transfer.
+import type { ChatMessage } from "./tokenize/index.js";
+
+export type PrepareInput =
+  | { kind: "text"; text: string }
+  | { kind: "chat"; messages: ChatMessage[]; templateKwargs: Record<string, unknown> }
+  | { kind: "tokens"; tokens: Uint32Array };
+
+export interface PrepareTask {
+  input: PrepareInput;
+  blockSize: number;
+  seed: bigint;
+}
+
+/** Seconds spent per stage of preparation. */
+export interface PrepareTimings {
+  tokenize: number;
+  hash: number;
+  index: number;
+}
+
+export interface Prepared {
+  ok: true;
+  tokens: Uint32Array;
+  /** Full blocks in the prompt. */
+  blocks: number;
+  /** Leading blocks of the prompt each engine holds, indexed by engine. */
+  overlaps: Uint32Array;
+  timings: PrepareTimings;
+}
+
+/** Bad input found while preparing (an id outside the vocabulary, a chat the template cannot render). */
+export interface PrepareRejected {
+  ok: false;
+  param: string;
+  code: string;
+  message: string;
+}
+
+export type PrepareResult = Prepared | PrepareRejected;
+
+export interface TokenizerInfo {
+  source: string;
+  vocabSize: number;
+  modelMaxLength: number | null;
+  hasChatTemplate: boolean;
+}

@@ -1,0 +1,321 @@
+// One routing policy over a trace, on virtual time: the router's own scheduler, prefix index and KV-event
+// applier in front of a fleet of simulated engines, without sockets.
+//
+// Requests arrive at their trace timestamps (divided by the speed-up). Each is made into tokens, hashed
+// with the engines' block size, looked up in the index, routed by the scheduler and booked against its
+// engine, all at its arrival instant. An idle engine starts a step at once; a step's outputs and its KV
+// events reach the router when it ends (the events after a further delay, when one is set), and the engine
+// goes straight on to its next step while it has work. At equal times, steps end before requests arrive.
+import { createBlockHasher, rootSeed } from "../../router/prepare/hashing/index.js";
+import { KvEventApplier } from "../../router/kv-index/kv-events/applier.js";
+import { PrefixIndex } from "../../router/kv-index/prefix-index/index.js";
+import type { RequestResult } from "../replay/result.js";
+import { ReplayStats, type ReplaySummary } from "../replay/stats.js";
+import { Scheduler, type Booking, type PolicyName } from "../../router/schedule/index.js";
+import type { CoreFinish, CoreOutput } from "../../mock-engine/core.js";
+import { SimRequestError } from "../../mock-engine/core.js";
+import type { SimKvEvent } from "../../mock-engine/kv-events.js";
+import { Rng } from "../../mock-engine/sampler.js";
+import { createPromptSynthesizer } from "../trace/synthesis.js";
+import type { TraceRecord, TraceSource } from "../trace/types.js";
+import type { SharedCacheBound } from "./bound.js";
+import { SIM_MODEL, type EngineSettings } from "./engine-settings.js";
+import { EventQueue } from "./event-queue.js";
+import { toKvEvents } from "./kv-adapter.js";
+import { SimEngine } from "./sim-engine.js";
+
+export interface SimulationOptions {
+  policy: PolicyName;
+  /** Number of engines. */
+  engines: number;
+  engine: EngineSettings;
+  /** The kv policy's cost weight on blocks to prefill (default 1). */
+  overlapWeight?: number;
+  /** The kv policy's softmax temperature (default 0: cheapest engine). */
+  temperature?: number;
+  /** Seeds the scheduler's random choices and the engines' outputs (default 0). */
+  seed?: number;
+  /** KV events reach the index this long after the step that produced them ends (default 0). */
+  kvEventDelayMs?: number;
+  /** Trace time runs this many times faster: arrivals at timestamp / speedup (default 1). */
+  speedup?: number;
+  /** Simulate only the first N requests. */
+  maxRequests?: number;
+  /** Prompt synthesis: token ids below vocabSize, another seed for other tokens (defaults as in replay). */
+  vocabSize?: number;
+  promptSeed?: number;
+  /** Every routed prompt is also added to this bound (its hashes are at hand here). */
+  bound?: SharedCacheBound;
+  onResult?: (result: RequestResult) => void;
+  /** Called every 256 requests with the requests sent and the virtual time. */
+  onProgress?: (sent: number, virtualMs: number) => void;
+}
+
+export interface EngineFigures {
+  engine: string;
+  requests: number;
+  prefillTokens: number;
+  busyMs: number;
+}
+
+export interface PolicyRun {
+  policy: PolicyName;
+  /** The replay summary of the run, on virtual time. */
+  summary: ReplaySummary;
+  engines: EngineFigures[];
+  /** Virtual time from the start of the trace to the last response. */
+  virtualMs: number;
+  wallMs: number;
+  /** Index entries evicted for lack of room (0 when the index is sized right). */
+  indexEvictions: number;
+  /** KV events the applier could not place (0 when the simulation is consistent). */
+  unknownParents: number;
+  unknownBlocks: number;
+}
+
+interface InFlight {
+  record: TraceRecord;
+  index: number;
+  arrivalMs: number;
+  maxTokens: number;
+  engine: SimEngine;
+  booking: Booking;
+  firstMs: number;
+  lastMs: number;
+  gaps: number;
+  gapSumMs: number;
+  gapMaxMs: number;
+}
+
+type SimEvent = { kind: "step"; engine: SimEngine } | { kind: "kv"; engine: SimEngine; events: SimKvEvent[] };
+
+const PROGRESS_EVERY = 256;
+
+export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): Promise<PolicyRun> {
+  const wallStart = performance.now();
+  const startedAt = new Date().toISOString();
+  const settings = o.engine;
+  const blockSize = settings.blockSize;
+  const speedup = o.speedup ?? 1;
+  const delayMs = o.kvEventDelayMs ?? 0;
+  const seed = o.seed ?? 0;
+  if (!(speedup > 0 && Number.isFinite(speedup))) throw new RangeError(`speedup must be a number above 0, got ${speedup}`);
+  if (!(delayMs >= 0 && Number.isFinite(delayMs))) throw new RangeError(`kvEventDelayMs must be a number of at least 0, got ${delayMs}`);
+  if (!Number.isSafeInteger(o.engines) || o.engines < 1 || o.engines > 4096) throw new RangeError(`engines must be an integer from 1 to 4096, got ${o.engines}`);
+  if (o.bound && o.bound.blockSize !== blockSize) throw new RangeError(`the bound counts ${o.bound.blockSize}-token blocks, the engines ${blockSize}-token ones`);
+
+  const hasher = await createBlockHasher();
+  const root = rootSeed({ model: SIM_MODEL });
+  // Engines cache at most numBlocks blocks each, so this many entries never evict.
+  const index = PrefixIndex.create({ capacity: Math.ceil(o.engines * settings.numBlocks * 1.25), maxEngines: o.engines });
+  const applier = new KvEventApplier(index, hasher);
+  const rng = new Rng(seed);
+  const scheduler = new Scheduler({ policy: o.policy, overlapWeight: o.overlapWeight ?? 1, temperature: o.temperature ?? 0, random: () => rng.nextFloat() });
+  // One seed for every engine: a request's output then depends on its prompt alone, whichever engine serves it.
+  const engines = Array.from({ length: o.engines }, (_, id) => new SimEngine(id, settings, seed, hasher));
+  for (const engine of engines) {
+    applier.addEngine(engine.id, { model: SIM_MODEL, blockSize });
+    scheduler.setAvailable(engine.id, true);
+  }
+  const synthesize = createPromptSynthesizer({
+    blockSize: trace.blockSize ?? 512,
+    ...(o.vocabSize !== undefined ? { vocabSize: o.vocabSize } : {}),
+    ...(o.promptSeed !== undefined ? { seed: o.promptSeed } : {}),
+  });
+  const stats = new ReplayStats();
+  const queue = new EventQueue<SimEvent>();
+  const inflight = new Map<number, InFlight>();
+  const hashes = new BigUint64Array(Math.ceil(settings.maxModelLen / blockSize));
+  const overlaps = new Uint32Array(o.engines);
+  let now = 0;
+  let sent = 0;
+  /** The last response (or refusal): the end of the run, also when delayed KV events come later. */
+  let endMs = 0;
+
+  const startStep = (engine: SimEngine): void => {
+    const duration = engine.startStep();
+    if (duration !== null) queue.push(now + duration, { kind: "step", engine });
+  };
+
+  const record = (result: RequestResult): void => {
+    endMs = now;
+    stats.add(result);
+    o.onResult?.(result);
+  };
+
+  const reject = (r: TraceRecord, i: number, message: string): void => {
+    record({
+      index: i,
+      line: r.line,
+      scheduledMs: now,
+      sentMs: now,
+      promptTokens: r.inputLength,
+      outputTokens: 0,
+      maxTokens: Math.max(1, r.outputLength),
+      ttftMs: null,
+      e2eMs: null,
+      itlMeanMs: null,
+      itlMaxMs: null,
+      cachedTokens: null,
+      cachedTokensSource: null,
+      engine: null,
+      status: 400,
+      ok: false,
+      errorKind: "http",
+      error: message,
+    });
+  };
+
+  const arrive = (r: TraceRecord): void => {
+    const i = sent++;
+    const tokens = synthesize(r);
+    if (tokens.length >= settings.maxModelLen) {
+      reject(r, i, `the prompt has ${tokens.length} tokens; max_model_len ${settings.maxModelLen} leaves no room for output`);
+      return;
+    }
+    const prompt = hasher.hashBlocks(tokens, blockSize, root, hashes);
+    o.bound?.add(prompt, tokens.length);
+    index.overlaps(prompt, overlaps);
+    const decision = scheduler.decide(prompt.length, overlaps)!;
+    const booking = scheduler.book(decision, tokens.length, prompt.length, blockSize);
+    const engine = engines[decision.engine]!;
+    const maxTokens = Math.max(1, r.outputLength);
+    try {
+      engine.core.add({ id: i, promptTokenIds: tokens, sampling: { maxTokens, ignoreEos: true }, overlapBlocks: decision.overlapBlocks });
+    } catch (err) {
+      booking.release();
+      if (!(err instanceof SimRequestError)) throw err;
+      reject(r, i, err.message);
+      return;
+    }
+    engine.requests++;
+    inflight.set(i, { record: r, index: i, arrivalMs: now, maxTokens, engine, booking, firstMs: -1, lastMs: 0, gaps: 0, gapSumMs: 0, gapMaxMs: 0 });
+    if (!engine.stepping) startStep(engine);
+  };
+
+  const finish = (f: InFlight, done: CoreFinish): void => {
+    f.booking.release();
+    inflight.delete(f.index);
+    const u = done.usage;
+    const cached = u.cachedTokens ?? 0;
+    f.engine.prefillTokens += u.promptTokens - cached;
+    record({
+      index: f.index,
+      line: f.record.line,
+      scheduledMs: f.arrivalMs,
+      sentMs: f.arrivalMs,
+      promptTokens: u.promptTokens,
+      outputTokens: u.completionTokens,
+      maxTokens: f.maxTokens,
+      ttftMs: f.firstMs - f.arrivalMs,
+      e2eMs: now - f.arrivalMs,
+      itlMeanMs: f.gaps > 0 ? f.gapSumMs / f.gaps : null,
+      itlMaxMs: f.gaps > 0 ? f.gapMaxMs : null,
+      cachedTokens: cached,
+      cachedTokensSource: "engine",
+      engine: engineName(f.engine.id),
+      status: 200,
+      ok: true,
+      errorKind: null,
+      error: null,
+    });
+  };
+
+  const output = (out: CoreOutput): void => {
+    const f = inflight.get(out.id)!;
+    if (f.firstMs < 0) {
+      f.firstMs = now;
+      f.booking.started();
+    } else {
+      const gap = now - f.lastMs;
+      stats.itl.record(gap);
+      f.gaps++;
+      f.gapSumMs += gap;
+      if (gap > f.gapMaxMs) f.gapMaxMs = gap;
+    }
+    f.lastMs = now;
+    f.booking.generated(out.tokenIds.length);
+    if (out.finish) finish(f, out.finish);
+  };
+
+  const endStep = (engine: SimEngine): void => {
+    engine.stepping = false;
+    const events = engine.takeEvents();
+    if (events.length > 0) {
+      if (delayMs > 0) queue.push(now + delayMs, { kind: "kv", engine, events });
+      else applier.apply(engine.id, toKvEvents(events));
+    }
+    const outputs = engine.outputs;
+    engine.outputs = [];
+    for (const out of outputs) output(out);
+    startStep(engine);
+  };
+
+  const records = trace[Symbol.asyncIterator]();
+  const nextRecord = async (): Promise<TraceRecord | null> => {
+    if (o.maxRequests !== undefined && sent >= o.maxRequests) return null;
+    const next = await records.next();
+    return next.done ? null : next.value;
+  };
+  try {
+    let next = await nextRecord();
+    while (next !== null || queue.size > 0) {
+      const arrival = next === null ? Infinity : next.timestampMs / speedup;
+      if (next !== null && arrival < queue.nextTime) {
+        now = Math.max(now, arrival);
+        arrive(next);
+        if (sent % PROGRESS_EVERY === 0) o.onProgress?.(sent, now);
+        next = await nextRecord();
+        continue;
+      }
+      const { time, item } = queue.pop()!;
+      now = time;
+      if (item.kind === "step") endStep(item.engine);
+      else applier.apply(item.engine.id, toKvEvents(item.events));
+    }
+  } finally {
+    await records.return?.();
+  }
+  if (inflight.size > 0) throw new Error(`the simulation ended with ${inflight.size} request(s) unfinished`);
+  o.onProgress?.(sent, endMs);
+
+  const summary = stats.summary({
+    tool: "kvroute simulate",
+    startedAt,
+    target: `${o.engines} simulated engines, policy ${o.policy}`,
+    model: SIM_MODEL,
+    trace: { name: trace.name, blockSize: trace.blockSize ?? null, report: trace.report },
+    settings: {
+      policy: o.policy,
+      engines: o.engines,
+      speedup,
+      kvEventDelayMs: delayMs,
+      seed,
+      overlapWeight: scheduler.overlapWeight,
+      temperature: scheduler.temperature,
+      blockSize,
+      numBlocks: settings.numBlocks,
+      maxNumSeqs: settings.maxNumSeqs,
+      maxNumBatchedTokens: settings.maxNumBatchedTokens,
+      maxModelLen: settings.maxModelLen,
+      ...settings.timing,
+    },
+    stopped: o.maxRequests !== undefined && sent >= o.maxRequests ? "max requests" : "end of trace",
+    durationMs: endMs,
+    sent,
+  });
+  return {
+    policy: o.policy,
+    summary,
+    engines: engines.map((e) => ({ engine: engineName(e.id), requests: e.requests, prefillTokens: e.prefillTokens, busyMs: e.busyMs })),
+    virtualMs: endMs,
+    wallMs: performance.now() - wallStart,
+    indexEvictions: index.stats().evictions,
+    unknownParents: applier.counters.unknownParent,
+    unknownBlocks: applier.counters.unknownBlock,
+  };
+}
+
+export function engineName(id: number): string {
+  return `engine-${id}`;
+}

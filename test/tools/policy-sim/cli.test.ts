@@ -1,0 +1,89 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import type { ReplaySummary } from "../../../src/tools/replay/stats.js";
+import type { SimulationReport } from "../../../src/tools/policy-sim/report.js";
+import { packageRoot } from "../../../src/util/package-root.js";
+import { kvroute } from "../../run-cli.js";
+
+const fixture = (name: string) => join(packageRoot(), "test", "fixtures", "traces", name);
+const scratch = mkdtempSync(join(tmpdir(), "kvroute-simulate-cli-"));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+
+const small = ["--trace", fixture("mooncake-conversation-200.jsonl"), "--max-requests", "30", "--engines", "2"];
+
+describe("kvroute simulate", () => {
+  it("prints its help", async () => {
+    const { code, stdout } = await kvroute(["simulate", "--help"]);
+    expect(code).toBe(0);
+    for (const option of ["--trace", "--generate", "--policy", "--engines", "--blocks", "--engine-block-size", "--max-num-seqs", "--max-num-batched-tokens", "--prefill-ms-per-token", "--kv-event-delay-ms", "--jobs", "--json", "H100"]) {
+      expect(stdout).toContain(option);
+    }
+  });
+
+  it("prints the policies side by side, with the bound and the simulation speed", async () => {
+    const { code, stdout, stderr } = await kvroute(["simulate", ...small, "--policy", "kv,round-robin"]);
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/^policy\s+hit ratio\s+TTFT mean.*virtual s\/wall s$/m);
+    expect(stdout).toMatch(/^kv\s+\d+\.\d\d%\s/m);
+    expect(stdout).toMatch(/^round-robin\s+\d+\.\d\d%\s/m);
+    expect(stdout).toMatch(/^bound\s+\d+\.\d\d% hit ratio for one unbounded cache shared by all engines \(16-token blocks/m);
+    expect(stderr).toMatch(/^kvroute simulate: kv: 30 requests/m);
+  });
+
+  it("prints the same as JSON, and writes a results folder per policy", async () => {
+    const out = join(scratch, "out");
+    const { code, stdout } = await kvroute(["simulate", ...small, "--policy", "least-loaded,random", "--json", "--quiet", "--out", out]);
+    expect(code).toBe(0);
+    const report = JSON.parse(stdout) as SimulationReport;
+    expect(Object.keys(report).sort()).toEqual(["bound", "policies", "settings", "trace", "wall_sec"]);
+    expect(report.policies.map((p) => p.policy)).toEqual(["least-loaded", "random"]);
+    for (const p of report.policies) {
+      expect(Object.keys(p).sort()).toEqual(
+        ["balance", "cached_tokens", "e2e_ms", "engines", "hit_ratio", "itl_ms", "kv_events", "policy", "prompt_tokens", "requests", "speed", "throughput", "ttft_ms", "virtual_sec", "wall_sec"],
+      );
+      expect(Object.keys(p.ttft_ms).sort()).toEqual(["max", "mean", "p50", "p90", "p99"]);
+      expect(p.engines).toHaveLength(2);
+      expect(p.requests).toEqual({ sent: 30, succeeded: 30, failed: 0 });
+      expect(p.hit_ratio).toBeGreaterThan(0);
+      expect(p.speed).toBeGreaterThan(0);
+      const summary = JSON.parse(readFileSync(join(out, p.policy, "summary.json"), "utf8")) as ReplaySummary;
+      expect(summary).toMatchObject({ tool: "kvroute simulate", requests: { succeeded: 30 } });
+      expect(summary.cache.hitRatio).toBeCloseTo(p.hit_ratio!, 12);
+      expect(readFileSync(join(out, p.policy, "requests.jsonl"), "utf8").trim().split("\n")).toHaveLength(30);
+      expect(existsSync(join(out, p.policy, "report.html"))).toBe(true);
+    }
+    expect(report.bound).toMatchObject({ block_size: 16 });
+    expect(report.bound.hit_ratio).toBeGreaterThanOrEqual(Math.max(...report.policies.map((p) => p.hit_ratio!)));
+    expect(report.settings).toMatchObject({ engines: 2, blocks: 27_648, max_model_len: 131_072 });
+  });
+
+  it("answers bad options with a usage error", async () => {
+    const bad = async (args: string[], message: string) => {
+      expect(await kvroute(["simulate", ...args])).toMatchObject({ code: 2, stderr: expect.stringContaining(message) });
+    };
+    await bad([...small, "--policy", "kv,fastest"], '--policy: "fastest" is not one of kv, round-robin, random, least-loaded');
+    await bad([...small, "--policy", "kv,kv"], "--policy names a policy twice");
+    await bad([...small, "--engines", "0"], '--engines must be an integer of at least 1 and at most 4096, got "0"');
+    await bad([...small, "--speedup", "0"], '--speedup must be a number above 0, got "0"');
+    await bad([...small, "--blocks", "100"], "--max-model-len 131072 needs 8192 blocks of 16 tokens, but --blocks is 100");
+    await bad(["--max-requests", "3"], "give exactly one of --trace FILE and --generate SPEC");
+    await bad(["--generate", "groups=x"], "--generate:");
+    await bad([...small, "--format", "parquet"], "--format must be auto, mooncake or azure");
+    await bad([...small, "--nope"], "Unknown option '--nope'");
+  });
+
+  it("skips and counts bad trace lines, or stops at the first with --strict", async () => {
+    const trace = fixture("mooncake-bad.jsonl");
+    const lenient = await kvroute(["simulate", "--trace", trace, "--policy", "kv", "--json", "--quiet"]);
+    expect(lenient.code).toBe(0);
+    const report = JSON.parse(lenient.stdout) as SimulationReport;
+    expect(report.trace.bad_lines).toBeGreaterThan(0);
+    expect(report.policies[0]!.requests.sent).toBe(report.trace.records);
+    const strict = await kvroute(["simulate", "--trace", trace, "--policy", "kv", "--strict", "--quiet"]);
+    expect(strict.code).toBe(1);
+    expect(strict.stderr).toMatch(/mooncake-bad\.jsonl:\d+: /);
+  });
+});

@@ -1,0 +1,77 @@
+// Policies on virtual time: the router's scheduler and index in front of simulated engines.
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { POLICIES } from "../../../src/router/schedule/index.js";
+import { H100_8B, type EngineSettings } from "../../../src/tools/policy-sim/engine-settings.js";
+import type { PolicyReport, SimulationReport } from "../../../src/tools/policy-sim/report.js";
+import { simulate, type SimulateOptions } from "../../../src/tools/policy-sim/simulate.js";
+import type { TraceSpec } from "../../../src/tools/policy-sim/trace-spec.js";
+import { packageRoot } from "../../../src/util/package-root.js";
+
+const mooncake: TraceSpec = { file: join(packageRoot(), "test", "fixtures", "traces", "mooncake-conversation-200.jsonl") };
+
+/** A report without the wall-clock figures, which differ from run to run. */
+function figures(r: SimulationReport): unknown {
+  const { wall_sec: _wall, settings: { jobs: _jobs, ...settings }, policies, ...rest } = r;
+  return { ...rest, settings, policies: policies.map(({ wall_sec: _w, speed: _s, ...p }: PolicyReport) => p) };
+}
+
+const small: Omit<SimulateOptions, "policies"> = { engines: 4, engine: H100_8B, maxRequests: 60, seed: 7 };
+
+describe("kvroute simulate", () => {
+  it("simulates a small trace under every policy, with the same figures every time, in this thread or in workers", async () => {
+    const here = await simulate(mooncake, { ...small, policies: POLICIES, jobs: 1 });
+    const workers = await simulate(mooncake, { ...small, policies: POLICIES, jobs: 2 });
+    expect(figures(workers)).toEqual(figures(here));
+
+    expect(here.policies.map((p) => p.policy)).toEqual(POLICIES);
+    expect(here.trace).toMatchObject({ records: 60, bad_lines: 0 });
+    const bound = here.bound.hit_ratio!;
+    expect(bound).toBeGreaterThan(0);
+    for (const p of here.policies) {
+      expect(p.requests).toEqual({ sent: 60, succeeded: 60, failed: 0 });
+      expect(p.hit_ratio).toBeGreaterThan(0); // the trace's first requests share a prefix
+      expect(p.hit_ratio).toBeLessThanOrEqual(bound);
+      expect(p.prompt_tokens).toBe(here.bound.prompt_tokens);
+      expect(p.ttft_ms.p50).toBeGreaterThan(0);
+      expect(p.ttft_ms.p50).toBeLessThanOrEqual(p.e2e_ms.p50);
+      expect(p.engines.reduce((n, e) => n + e.requests, 0)).toBe(60);
+      expect(p.balance.requests).toBeGreaterThanOrEqual(1);
+      expect(p.kv_events).toEqual({ unknown_parent: 0, unknown_block: 0, index_evictions: 0 });
+    }
+    // Round-robin deals requests out evenly.
+    expect(here.policies.find((p) => p.policy === "round-robin")!.engines.map((e) => e.requests)).toEqual([15, 15, 15, 15]);
+    // Another seed changes the random policy's choices.
+    const reseeded = await simulate(mooncake, { ...small, seed: 8, policies: ["random"] });
+    expect(reseeded.policies[0]!.engines.map((e) => e.requests)).not.toEqual(here.policies.find((p) => p.policy === "random")!.engines.map((e) => e.requests));
+  });
+
+  // 32 system prompts of 128 blocks on 4 engines of 1,024 blocks: spread over every engine (round-robin)
+  // they do not fit, kept together by the cache they need (kv) about a quarter of them per engine does.
+  const crowded: TraceSpec = { generate: { groups: 32, promptsPerGroup: 16, systemTokens: 2048, userTokens: 128, outputTokens: 32, ratePerSec: 20 } };
+  const crowdedEngine: EngineSettings = { ...H100_8B, numBlocks: 1024, maxModelLen: 8192 };
+
+  it("kv beats round-robin on hit ratio when prompts share prefixes and caches are small", async () => {
+    const r = await simulate(crowded, { engines: 4, engine: crowdedEngine, policies: ["kv", "round-robin"] });
+    const [kv, rr] = r.policies;
+    expect(kv!.hit_ratio! - rr!.hit_ratio!).toBeGreaterThan(0.05);
+    expect(r.bound.hit_ratio).toBeGreaterThan(kv!.hit_ratio!);
+  });
+
+  it("routes kv by load alone when the KV events arrive too late to matter", async () => {
+    const prompt = (delay: number) => simulate(crowded, { engines: 4, engine: crowdedEngine, policies: ["kv"], kvEventDelayMs: delay });
+    const [fresh, stale] = await Promise.all([prompt(0), prompt(1e9)]);
+    expect(stale.policies[0]!.hit_ratio!).toBeLessThan(fresh.policies[0]!.hit_ratio! - 0.05);
+    // The run ends at the last response, not at the last (late) event.
+    expect(stale.policies[0]!.virtual_sec).toBeLessThan(1000);
+  });
+
+  it("fails the prompts the engines cannot hold and serves the rest", async () => {
+    const r = await simulate(mooncake, { engines: 2, engine: { ...H100_8B, maxModelLen: 8192 }, maxRequests: 40, policies: ["kv"] });
+    const p = r.policies[0]!;
+    expect(p.requests.sent).toBe(40);
+    expect(p.requests.failed).toBeGreaterThan(0);
+    expect(p.requests.succeeded).toBeGreaterThan(0);
+    expect(p.requests.succeeded + p.requests.failed).toBe(40);
+  });
+});
