@@ -22,7 +22,7 @@ export type {
   EngineClientOptions,
   EngineDisconnect,
   EngineEvent,
-  EngineInfo,
+  Welcome,
   ErrorEvent,
   FinishEvent,
   GenerateOptions,

@@ -1,5 +1,5 @@
 // Builds wire messages from the typed forms, leaving out absent fields.
-import type { EngineInfo, GenerateRequest, SamplingOptions } from "./types.js";
+import type { Welcome, GenerateRequest, SamplingOptions } from "./types.js";
 import type { GenerateMessage, WelcomeMessage, WireSampling } from "./wire.js";
 
 function toWireSampling(s: SamplingOptions): WireSampling {
@@ -41,7 +41,7 @@ export function toGenerateMessage(id: number, request: GenerateRequest): Generat
   return message;
 }
 
-export function toWelcomeMessage(info: EngineInfo): WelcomeMessage {
+export function toWelcomeMessage(info: Welcome): WelcomeMessage {
   const kv = info.kvEvents;
   return {
     type: "welcome",

@@ -9,7 +9,7 @@ import { DEFAULT_MAX_FRAME_BYTES, FRAME_HEADER_BYTES } from "./frame.js";
 import { stderrLog, type LogFn } from "./log.js";
 import { parseDelta, parseError, parseFinish, type Envelope } from "./parse.js";
 import { RequestStream } from "./request-stream.js";
-import type { EngineEvent, EngineInfo, GenerateRequest } from "./types.js";
+import type { EngineEvent, Welcome, GenerateRequest } from "./types.js";
 import { ErrorCode } from "./wire.js";
 
 export interface ReconnectOptions {
@@ -52,7 +52,7 @@ export interface EngineDisconnect {
 }
 
 export interface EngineClientEvents {
-  connect: [info: EngineInfo];
+  connect: [info: Welcome];
   disconnect: [details: EngineDisconnect];
 }
 
@@ -86,14 +86,14 @@ export class EngineClient extends EventEmitter<EngineClientEvents> {
   private readonly maxBufferedEvents: number;
   private readonly log: LogFn;
   private connection: EngineConnection | null = null;
-  private lastInfo: EngineInfo | null = null;
+  private lastInfo: Welcome | null = null;
   private readonly requests = new Map<number, InFlight>();
   private nextId = 1;
   private bufferedEvents = 0;
   private closed = false;
   private attempts = 0;
   private reconnectTimer: NodeJS.Timeout | null = null;
-  private connecting: Promise<EngineInfo> | null = null;
+  private connecting: Promise<Welcome> | null = null;
   private cancelConnect: ((error: Error) => void) | null = null;
   /** The last connection failure, for the router's health view; null once connected. */
   lastError: string | null = null;
@@ -126,7 +126,7 @@ export class EngineClient extends EventEmitter<EngineClientEvents> {
   }
 
   /** The engine's handshake, from the current connection or the last one; null before the first. */
-  get info(): EngineInfo | null {
+  get info(): Welcome | null {
     return this.lastInfo;
   }
 
@@ -144,11 +144,11 @@ export class EngineClient extends EventEmitter<EngineClientEvents> {
    * first attempt fails (or, with `retryInitialConnect`, only when the engine refuses the handshake or the
    * client is closed). Once connected, drops are repaired in the background until close().
    */
-  connect(): Promise<EngineInfo> {
+  connect(): Promise<Welcome> {
     if (this.closed) return Promise.reject(new EngineConnectError("closed", `${this.url}: the client is closed`));
     if (this.connection && !this.connection.closed) return Promise.resolve(this.connection.info);
     if (this.connecting) return this.connecting;
-    this.connecting = new Promise<EngineInfo>((resolve, reject) => {
+    this.connecting = new Promise<Welcome>((resolve, reject) => {
       this.cancelConnect = reject;
       const tryOnce = (): void => {
         EngineConnection.open(this.address, this.connectionOptions).then(

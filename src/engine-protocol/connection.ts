@@ -6,7 +6,7 @@ import { resolveWildcardHost, type TcpAddress } from "./endpoint.js";
 import { FrameDecoder, FrameError } from "./frame.js";
 import type { LogFn } from "./log.js";
 import { parseError, parseWelcome, readEnvelope, type Envelope } from "./parse.js";
-import { PROTOCOL_VERSION, type EngineInfo } from "./types.js";
+import { PROTOCOL_VERSION, type Welcome } from "./types.js";
 import { ErrorCode, type HelloMessage } from "./wire.js";
 
 export type ConnectErrorCode =
@@ -65,7 +65,7 @@ export class EngineConnection {
     private readonly socket: Socket,
     readonly address: TcpAddress,
     private readonly options: ConnectionOptions,
-    readonly info: EngineInfo,
+    readonly info: Welcome,
     /** The handshake's decoder, which may hold the start of the next frame. */
     private readonly decoder: FrameDecoder,
     /** Frames that arrived together with the welcome. */
@@ -134,7 +134,7 @@ export class EngineConnection {
     decoded: unknown,
     address: TcpAddress,
     options: ConnectionOptions,
-  ): { ok: true; info: EngineInfo } | { ok: false; code: ConnectErrorCode; message: string } {
+  ): { ok: true; info: Welcome } | { ok: false; code: ConnectErrorCode; message: string } {
     const envelope = readEnvelope(decoded);
     if (!envelope.ok) return { ok: false, code: "bad_welcome", message: envelope.message };
     const { type, fields } = envelope.value;

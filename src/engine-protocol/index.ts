@@ -16,7 +16,7 @@ export { PROTOCOL_VERSION } from "./types.js";
 export type {
   DeltaEvent,
   EngineEvent,
-  EngineInfo,
+  Welcome,
   ErrorEvent,
   FinishEvent,
   GenerateRequest,

@@ -1,6 +1,6 @@
 // Checks decoded frames against docs/protocol.md and turns them into typed values. Unknown keys are
 // ignored; a wrong type or range gives a failure that names the field.
-import type { DeltaEvent, EngineInfo, FinishEvent, GenerateRequest, KvEventsLayout, SamplingOptions, TokenLogprobs } from "./types.js";
+import type { DeltaEvent, Welcome, FinishEvent, GenerateRequest, KvEventsLayout, SamplingOptions, TokenLogprobs } from "./types.js";
 import { ErrorCode } from "./wire.js";
 
 export type Parsed<T> = { ok: true; value: T } | { ok: false; code: string; message: string; id: number | null };
@@ -204,10 +204,10 @@ function parseLayout(value: unknown): KvEventsLayout | null {
   return value === "array" || value === "map" ? value : null;
 }
 
-/** The engine's `welcome` as EngineInfo, endpoints as the engine sent them. */
-export function parseWelcome(fields: Fields): Parsed<EngineInfo> {
+/** The engine's `welcome` as Welcome, endpoints as the engine sent them. */
+export function parseWelcome(fields: Fields): Parsed<Welcome> {
   return attempt(null, ErrorCode.badMessage, () => {
-    let kvEvents: EngineInfo["kvEvents"] = null;
+    let kvEvents: Welcome["kvEvents"] = null;
     if (present(fields, "kv_events")) {
       const kv = fields.kv_events;
       if (!isPlainObject(kv)) throw new FieldError(`kv_events must be a map or nil, not ${describe(kv)}`);

@@ -3,8 +3,8 @@
 
 export const PROTOCOL_VERSION = 1;
 
-/** What an engine says about itself in the handshake. */
-export interface EngineInfo {
+/** What an engine says about itself in the handshake (its welcome message). */
+export interface Welcome {
   protocolVersion: number;
   /** Unique in the fleet, e.g. host:port. */
   engineId: string;

@@ -6,7 +6,7 @@ import { decodeBody, encodeFrame } from "../engine-protocol/codec.js";
 import { FrameDecoder, FrameError } from "../engine-protocol/frame.js";
 import type { LogFn } from "../engine-protocol/log.js";
 import { heartbeatTs, parseAbort, parseGenerate, parseHello, readEnvelope, type GenerateCommand } from "../engine-protocol/parse.js";
-import { PROTOCOL_VERSION, type EngineInfo, type TokenLogprobs } from "../engine-protocol/types.js";
+import { PROTOCOL_VERSION, type Welcome, type TokenLogprobs } from "../engine-protocol/types.js";
 import { ErrorCode, type EngineMessage } from "../engine-protocol/wire.js";
 import type { CoreFinish, CoreOutput } from "./core.js";
 
@@ -21,7 +21,7 @@ export interface ConnectionCounters {
 
 /** What a connection needs from the engine it belongs to. */
 export interface EngineSide {
-  info: EngineInfo;
+  info: Welcome;
   log: LogFn;
   counters: ConnectionCounters;
   /** False to answer cached_tokens nil, like an engine that cannot count them. */

@@ -5,7 +5,7 @@ import { setImmediate as yieldToIo, setTimeout as sleep } from "node:timers/prom
 import { DEFAULT_MAX_FRAME_BYTES } from "../engine-protocol/frame.js";
 import { stderrLog, type LogFn } from "../engine-protocol/log.js";
 import type { GenerateCommand } from "../engine-protocol/parse.js";
-import { PROTOCOL_VERSION, type EngineInfo, type KvEventsLayout } from "../engine-protocol/types.js";
+import { PROTOCOL_VERSION, type Welcome, type KvEventsLayout } from "../engine-protocol/types.js";
 import { ErrorCode } from "../engine-protocol/wire.js";
 import { EngineCore, SimRequestError, type CoreOutput, type EngineCoreMetrics, type EngineCoreOptions } from "./core.js";
 import { EngineConnectionHandler, type ConnectionCounters } from "./engine-connection.js";
@@ -57,7 +57,7 @@ export interface SimulatorHandle {
   readonly url: string;
   readonly kvEventsEndpoint: string | null;
   readonly replayEndpoint: string | null;
-  readonly info: EngineInfo;
+  readonly info: Welcome;
   /** The engine core, for inspection (its block pool and metrics). */
   readonly core: EngineCore;
   metrics(): SimulatorMetrics;
@@ -77,7 +77,7 @@ class Simulator implements SimulatorHandle {
   url = "";
   kvEventsEndpoint: string | null = null;
   replayEndpoint: string | null = null;
-  info!: EngineInfo;
+  info!: Welcome;
   readonly core: EngineCore;
   private server: Server | null = null;
   private publisher: KvEventPublisher | null = null;

@@ -6,7 +6,7 @@ import {
   startSimulator,
   type EngineDisconnect,
   type EngineEvent,
-  type EngineInfo,
+  type Welcome,
   type SimulatorHandle,
   type SimulatorOptions,
 } from "../../src/index.js";
@@ -60,7 +60,7 @@ describe("EngineClient", () => {
     const first = await sim({ speedup: 0.2 });
     const port = first.port;
     const c = client(first.url, { reconnect: { initialDelayMs: 20, maxDelayMs: 100 } });
-    const connects: EngineInfo[] = [];
+    const connects: Welcome[] = [];
     c.on("connect", (info) => connects.push(info));
     await c.connect();
     const running = collect(c.generate({ promptTokenIds: prompt(20), sampling: { maxTokens: 10_000 } }));
@@ -69,7 +69,7 @@ describe("EngineClient", () => {
     expect(await dropped).toMatchObject({ failedRequests: 1, willReconnect: true });
     expect((await running).at(-1)).toMatchObject({ type: "error", code: "engine_disconnected" });
 
-    const back = once<EngineInfo>(c, "connect");
+    const back = once<Welcome>(c, "connect");
     await sim({ port });
     expect((await back).blockSize).toBe(16);
     expect(connects).toHaveLength(2);

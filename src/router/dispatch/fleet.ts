@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
 import type { KvEventWriter } from "../kv-index/kv-events/index.js";
-import { EngineClient, type EngineInfo } from "../../engine-protocol/index.js";
+import { EngineClient, type Welcome } from "../../engine-protocol/index.js";
 import type { Scheduler } from "../schedule/index.js";
 import type { EngineSpec } from "./engine-spec.js";
 
@@ -11,7 +11,7 @@ export type EngineState = "connecting" | "up" | "down" | "refused";
 
 export class EngineHandle {
   state: EngineState = "connecting";
-  info: EngineInfo | null = null;
+  info: Welcome | null = null;
   /** Why the engine is down or refused. */
   reason: string | null = null;
   /** Learned from its answers: whether it reports cached_tokens (null until it has answered once). */
@@ -115,7 +115,7 @@ export class Fleet {
     await Promise.all(this.engines.map((e) => e.client.close()));
   }
 
-  async #connected(engine: EngineHandle, info: EngineInfo): Promise<void> {
+  async #connected(engine: EngineHandle, info: Welcome): Promise<void> {
     const { log, scheduler, kv } = this.options;
     this.#blockSize ??= info.blockSize;
     this.#model ??= info.model;
