@@ -1,8 +1,8 @@
 // `kvroute serve` options.
 import { parseArgs } from "node:util";
 import { DEFAULT_INLINE_MAX_TOKENS } from "../router/prepare/index.js";
-import type { CachedTokensFallback } from "../router/schedule/cached-tokens.js";
-import { parseEngineSpec, type EngineSpec } from "../router/dispatch/engine-spec.js";
+import { parseEngineSpec } from "../router/dispatch/engine-spec.js";
+import type { RouterOptions } from "../router/serve.js";
 import { POLICIES, type PolicyName } from "../router/schedule/index.js";
 import { numberOption } from "./usage.js";
 
@@ -50,26 +50,8 @@ preparation:
   --log-level LEVEL            fatal, error, warn, info (default: one line per request), debug
   -h, --help                   this help`;
 
-export interface ServeOptions {
-  engines: EngineSpec[];
-  sim: number;
-  simSpeedup: number;
-  simBlocks: number | undefined;
-  simMaxModelLen: number | undefined;
-  blockSize: number | null;
-  servedModelName: string | null;
-  host: string;
-  port: number;
-  apiKey: string | undefined;
-  maxBodyBytes: number;
-  policy: PolicyName;
-  overlapWeight: number;
-  temperature: number;
-  cachedTokensFallback: CachedTokensFallback;
-  workers: number | undefined;
-  tokenizer: string | null;
-  inlineMaxTokens: number;
-  indexCapacity: number;
+/** The router's options, and how much the command logs. */
+export interface ServeOptions extends RouterOptions {
   logLevel: string;
 }
 

@@ -40,6 +40,9 @@ export interface EngineClientOptions {
   maxBufferedEvents?: number;
   /** Sent in the hello, for the engine's log. */
   clientName?: string;
+  /** How messages name the engine (default: its URL). A router passes the engine's name, so that error
+   * messages reaching clients never show an internal address. */
+  name?: string;
   log?: LogFn;
 }
 
@@ -79,6 +82,8 @@ const CLIENT_NAME = "kvroute 0.1.0";
  */
 export class EngineClient extends EventEmitter<EngineClientEvents> {
   readonly url: string;
+  /** How messages name the engine. */
+  readonly name: string;
   private readonly address: TcpAddress;
   private readonly connectionOptions: ConnectionOptions;
   private readonly reconnect: Required<ReconnectOptions> | null;
@@ -101,6 +106,7 @@ export class EngineClient extends EventEmitter<EngineClientEvents> {
   constructor(url: string, options: EngineClientOptions = {}) {
     super();
     this.url = url;
+    this.name = options.name ?? url;
     this.address = parseEngineUrl(url);
     this.log = options.log ?? stderrLog(`kvroute engine ${url}`);
     const heartbeatIntervalMs = options.heartbeatIntervalMs ?? 1000;
@@ -145,7 +151,7 @@ export class EngineClient extends EventEmitter<EngineClientEvents> {
    * client is closed). Once connected, drops are repaired in the background until close().
    */
   connect(): Promise<Welcome> {
-    if (this.closed) return Promise.reject(new EngineConnectError("closed", `${this.url}: the client is closed`));
+    if (this.closed) return Promise.reject(new EngineConnectError("closed", `engine ${this.name}: the client is closed`));
     if (this.connection && !this.connection.closed) return Promise.resolve(this.connection.info);
     if (this.connecting) return this.connecting;
     this.connecting = new Promise<Welcome>((resolve, reject) => {
@@ -157,7 +163,7 @@ export class EngineClient extends EventEmitter<EngineClientEvents> {
             this.cancelConnect = null;
             if (this.closed) {
               connection.destroy("the client was closed");
-              reject(new EngineConnectError("closed", `${this.url}: the client is closed`));
+              reject(new EngineConnectError("closed", `engine ${this.name}: the client is closed`));
               return;
             }
             this.adopt(connection);
@@ -204,7 +210,7 @@ export class EngineClient extends EventEmitter<EngineClientEvents> {
     }
     const connection = this.connection;
     if (!connection || connection.closed) {
-      stream.push(this.localError(ErrorCode.engineUnavailable, `engine ${this.url} is not connected${this.lastError ? `: ${this.lastError}` : ""}`));
+      stream.push(this.localError(ErrorCode.engineUnavailable, `engine ${this.name} is not connected${this.lastError ? `: ${this.lastError}` : ""}`));
       return stream;
     }
     if (request.promptTokenIds.length === 0) {
@@ -217,7 +223,7 @@ export class EngineClient extends EventEmitter<EngineClientEvents> {
       stream.push(
         this.localError(
           ErrorCode.frameTooLarge,
-          `the request needs a ${frame.length - FRAME_HEADER_BYTES}-byte frame; engine ${this.url} accepts at most ${connection.info.maxFrameBytes}`,
+          `the request needs a ${frame.length - FRAME_HEADER_BYTES}-byte frame; engine ${this.name} accepts at most ${connection.info.maxFrameBytes}`,
         ),
       );
       return stream;
@@ -237,10 +243,10 @@ export class EngineClient extends EventEmitter<EngineClientEvents> {
     if (this.closed) return;
     this.closed = true;
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
-    this.cancelConnect?.(new EngineConnectError("closed", `${this.url}: the client was closed`));
+    this.cancelConnect?.(new EngineConnectError("closed", `engine ${this.name}: the client was closed`));
     this.connecting = null;
     for (const entry of [...this.requests.values()]) {
-      this.finishEntry(entry, this.localError(ErrorCode.clientClosed, `the client for engine ${this.url} was closed`, entry.stream.tokensProduced));
+      this.finishEntry(entry, this.localError(ErrorCode.clientClosed, `the client for engine ${this.name} was closed`, entry.stream.tokensProduced));
     }
     this.connection?.destroy("the client was closed");
   }
@@ -292,7 +298,7 @@ export class EngineClient extends EventEmitter<EngineClientEvents> {
   private protocolError(entry: InFlight, message: string): void {
     this.log("warn", `request ${entry.id}: bad message from the engine: ${message}`);
     this.sendAbort(entry);
-    this.finishEntry(entry, this.localError(ErrorCode.badMessage, `engine ${this.url} sent a bad message: ${message}`, entry.stream.tokensProduced));
+    this.finishEntry(entry, this.localError(ErrorCode.badMessage, `engine ${this.name} sent a bad message: ${message}`, entry.stream.tokensProduced));
   }
 
   private onClose(connection: EngineConnection, reason: string): void {
@@ -307,7 +313,7 @@ export class EngineClient extends EventEmitter<EngineClientEvents> {
         entry,
         this.localError(
           ErrorCode.engineDisconnected,
-          `engine ${this.url} disconnected (${reason}) after ${tokens} output token${tokens === 1 ? "" : "s"}`,
+          `engine ${this.name} disconnected (${reason}) after ${tokens} output token${tokens === 1 ? "" : "s"}`,
           tokens,
         ),
       );

@@ -1,8 +1,13 @@
+// The engines behind the router. The fleet starts each engine, checks that it serves the same model at
+// the same block size, and keeps the scheduler and the KV-event side in step with who is up: an engine
+// that drops leaves scheduling and its index entries are dropped (a restarted engine has an empty cache);
+// when it comes back, it rejoins.
 import type { Logger } from "pino";
 import type { KvEventWriter } from "../kv-index/kv-events/index.js";
-import { EngineClient, type Welcome } from "../../engine-protocol/index.js";
 import type { Scheduler } from "../schedule/index.js";
+import type { Engine, EngineInfo } from "./engine.js";
 import type { EngineSpec } from "./engine-spec.js";
+import { MsgpackEngine } from "./msgpack-engine.js";
 
 /** What the fleet tells the KV-event side about engines joining and leaving. */
 export type KvRegistry = Pick<KvEventWriter, "addEngine" | "removeEngine">;
@@ -11,16 +16,15 @@ export type EngineState = "connecting" | "up" | "down" | "refused";
 
 export class EngineHandle {
   state: EngineState = "connecting";
-  info: Welcome | null = null;
+  info: EngineInfo | null = null;
   /** Why the engine is down or refused. */
   reason: string | null = null;
-  /** Learned from its answers: whether it reports cached_tokens (null until it has answered once). */
-  reportsCachedTokens: boolean | null = null;
 
   constructor(
+    /** The engine's number in the scheduler and the prefix index. */
     readonly id: number,
     readonly spec: EngineSpec,
-    readonly client: EngineClient,
+    readonly engine: Engine,
   ) {}
 
   get name(): string {
@@ -36,12 +40,6 @@ export interface FleetOptions {
   log: Logger;
 }
 
-/**
- * The engines behind the router: connects to each, checks that it serves the same model at the same block
- * size, and keeps the scheduler and the KV-event side in step with who is up. An engine that drops is
- * taken out of scheduling and its index entries are dropped (a restarted engine has an empty cache);
- * its client reconnects with backoff.
- */
 export class Fleet {
   readonly engines: EngineHandle[];
   #blockSize: number | null;
@@ -58,15 +56,7 @@ export class Fleet {
     this.engines = specs.map((spec, id) => {
       if (names.has(spec.name)) throw new Error(`two engines are named ${JSON.stringify(spec.name)}: give each a unique name=`);
       names.add(spec.name);
-      const client = new EngineClient(spec.url, {
-        expectedBlockSize: options.blockSize ?? undefined,
-        retryInitialConnect: true,
-        log: (level, message) => options.log[level === "debug" ? "debug" : level === "info" ? "info" : "warn"]({ engine: spec.name }, message),
-      });
-      const handle = new EngineHandle(id, spec, client);
-      client.on("connect", (info) => void this.#connected(handle, info));
-      client.on("disconnect", (d) => void this.#disconnected(handle, d.reason));
-      return handle;
+      return new EngineHandle(id, spec, this.#createEngine(spec));
     });
   }
 
@@ -88,10 +78,14 @@ export class Fleet {
     return lens.length ? Math.min(...lens) : null;
   }
 
-  /** Starts connecting every engine; engines that are not up yet keep being retried in the background. */
+  /** Starts every engine; engines that are not up yet keep being retried in the background. */
   start(): void {
-    for (const engine of this.engines) {
-      engine.client.connect().catch((err: Error) => this.#refuse(engine, err.message));
+    for (const handle of this.engines) {
+      handle.engine.start({
+        up: (info) => void this.#up(handle, info),
+        down: (reason) => void this.#down(handle, reason),
+        refused: (reason) => this.#refuse(handle, reason),
+      });
     }
   }
 
@@ -112,65 +106,75 @@ export class Fleet {
 
   async close(): Promise<void> {
     this.#closing = true;
-    await Promise.all(this.engines.map((e) => e.client.close()));
+    await Promise.all(this.engines.map((e) => e.engine.close()));
   }
 
-  async #connected(engine: EngineHandle, info: Welcome): Promise<void> {
+  #createEngine(spec: EngineSpec): Engine {
+    const log = this.options.log;
+    return new MsgpackEngine(spec.url, {
+      name: spec.name,
+      expectedBlockSize: this.options.blockSize,
+      kvEndpoint: spec.kvEndpoint,
+      replayEndpoint: spec.replayEndpoint,
+      log: (level, message) => log[level]({ engine: spec.name }, message),
+    });
+  }
+
+  async #up(handle: EngineHandle, info: EngineInfo): Promise<void> {
     const { log, scheduler, kv } = this.options;
     this.#blockSize ??= info.blockSize;
     this.#model ??= info.model;
     if (info.blockSize !== this.#blockSize) {
-      return this.#refuse(engine, `block size ${info.blockSize} differs from the router's ${this.#blockSize}`);
+      return this.#refuse(handle, `block size ${info.blockSize} differs from the router's ${this.#blockSize}`);
     }
     if (info.model !== this.#model) {
-      return this.#refuse(engine, `serves model ${JSON.stringify(info.model)}, but the fleet serves ${JSON.stringify(this.#model)}`);
+      return this.#refuse(handle, `serves model ${JSON.stringify(info.model)}, but the fleet serves ${JSON.stringify(this.#model)}`);
     }
-    engine.info = info;
-    engine.reason = null;
-    const endpoint = engine.spec.kvEndpoint ?? info.kvEvents?.endpoint ?? null;
-    if (endpoint) {
-      const replayEndpoint = engine.spec.replayEndpoint ?? info.kvEvents?.replayEndpoint ?? null;
+    handle.info = info;
+    handle.reason = null;
+    const events = info.kvEvents;
+    if (events) {
       try {
         await kv.addEngine({
-          id: engine.id,
-          name: engine.name,
+          id: handle.id,
+          name: handle.name,
           model: info.model,
           blockSize: info.blockSize,
-          endpoint,
-          dataParallelSize: info.kvEvents?.dataParallelSize ?? 1,
-          topic: info.kvEvents?.topic ?? "",
-          ...(replayEndpoint ? { replayEndpoint } : {}),
+          endpoint: events.endpoint,
+          dataParallelSize: info.ranks.size,
+          topic: events.topic,
+          ...(events.replayEndpoint ? { replayEndpoint: events.replayEndpoint } : {}),
         });
       } catch (err) {
         // A bad KV-event endpoint costs the engine its cache-aware routing, not its place in the fleet.
-        log.error({ engine: engine.name, endpoint, reason: (err as Error).message }, "cannot follow the engine's KV events: it is routed by load alone");
+        log.error({ engine: handle.name, endpoint: events.endpoint, reason: (err as Error).message }, "cannot follow the engine's KV events: it is routed by load alone");
       }
     } else {
-      log.warn({ engine: engine.name }, "engine publishes no KV events: it is routed by load alone");
+      log.warn({ engine: handle.name }, "engine publishes no KV events: it is routed by load alone");
     }
-    engine.state = "up";
-    scheduler.setAvailable(engine.id, true);
-    log.info({ engine: engine.name, model: info.model, blockSize: info.blockSize, kvEvents: endpoint, numBlocks: info.numBlocks }, "engine up");
+    handle.state = "up";
+    scheduler.setAvailable(handle.id, true);
+    log.info({ engine: handle.name, model: info.model, blockSize: info.blockSize, kvEvents: events?.endpoint ?? null, numBlocks: info.numBlocks }, "engine up");
     for (const wake of [...this.#waiters]) wake();
   }
 
-  async #disconnected(engine: EngineHandle, reason: string): Promise<void> {
-    if (engine.state !== "up") return;
-    engine.state = "down";
-    engine.reason = reason;
-    this.options.scheduler.setAvailable(engine.id, false);
-    this.options.log.warn({ engine: engine.name, reason }, "engine down");
-    await this.options.kv.removeEngine(engine.id).catch((err: Error) => {
-      this.options.log.error({ engine: engine.name, reason: err.message }, "cannot drop the engine's index entries");
+  async #down(handle: EngineHandle, reason: string): Promise<void> {
+    if (handle.state !== "up") return;
+    handle.state = "down";
+    handle.reason = reason;
+    this.options.scheduler.setAvailable(handle.id, false);
+    this.options.log.warn({ engine: handle.name, reason }, "engine down");
+    await this.options.kv.removeEngine(handle.id).catch((err: Error) => {
+      this.options.log.error({ engine: handle.name, reason: err.message }, "cannot drop the engine's index entries");
     });
   }
 
-  #refuse(engine: EngineHandle, reason: string): void {
-    if (engine.state === "refused" || this.#closing) return;
-    engine.state = "refused";
-    engine.reason = reason;
-    this.options.scheduler.setAvailable(engine.id, false);
-    this.options.log.error({ engine: engine.name, reason }, "engine refused");
-    void engine.client.close();
+  #refuse(handle: EngineHandle, reason: string): void {
+    if (handle.state === "refused" || this.#closing) return;
+    handle.state = "refused";
+    handle.reason = reason;
+    this.options.scheduler.setAvailable(handle.id, false);
+    this.options.log.error({ engine: handle.name, reason }, "engine refused");
+    void handle.engine.close();
   }
 }

@@ -1,4 +1,6 @@
-// OpenAI-shaped errors: `{"error": {"message", "type", "param", "code"}}` with an HTTP status.
+// OpenAI-shaped errors: `{"error": {"message", "type", "param", "code"}}` with an HTTP status. HTTP
+// statuses are decided here, from the router's error kinds and the engines' error codes.
+import { RouterError, type RouterErrorKind } from "../types.js";
 
 export type ErrorType =
   | "invalid_request_error"
@@ -21,6 +23,36 @@ export class ApiError extends Error {
   toBody(): { error: { message: string; type: ErrorType; param: string | null; code: string | null } } {
     return { error: { message: this.message, type: this.type, param: this.param, code: this.code } };
   }
+}
+
+const KIND_STATUS: Record<RouterErrorKind, { status: number; type: ErrorType }> = {
+  invalid_request: { status: 400, type: "invalid_request_error" },
+  not_found: { status: 404, type: "not_found_error" },
+  unavailable: { status: 503, type: "service_unavailable_error" },
+};
+
+/** Any error thrown while serving a request, as the error the client gets. */
+export function toApiError(err: unknown): ApiError {
+  if (err instanceof ApiError) return err;
+  if (err instanceof RouterError) {
+    const { status, type } = KIND_STATUS[err.kind];
+    return new ApiError(status, err.message, type, err.param, err.code);
+  }
+  return new ApiError(500, `internal error: ${(err as Error)?.message ?? String(err)}`, "server_error", null, "internal_error");
+}
+
+/** A failed generation (an engine error code, or the router's), as the error the client gets. */
+export function generationError(code: string, message: string): ApiError {
+  const status = generationErrorStatus(code);
+  return new ApiError(status, message, status >= 500 ? "server_error" : "invalid_request_error", null, code);
+}
+
+/** Codes the engine uses for a request it refuses are the client's fault; the rest are the engine's. */
+export function generationErrorStatus(code: string): number {
+  if (code === "invalid_request" || code === "prompt_too_long" || code === "unknown_lora" || code === "frame_too_large") return 400;
+  if (code === "engine_unavailable") return 503;
+  if (code === "internal_error") return 500;
+  return 502;
 }
 
 /** A 400 about one request field. */

@@ -1,9 +1,9 @@
 // /v1/completions and /v1/chat/completions: dispatch every prompt, then stream or collect the answers.
-import type { Backend, CachedTokensSource, GenerationEvent, Usage } from "./backend.js";
-import { ApiError } from "./errors.js";
+import type { Backend, CachedTokensSource, GenerationEvent, Usage } from "../types.js";
+import { ApiError, generationError, generationErrorStatus } from "./errors.js";
 import type { Exchange, Headers } from "./exchange.js";
 import { chunkBody, completionBody, responseId, sumUsage, usageChunkBody, type ResponseMeta } from "./openai.js";
-import type { ApiRequest } from "./request.js";
+import { generateInput, type ApiRequest } from "./request.js";
 import type { RequestRecord, Telemetry } from "./telemetry.js";
 
 type StartEvent = Extract<GenerationEvent, { type: "start" }>;
@@ -36,10 +36,10 @@ export async function handleGenerate(
   const signal = batch ? batch.signal : ex.signal;
   let lanes: Lane[] = [];
   try {
-    const iterables = await Promise.all(request.prompts.map((p) => backend.generate(request, p, signal)));
+    const iterables = await Promise.all(request.prompts.map((p) => backend.generate(generateInput(request, p), signal)));
     lanes = iterables.map((it, index) => ({ index, events: it[Symbol.asyncIterator](), start: null }));
     const failure = await startAll(lanes);
-    if (failure) throw new ApiError(failure.status, failure.message, failure.status >= 500 ? "server_error" : "invalid_request_error", null, failure.code);
+    if (failure) throw generationError(failure.code, failure.message);
     const starts = lanes.map((l) => l.start!);
     record.engines = starts.map((s) => s.engine);
     record.overlapBlocks = starts.map((s) => s.overlapBlocks);
@@ -67,9 +67,9 @@ async function startAll(lanes: Lane[]): Promise<Extract<GenerationEvent, { type:
   const results = await Promise.all(
     lanes.map(async (lane) => {
       const first = await lane.events.next();
-      if (first.done) return { type: "error" as const, status: 502, message: "the engine ended the request without answering", code: "engine_error" };
+      if (first.done) return { type: "error" as const, message: "the engine ended the request without answering", code: "engine_error" };
       if (first.value.type === "error") return first.value;
-      if (first.value.type !== "start") return { type: "error" as const, status: 500, message: "the router produced output before choosing an engine", code: "internal_error" };
+      if (first.value.type !== "start") return { type: "error" as const, message: "the router produced output before choosing an engine", code: "internal_error" };
       lane.start = first.value;
       return null;
     }),
@@ -128,7 +128,7 @@ async function collect(
         } else if (event.type === "finish") {
           return { text, finishReason: event.finishReason, usage: event.usage };
         } else if (event.type === "error") {
-          throw new ApiError(event.status, event.message, "server_error", null, event.code);
+          throw generationError(event.code, event.message);
         }
       }
     }),
@@ -164,7 +164,7 @@ async function stream(
     const { lane, result } = await Promise.race(pulls.values());
     if (result.done) {
       pulls.delete(lane.index);
-      failed ??= { type: "error", status: 502, message: "the engine ended the request without finishing it", code: "engine_error" };
+      failed ??= { type: "error", message: "the engine ended the request without finishing it", code: "engine_error" };
       continue;
     }
     const event = result.value;
@@ -189,7 +189,7 @@ async function stream(
     return;
   }
   if (failed) {
-    record.status = failed.status;
+    record.status = generationErrorStatus(failed.code);
     record.error = failed.message;
     await send({ error: { message: failed.message, type: "server_error", param: null, code: failed.code } });
     sse.end();

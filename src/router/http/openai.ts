@@ -1,6 +1,6 @@
 // Response bodies as the OpenAI API reference gives them, field for field.
 import type { Endpoint } from "./request.js";
-import type { Usage } from "./backend.js";
+import type { Usage } from "../types.js";
 
 export interface UsageBody {
   prompt_tokens: number;

@@ -1,24 +1,7 @@
 import type { ChatMessage } from "../prepare/tokenize/index.js";
+import type { GenerateInput, Prompt, Sampling } from "../types.js";
 import { badField } from "./errors.js";
 import { Fields, kindOf } from "./fields.js";
-
-export type Prompt =
-  | { kind: "text"; text: string }
-  | { kind: "tokens"; tokens: Uint32Array }
-  | { kind: "chat"; messages: ChatMessage[]; templateKwargs: Record<string, unknown> };
-
-export interface Sampling {
-  /** null: as many as the context allows. */
-  maxTokens: number | null;
-  temperature: number;
-  topP: number;
-  topK: number;
-  seed: number | null;
-  stop: string[];
-  stopTokenIds: number[];
-  ignoreEos: boolean;
-  minTokens: number;
-}
 
 export type Endpoint = "completions" | "chat";
 
@@ -31,6 +14,11 @@ export interface ApiRequest {
   stream: boolean;
   includeUsage: boolean;
   cacheSalt: string | undefined;
+}
+
+/** What the router gets for one prompt of a request. */
+export function generateInput(request: ApiRequest, prompt: Prompt): GenerateInput {
+  return { prompt, sampling: request.sampling, cacheSalt: request.cacheSalt };
 }
 
 const KNOWN_ROLES = new Set(["system", "developer", "user", "assistant", "tool"]);

@@ -1,9 +1,9 @@
 import uWS, { type HttpRequest, type HttpResponse, type TemplatedApp, type us_listen_socket } from "uWebSockets.js";
-import type { Backend } from "./backend.js";
-import { ApiError } from "./errors.js";
+import type { Backend } from "../types.js";
+import { ApiError, toApiError } from "./errors.js";
 import { Exchange } from "./exchange.js";
 import { handleGenerate } from "./generate.js";
-import { parseRequest, type ApiRequest } from "./request.js";
+import { generateInput, parseRequest, type ApiRequest } from "./request.js";
 import { noTelemetry, type RequestRecord, type Telemetry } from "./telemetry.js";
 
 export interface FrontendOptions {
@@ -165,7 +165,7 @@ export class Frontend {
         if (request.prompts.length !== 1) {
           throw new ApiError(400, "/v1/route takes one prompt, not a batch", "invalid_request_error", "prompt", "invalid_value");
         }
-        ex.json(200, await this.backend.route(request, request.prompts[0]!));
+        ex.json(200, await this.backend.route(generateInput(request, request.prompts[0]!)));
       } catch (err) {
         this.#fail(ex, null, err);
       }
@@ -187,7 +187,7 @@ export class Frontend {
   }
 
   #fail(ex: Exchange, record: RequestRecord | null, err: unknown): void {
-    const apiError = err instanceof ApiError ? err : new ApiError(500, `internal error: ${(err as Error)?.message ?? String(err)}`, "server_error", null, "internal_error");
+    const apiError = toApiError(err);
     if (record) {
       record.status = apiError.status;
       record.error = apiError.message;

@@ -1,5 +1,5 @@
 // What the frontend reports about each request; the metrics and log layers subscribe to it.
-import type { CachedTokensSource } from "./backend.js";
+import type { CachedTokensSource } from "../types.js";
 
 export interface RequestRecord {
   endpoint: string;

@@ -79,10 +79,6 @@ export class Booking {
     this.#phase = "released";
   }
 
-  get phase(): "prefill" | "decode" | "released" {
-    return this.#phase;
-  }
-
   #setDecodeBlocks(load: EngineLoad): void {
     const blocks = Math.ceil(this.#tokens / this.blockSize);
     load.decodeBlocks += blocks - this.#decodeBlocks;

@@ -1,20 +1,32 @@
-import type { CachedTokensSource } from "../http/backend.js";
+// The cached_tokens rule: the engine's own count when it gave one; otherwise, unless the fallback is off,
+// the router's estimate overlap_blocks × block_size, capped below the prompt length (an engine always
+// computes at least the last prompt token). 0 is reported like any other count.
+import type { CachedTokensSource } from "../types.js";
 
 export type CachedTokensFallback = "router" | "none";
 
-/**
- * The cached_tokens a response reports: the engine's own count when it gave one; otherwise, unless the
- * fallback is off, the router's estimate overlap_blocks × block_size, capped below the prompt length
- * (an engine always computes at least the last prompt token).
- */
+export interface CachedTokens {
+  cachedTokens: number;
+  source: CachedTokensSource;
+}
+
 export function cachedTokens(
   engineCount: number | null,
   overlapBlocks: number,
   blockSize: number,
   promptTokens: number,
   fallback: CachedTokensFallback,
-): { cachedTokens: number; source: CachedTokensSource } {
+): CachedTokens {
   if (engineCount !== null) return { cachedTokens: engineCount, source: "engine" };
   if (fallback === "none") return { cachedTokens: 0, source: "none" };
   return { cachedTokens: Math.max(0, Math.min(overlapBlocks * blockSize, promptTokens - 1)), source: "router" };
+}
+
+/**
+ * The source a response will most likely report, before the engine has answered (a stream's headers leave
+ * with its first token): what this engine did last time, or `engine` when it has not answered yet.
+ */
+export function expectedSource(reportedLastTime: boolean | null, fallback: CachedTokensFallback): CachedTokensSource {
+  if (reportedLastTime !== false) return "engine";
+  return fallback === "router" ? "router" : "none";
 }

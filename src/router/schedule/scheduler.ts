@@ -44,14 +44,6 @@ export class Scheduler {
     this.#available = available ? [...others, engine].sort((a, b) => a - b) : others;
   }
 
-  isAvailable(engine: number): boolean {
-    return this.#available.includes(engine);
-  }
-
-  get availableEngines(): readonly number[] {
-    return this.#available;
-  }
-
   /**
    * Chooses an engine for a prompt of `promptBlocks` full blocks, given each engine's overlap (indexed by
    * engine). Returns null when no engine is available (minus `exclude`).

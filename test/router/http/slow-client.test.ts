@@ -2,7 +2,7 @@
 // drops the client after the drain timeout, releases the request, and keeps serving others.
 import { connect } from "node:net";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import type { Backend, GenerationEvent } from "../../../src/router/http/backend.js";
+import type { Backend, GenerationEvent } from "../../../src/router/types.js";
 import { Frontend } from "../../../src/router/http/server.js";
 
 let pulled = 0;

@@ -1,0 +1,52 @@
+// Retry as a wrapper around sending, not code inside it: each attempt's events pass through, and a
+// failure is held back and handed to the routing core's retry rule, which either books the next attempt
+// on another engine or makes the failure final.
+import type { Attempt, RoutingCore } from "../schedule/index.js";
+import type { GenerationEvent } from "../types.js";
+
+export type SendOne = (attempt: Attempt) => AsyncIterable<GenerationEvent>;
+
+type ErrorEvent = Extract<GenerationEvent, { type: "error" }>;
+
+export async function* withRetry(
+  core: RoutingCore,
+  first: Attempt,
+  send: SendOne,
+  signal: AbortSignal,
+  onRetry: (failed: Attempt, next: Attempt, failure: ErrorEvent) => void,
+): AsyncGenerator<GenerationEvent> {
+  let attempt = first;
+  for (;;) {
+    let started = false;
+    let tokens = 0;
+    let failure: ErrorEvent | null = null;
+    for await (const event of send(attempt)) {
+      if (event.type === "error") {
+        failure = event;
+        break;
+      }
+      if (event.type === "start") started = true;
+      else if (event.type === "delta") tokens += event.tokenCount;
+      yield event;
+    }
+    if (failure === null) return; // finished, or aborted (the stream ended without a final event)
+    if (started) {
+      // The client already has this engine's answer under way (its headers, maybe tokens): no other engine
+      // can continue it.
+      attempt.release();
+      yield failure;
+      return;
+    }
+    const outcome = core.retry(attempt, { code: failure.code, tokensProduced: tokens }, signal.aborted);
+    if (outcome.kind === "final") {
+      yield failure;
+      return;
+    }
+    if (outcome.kind === "no_engine") {
+      yield { type: "error", code: "engine_unavailable", message: "the engine failed before answering and no other engine is available" };
+      return;
+    }
+    onRetry(attempt, outcome.attempt, failure);
+    attempt = outcome.attempt;
+  }
+}

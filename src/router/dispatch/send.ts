@@ -1,0 +1,93 @@
+// Sending one attempt: the request goes to the attempt's engine, and what the engine reports moves the
+// attempt (its booking) and becomes the router's generation events. A failure is reported as an error
+// event and decided on by whoever drives the attempts (see retry.ts); this module never retries.
+import type { SamplingOptions } from "../../engine-protocol/index.js";
+import type { Attempt, RoutingCore } from "../schedule/index.js";
+import type { GenerationEvent, Sampling } from "../types.js";
+import type { Engine } from "./engine.js";
+
+/** What every attempt of a request sends. */
+export interface Job {
+  tokens: Uint32Array;
+  sampling: Sampling;
+  /** The output budget, already set. */
+  maxTokens: number;
+  cacheSalt: string | undefined;
+}
+
+/** The engine an attempt goes to, and how clients know it. */
+export interface Target {
+  name: string;
+  engine: Engine;
+}
+
+export async function* sendAttempt(core: RoutingCore, attempt: Attempt, target: Target, job: Job, signal: AbortSignal): AsyncGenerator<GenerationEvent> {
+  const promptTokens = job.tokens.length;
+  const start = (): GenerationEvent => ({
+    type: "start",
+    engine: target.name,
+    overlapBlocks: attempt.overlapBlocks,
+    promptTokens,
+    // Headers leave with the first token, before the engine's count exists: the source is predicted, and the
+    // final usage carries the actual one.
+    cachedTokensSource: core.expectedSource(attempt.engine),
+  });
+  let started = false;
+  try {
+    const events = target.engine.generate(
+      {
+        promptTokenIds: job.tokens,
+        sampling: samplingOptions(job.sampling, job.maxTokens),
+        overlapBlocks: attempt.overlapBlocks,
+        ...(job.cacheSalt !== undefined ? { cacheSalt: job.cacheSalt } : {}),
+      },
+      { signal },
+    );
+    for await (const event of events) {
+      if (event.type === "delta") {
+        if (!started) {
+          started = true;
+          attempt.firstToken();
+          yield start();
+        }
+        attempt.generated(event.tokenIds.length);
+        yield { type: "delta", text: event.text, tokenCount: event.tokenIds.length };
+      } else if (event.type === "finish") {
+        if (!started) yield start();
+        const cached = attempt.finish(event.usage.cachedTokens, event.usage.promptTokens);
+        yield {
+          type: "finish",
+          finishReason: event.finishReason,
+          usage: {
+            promptTokens: event.usage.promptTokens,
+            completionTokens: event.usage.completionTokens,
+            cachedTokens: cached.cachedTokens,
+            cachedTokensSource: cached.source,
+          },
+        };
+        return;
+      } else {
+        yield { type: "error", code: event.code, message: event.message };
+        return;
+      }
+    }
+  } finally {
+    // Finished, failed, aborted (the stream ends without a final event) or abandoned by the consumer.
+    attempt.release();
+  }
+}
+
+function samplingOptions(s: Sampling, maxTokens: number): SamplingOptions {
+  const out: SamplingOptions = {
+    maxTokens,
+    temperature: s.temperature,
+    topP: s.topP,
+    topK: s.topK,
+    ignoreEos: s.ignoreEos,
+    minTokens: s.minTokens,
+  };
+  if (s.seed !== null) out.seed = s.seed;
+  if (s.stop.length) out.stop = s.stop;
+  if (s.stopTokenIds.length) out.stopTokenIds = s.stopTokenIds;
+  return out;
+}

@@ -1,0 +1,139 @@
+// The routing core: every rule a request's routing follows, shared by `kvroute serve` and `kvroute
+// simulate`, with no sockets and no clock. It decides (prepared prompt → scored engines), sets the output
+// budget, books the request against its engine's load and moves the booking along with what the engine
+// reports, applies the retry rule and the cached-tokens rule. Sending is not its business: the live
+// dispatcher and the simulator each drive an Attempt with what their engines do.
+//
+// Invariant: every Attempt's booking is released exactly once, by finish(), fail() or release(),
+// whichever comes first; later calls change nothing.
+import type { CachedTokensSource } from "../types.js";
+import type { Booking } from "./active-load.js";
+import { outputBudget } from "./budget.js";
+import { cachedTokens, expectedSource, type CachedTokens, type CachedTokensFallback } from "./cached-tokens.js";
+import { shouldRetry, type Failure } from "./retry.js";
+import type { Decision, Scheduler } from "./scheduler.js";
+
+/** A prompt as routing sees it: its length, its full blocks, and each engine's overlap with it. */
+export interface RoutablePrompt {
+  promptTokens: number;
+  blocks: number;
+  /** Leading blocks of the prompt each engine holds, indexed by engine. */
+  overlaps: ArrayLike<number>;
+}
+
+export interface RoutingCoreOptions {
+  scheduler: Scheduler;
+  cachedTokensFallback: CachedTokensFallback;
+  /** Tokens per block, for booking and for the cached-tokens estimate. */
+  blockSize: () => number;
+}
+
+export type RetryOutcome =
+  /** Try again on this attempt's engine, already booked. */
+  | { kind: "retry"; attempt: Attempt }
+  /** The failure is final: report it. */
+  | { kind: "final" }
+  /** The rule allowed a retry, but no other engine is available. */
+  | { kind: "no_engine" };
+
+export class RoutingCore {
+  readonly scheduler: Scheduler;
+  readonly cachedTokensFallback: CachedTokensFallback;
+  readonly #blockSize: () => number;
+  /** Per engine: whether its last answer carried its own cached-token count. */
+  readonly #reportedCachedTokens = new Map<number, boolean>();
+
+  constructor(options: RoutingCoreOptions) {
+    this.scheduler = options.scheduler;
+    this.cachedTokensFallback = options.cachedTokensFallback;
+    this.#blockSize = options.blockSize;
+  }
+
+  /** The output budget; throws a RouterError (context_length_exceeded) when the request cannot fit. */
+  budget(asked: number | null, promptTokens: number, maxModelLen: number): number {
+    return outputBudget(asked, promptTokens, maxModelLen);
+  }
+
+  /** Scores the available engines (minus `exclude`) and picks one; null when none is available. */
+  decide(prompt: RoutablePrompt, exclude?: ReadonlySet<number>): Decision | null {
+    return this.scheduler.decide(prompt.blocks, prompt.overlaps, exclude);
+  }
+
+  /** Books a decided request on its engine: the first attempt. */
+  begin(decision: Decision, prompt: RoutablePrompt): Attempt {
+    return new Attempt(this, decision, prompt, 0, new Set([decision.engine]));
+  }
+
+  /** Applies the retry rule to a failed attempt (whose booking it releases) and books the next one, if any. */
+  retry(failed: Attempt, failure: Failure, aborted: boolean): RetryOutcome {
+    failed.release();
+    if (!shouldRetry(failure, failed.number, aborted)) return { kind: "final" };
+    const decision = this.decide(failed.prompt, failed.tried);
+    if (!decision) return { kind: "no_engine" };
+    return { kind: "retry", attempt: new Attempt(this, decision, failed.prompt, failed.number + 1, new Set([...failed.tried, decision.engine])) };
+  }
+
+  /** @internal Called by Attempt. */
+  book(decision: Decision, prompt: RoutablePrompt): Booking {
+    return this.scheduler.book(decision, prompt.promptTokens, prompt.blocks, this.#blockSize());
+  }
+
+  /** @internal Called by Attempt. */
+  settleCachedTokens(engine: number, engineCount: number | null, overlapBlocks: number, promptTokens: number): CachedTokens {
+    this.#reportedCachedTokens.set(engine, engineCount !== null);
+    return cachedTokens(engineCount, overlapBlocks, this.#blockSize(), promptTokens, this.cachedTokensFallback);
+  }
+
+  /** The source an answer from `engine` will most likely report, before it has answered. */
+  expectedSource(engine: number): CachedTokensSource {
+    return expectedSource(this.#reportedCachedTokens.get(engine) ?? null, this.cachedTokensFallback);
+  }
+}
+
+/** One try of a request on one engine: its booking, moved along by what the engine reports. */
+export class Attempt {
+  readonly #core: RoutingCore;
+  readonly #booking: Booking;
+
+  constructor(
+    core: RoutingCore,
+    readonly decision: Decision,
+    readonly prompt: RoutablePrompt,
+    /** 0 for the first attempt. */
+    readonly number: number,
+    /** Engines tried so far, this one included. */
+    readonly tried: ReadonlySet<number>,
+  ) {
+    this.#core = core;
+    this.#booking = core.book(decision, prompt);
+  }
+
+  get engine(): number {
+    return this.decision.engine;
+  }
+
+  get overlapBlocks(): number {
+    return this.decision.overlapBlocks;
+  }
+
+  /** The first output token arrived: the prompt is computed. */
+  firstToken(): void {
+    this.#booking.started();
+  }
+
+  /** `count` more output tokens arrived. */
+  generated(count: number): void {
+    this.#booking.generated(count);
+  }
+
+  /** The engine finished: the booking is released and the answer's cached tokens settled. */
+  finish(engineCachedTokens: number | null, promptTokens: number): CachedTokens {
+    this.#booking.release();
+    return this.#core.settleCachedTokens(this.engine, engineCachedTokens, this.overlapBlocks, promptTokens);
+  }
+
+  /** The request ended another way (failed, aborted, abandoned). Safe to call more than once. */
+  release(): void {
+    this.#booking.release();
+  }
+}

@@ -1,0 +1,133 @@
+// startRouter: every part of the router, started and wired together. `kvroute serve` calls it, and so can
+// a program that embeds the router.
+import type { Logger } from "pino";
+import { parseEngineSpec, type EngineSpec } from "./dispatch/engine-spec.js";
+import { Fleet } from "./dispatch/fleet.js";
+import { Frontend } from "./http/server.js";
+import { KvEventWriter } from "./kv-index/kv-events/index.js";
+import { MAX_ENGINES } from "./kv-index/prefix-index/index.js";
+import { RouterMetrics, requestLogger, watchKvEvents } from "./metrics/index.js";
+import { PreparePool } from "./prepare/index.js";
+import { Router } from "./router.js";
+import { RoutingCore, Scheduler, type CachedTokensFallback, type PolicyName } from "./schedule/index.js";
+import { startSimulatorThread, type SimulatorThread } from "../mock-engine/index.js";
+
+export interface RouterOptions {
+  /** The engines; none: start `sim` simulated engines in a worker thread. */
+  engines: EngineSpec[];
+  sim: number;
+  simSpeedup: number;
+  simBlocks: number | undefined;
+  simMaxModelLen: number | undefined;
+  /** The block size prompts are hashed with; null: the first engine's. */
+  blockSize: number | null;
+  servedModelName: string | null;
+  host: string;
+  /** 0: any free port. */
+  port: number;
+  apiKey: string | undefined;
+  maxBodyBytes: number;
+  policy: PolicyName;
+  overlapWeight: number;
+  temperature: number;
+  cachedTokensFallback: CachedTokensFallback;
+  /** Preparation pool threads; undefined: cores - 1, at least 1. */
+  workers: number | undefined;
+  /** Hugging Face model folder; null: the Qwen3 tokenizer shipped with kvroute. */
+  tokenizer: string | null;
+  inlineMaxTokens: number;
+  indexCapacity: number;
+}
+
+export interface RunningRouter {
+  url: string;
+  port: number;
+  /** The model name clients use, once an engine has said it. */
+  readonly modelName: string | null;
+  /** Whether the engines are simulated ones the router started. */
+  simulated: boolean;
+  close(): Promise<void>;
+}
+
+/** How long start-up waits for a first engine before serving anyway (/health says 503 until one is up). */
+const FIRST_ENGINE_WAIT_MS = 10_000;
+
+export async function startRouter(options: RouterOptions, log: Logger): Promise<RunningRouter> {
+  if (options.engines.length > MAX_ENGINES) throw new Error(`at most ${MAX_ENGINES} engines are supported, got ${options.engines.length}`);
+  const closers: (() => Promise<void> | void)[] = [];
+  const close = async () => {
+    for (const c of closers.reverse()) await c();
+  };
+  try {
+    let engines: EngineSpec[] = options.engines;
+    let sims: SimulatorThread | null = null;
+    if (engines.length === 0) {
+      sims = await startSimulatorThread(options.sim, {
+        speedup: options.simSpeedup,
+        ...(options.blockSize ? { blockSize: options.blockSize } : {}),
+        ...(options.simBlocks ? { numBlocks: options.simBlocks } : {}),
+        ...(options.simMaxModelLen ? { maxModelLen: options.simMaxModelLen } : {}),
+      });
+      closers.push(() => sims!.close());
+      engines = sims.engines.map((e, i) => ({ ...parseEngineSpec(e.url), name: `sim-${i}` }));
+      log.info({ engines: engines.length, speedup: options.simSpeedup }, "no --engine given: started simulated engines");
+    }
+    // The index's engine sets are sized for the fleet: 8 bytes per entry for every 32 engines.
+    const kv = await KvEventWriter.start({ capacity: options.indexCapacity, maxEngines: Math.ceil(engines.length / 32) * 32 });
+    closers.push(() => kv.close());
+    const metrics = new RouterMetrics();
+    const scheduler = new Scheduler({ policy: options.policy, overlapWeight: options.overlapWeight, temperature: options.temperature });
+    const fleet = new Fleet(engines, { blockSize: options.blockSize, scheduler, kv, log });
+    closers.push(() => fleet.close());
+    const core = new RoutingCore({ scheduler, cachedTokensFallback: options.cachedTokensFallback, blockSize: () => fleet.blockSize! });
+    const pool = await PreparePool.start({
+      tokenizerDir: options.tokenizer,
+      index: kv.shared,
+      ...(options.workers !== undefined ? { threads: options.workers } : {}),
+      inlineMaxTokens: options.inlineMaxTokens,
+    });
+    closers.push(() => pool.close());
+    watchKvEvents(metrics, kv, (id) => fleet.engines[id]?.name ?? String(id));
+    metrics.engines(() =>
+      fleet.engines.map((e) => {
+        const load = scheduler.active.load(e.id);
+        return { engine: e.name, up: e.state === "up", activeRequests: load.requests, prefillBlocks: load.prefillBlocks, decodeBlocks: load.decodeBlocks };
+      }),
+    );
+    fleet.start();
+    if (!(await fleet.waitForEngine(FIRST_ENGINE_WAIT_MS))) {
+      log.warn("no engine is up yet: serving anyway; /health answers 503 until one connects");
+    }
+    const router = new Router({ fleet, core, pool, metrics, log, servedModelName: options.servedModelName });
+    const requestLog = requestLogger(log);
+    const frontend = new Frontend(router, {
+      host: options.host,
+      port: options.port,
+      apiKey: options.apiKey,
+      maxBodyBytes: options.maxBodyBytes,
+      telemetry: {
+        requestDone: (r) => {
+          metrics.requestDone(r);
+          requestLog(r);
+        },
+        interTokenLatency: (s) => metrics.interTokenLatency(s),
+      },
+    });
+    const port = await frontend.listen();
+    closers.push(() => frontend.close());
+    const url = `http://${options.host.includes(":") ? `[${options.host}]` : options.host}:${port}`;
+    log.info({ url, model: router.modelName, engines: sims ? `${options.sim} simulated` : options.engines.length }, "kvroute listening");
+    return {
+      url,
+      port,
+      get modelName() {
+        return router.modelName;
+      },
+      simulated: sims !== null,
+      close,
+    };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}

@@ -1,0 +1,104 @@
+// What the HTTP frontend and the routing side both need, owned by neither. The frontend owns HTTP and the
+// OpenAI shapes (statuses included); the router owns tokenizing, routing and engines. Errors here carry a
+// kind, never an HTTP status: the frontend maps kinds to statuses.
+import type { ChatMessage } from "./prepare/tokenize/index.js";
+
+export type Prompt =
+  | { kind: "text"; text: string }
+  | { kind: "tokens"; tokens: Uint32Array }
+  | { kind: "chat"; messages: ChatMessage[]; templateKwargs: Record<string, unknown> };
+
+export interface Sampling {
+  /** null: as many as the context allows. */
+  maxTokens: number | null;
+  temperature: number;
+  topP: number;
+  topK: number;
+  seed: number | null;
+  stop: string[];
+  stopTokenIds: number[];
+  ignoreEos: boolean;
+  minTokens: number;
+}
+
+/** One prompt to generate from, with what the router needs besides it. */
+export interface GenerateInput {
+  prompt: Prompt;
+  sampling: Sampling;
+  cacheSalt: string | undefined;
+}
+
+export type CachedTokensSource = "engine" | "router" | "none";
+
+export interface Usage {
+  promptTokens: number;
+  completionTokens: number;
+  cachedTokens: number;
+  cachedTokensSource: CachedTokensSource;
+}
+
+export type GenerationEvent =
+  /** The engine that answers is fixed (after any retry); comes before the first delta. */
+  | { type: "start"; engine: string; overlapBlocks: number; promptTokens: number; cachedTokensSource: CachedTokensSource }
+  | { type: "delta"; text: string; tokenCount: number }
+  | { type: "finish"; finishReason: string; usage: Usage }
+  /** The request failed; `code` says how (an engine protocol error code, or one of the router's). */
+  | { type: "error"; message: string; code: string };
+
+export interface RouteReport {
+  engine: string;
+  overlap_blocks: number;
+  block_size: number;
+  prompt_tokens: number;
+  engines: { engine: string; overlap_blocks: number; cost: number; active_blocks: number }[];
+}
+
+export interface ModelCard {
+  id: string;
+  object: "model";
+  created: number;
+  owned_by: string;
+  max_model_len: number;
+}
+
+export interface HealthReport {
+  ready: boolean;
+  engines: { engine: string; state: string; reason?: string }[];
+}
+
+/** What the HTTP frontend needs from the router behind it. */
+export interface Backend {
+  models(): ModelCard[];
+  /** Throws a RouterError (not_found) when `model` is not served. */
+  checkModel(model: string): void;
+  health(): HealthReport;
+  route(input: GenerateInput): Promise<RouteReport>;
+  /**
+   * Prepares, routes and dispatches one prompt. Rejects with a RouterError for input the model cannot take
+   * (out-of-vocabulary ids, too long) or when no engine is available; later failures arrive as an error event.
+   */
+  generate(input: GenerateInput, signal: AbortSignal): Promise<AsyncIterable<GenerationEvent>>;
+  metrics(): Promise<{ contentType: string; body: string }>;
+}
+
+/**
+ * Why the router refused a request before generating: bad input (`invalid_request`), a model it does not
+ * serve (`not_found`), or no engine to send it to (`unavailable`).
+ */
+export type RouterErrorKind = "invalid_request" | "not_found" | "unavailable";
+
+export class RouterError extends Error {
+  constructor(
+    readonly kind: RouterErrorKind,
+    message: string,
+    /** The request field at fault, when there is one. */
+    readonly param: string | null,
+    readonly code: string,
+  ) {
+    super(message);
+  }
+}
+
+export function noEngineError(): RouterError {
+  return new RouterError("unavailable", "no engine is available: none is connected and healthy", null, "no_engine_available");
+}
