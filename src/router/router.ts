@@ -5,9 +5,9 @@ import type { Logger } from "pino";
 import { rootSeed } from "./prepare/hashing/index.js";
 import type { RouterMetrics } from "./metrics/index.js";
 import type { PreparePool, Prepared } from "./prepare/index.js";
-import type { Attempt, Decision, RoutablePrompt, RoutingCore } from "./schedule/index.js";
+import type { Attempt, RoutablePrompt, RoutingCore } from "./schedule/index.js";
 import type { EngineHandle, Fleet } from "./dispatch/fleet.js";
-import { withRetry, type SendOne } from "./dispatch/retry.js";
+import { withRetry } from "./dispatch/retry.js";
 import { sendAttempt, type Job } from "./dispatch/send.js";
 import { noEngineError, RouterError, type Backend, type GenerateInput, type GenerationEvent, type HealthReport, type ModelCard, type RouteReport } from "./types.js";
 
@@ -93,15 +93,9 @@ export class Router implements Backend {
       const handle = this.#handle(attempt.engine);
       return sendAttempt(core, attempt, { name: handle.name, engine: handle.engine }, job, signal);
     };
-    return this.#dispatch(decision, prompt, send, signal);
-  }
-
-  /** Books the first attempt only once the caller starts reading, so a stream never read books nothing. */
-  async *#dispatch(decision: Decision, prompt: RoutablePrompt, send: SendOne, signal: AbortSignal): AsyncGenerator<GenerationEvent> {
-    const { core, metrics, log } = this.o;
-    yield* withRetry(core, core.begin(decision, prompt), send, signal, (failed, _next, failure) => {
+    return withRetry(core, decision, prompt, send, signal, (failed, _next, failure) => {
       metrics.retried();
-      log.warn({ engine: this.#handle(failed.engine).name, code: failure.code, reason: failure.message }, "engine failed before the first token; retrying on another engine");
+      this.o.log.warn({ engine: this.#handle(failed.engine).name, code: failure.code, reason: failure.message }, "engine failed before the first token; retrying on another engine");
     });
   }
 

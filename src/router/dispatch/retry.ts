@@ -1,21 +1,26 @@
 // Retry as a wrapper around sending, not code inside it: each attempt's events pass through, and a
 // failure is held back and handed to the routing core's retry rule, which either books the next attempt
 // on another engine or makes the failure final.
-import type { Attempt, RoutingCore } from "../schedule/index.js";
+import type { Attempt, Decision, RoutablePrompt, RoutingCore } from "../schedule/index.js";
 import type { GenerationEvent } from "../types.js";
 
 export type SendOne = (attempt: Attempt) => AsyncIterable<GenerationEvent>;
 
 type ErrorEvent = Extract<GenerationEvent, { type: "error" }>;
 
+/**
+ * Runs a decided request: the first attempt is booked when the stream is first read (a generator's body
+ * runs only then), so a stream that is never read books nothing.
+ */
 export async function* withRetry(
   core: RoutingCore,
-  first: Attempt,
+  decision: Decision,
+  prompt: RoutablePrompt,
   send: SendOne,
   signal: AbortSignal,
   onRetry: (failed: Attempt, next: Attempt, failure: ErrorEvent) => void,
 ): AsyncGenerator<GenerationEvent> {
-  let attempt = first;
+  let attempt = core.begin(decision, prompt);
   for (;;) {
     let started = false;
     let tokens = 0;

@@ -1,0 +1,183 @@
+// Sending and retrying attempts against fake engines: the routing core's retry rule and bookings as the
+// live router drives them, without sockets.
+import { describe, expect, it } from "vitest";
+import type { Engine, EngineEvent, GenerateRequest } from "../../../src/router/dispatch/engine.js";
+import { withRetry } from "../../../src/router/dispatch/retry.js";
+import { sendAttempt, type Job } from "../../../src/router/dispatch/send.js";
+import { RoutingCore, Scheduler, type Attempt, type RoutablePrompt } from "../../../src/router/schedule/index.js";
+import type { GenerationEvent } from "../../../src/router/types.js";
+
+type Script = (request: GenerateRequest, signal: AbortSignal | undefined) => AsyncIterable<EngineEvent>;
+
+/** An engine whose answers are scripted; it records what it was sent. */
+class FakeEngine implements Engine {
+  readonly url = "fake://";
+  readonly sent: GenerateRequest[] = [];
+  constructor(private readonly script: Script) {}
+  start(): void {}
+  generate(request: GenerateRequest, options: { signal?: AbortSignal }): AsyncIterable<EngineEvent> {
+    this.sent.push(request);
+    return this.script(request, options.signal);
+  }
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+const delta = (n: number): EngineEvent => ({ type: "delta", tokenIds: Array.from({ length: n }, (_, i) => i), text: "x".repeat(n) });
+const finish = (cached: number | null, completion = 2): EngineEvent => ({ type: "finish", finishReason: "length", stopReason: null, usage: { promptTokens: 64, completionTokens: completion, cachedTokens: cached } });
+const failure = (code: string, tokensProduced = 0): EngineEvent => ({ type: "error", code, message: `engine e: ${code}`, tokensProduced });
+
+function answers(...events: EngineEvent[]): Script {
+  return async function* () {
+    for (const e of events) yield e;
+  };
+}
+
+/** Streams `n` deltas, then waits until aborted; the stream then ends with no final event, as EngineClient's does. */
+function untilAborted(n: number): Script {
+  return async function* (_request, signal) {
+    for (let i = 0; i < n; i++) yield delta(1);
+    if (!signal) throw new Error("this engine needs a signal");
+    if (!signal.aborted) await new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }));
+  };
+}
+
+const job: Job = {
+  tokens: new Uint32Array(64),
+  sampling: { maxTokens: 2, temperature: 0, topP: 1, topK: -1, seed: null, stop: [], stopTokenIds: [], ignoreEos: false, minTokens: 0 },
+  maxTokens: 2,
+  cacheSalt: undefined,
+};
+const prompt: RoutablePrompt = { promptTokens: 64, blocks: 4, overlaps: [4, 0, 0] };
+
+function setup(scripts: Script[], fallback: "router" | "none" = "router") {
+  const scheduler = new Scheduler({ random: () => 0 });
+  scripts.forEach((_, e) => scheduler.setAvailable(e, true));
+  const core = new RoutingCore({ scheduler, cachedTokensFallback: fallback, blockSize: () => 16 });
+  const engines = scripts.map((s) => new FakeEngine(s));
+  const retries: number[] = [];
+  const run = (controller = new AbortController()): AsyncGenerator<GenerationEvent> => {
+    const send = (a: Attempt) => sendAttempt(core, a, { name: `e${a.engine}`, engine: engines[a.engine]! }, job, controller.signal);
+    return withRetry(core, core.decide(prompt)!, prompt, send, controller.signal, (failed) => retries.push(failed.engine));
+  };
+  const load = () => scripts.reduce((sum, _, e) => {
+    const l = scheduler.active.load(e);
+    return sum + l.requests + l.prefillBlocks + l.decodeBlocks;
+  }, 0);
+  return { core, engines, retries, run, load };
+}
+
+async function collect(events: AsyncIterable<GenerationEvent>): Promise<GenerationEvent[]> {
+  const out: GenerationEvent[] = [];
+  for await (const e of events) out.push(e);
+  return out;
+}
+
+describe("retry", () => {
+  it("tries another engine when the first fails before its first token, and the client sees only the second", async () => {
+    const t = setup([answers(failure("engine_disconnected")), answers(delta(1), delta(1), finish(0))]);
+    const events = await collect(t.run());
+    expect(t.retries).toEqual([0]);
+    expect(t.engines[0]!.sent).toHaveLength(1);
+    expect(t.engines[1]!.sent).toHaveLength(1);
+    expect(events.map((e) => e.type)).toEqual(["start", "delta", "delta", "finish"]);
+    expect(events[0]).toMatchObject({ engine: "e1", overlapBlocks: 0 });
+    // The retry is sent the same job, with the new engine's overlap.
+    expect(t.engines[1]!.sent[0]).toMatchObject({ overlapBlocks: 0, sampling: { maxTokens: 2 } });
+    expect(t.engines[0]!.sent[0]).toMatchObject({ overlapBlocks: 4 });
+    expect(t.load()).toBe(0);
+  });
+
+  it("never retries once a token has reached the client", async () => {
+    const t = setup([answers(delta(1), failure("engine_disconnected", 1)), answers(finish(0))]);
+    const events = await collect(t.run());
+    expect(t.retries).toEqual([]);
+    expect(t.engines[1]!.sent).toHaveLength(0);
+    expect(events.map((e) => e.type)).toEqual(["start", "delta", "error"]);
+    expect(events[2]).toMatchObject({ code: "engine_disconnected" });
+    expect(t.load()).toBe(0);
+  });
+
+  it("retries only once: a second failure is reported", async () => {
+    const t = setup([answers(failure("engine_error")), answers(failure("engine_unavailable")), answers(finish(0))]);
+    const events = await collect(t.run());
+    expect(t.retries).toEqual([0]);
+    expect(t.engines[2]!.sent).toHaveLength(0);
+    expect(events).toEqual([{ type: "error", code: "engine_unavailable", message: "engine e: engine_unavailable" }]);
+    expect(t.load()).toBe(0);
+  });
+
+  it("does not retry a request the engine refused as bad", async () => {
+    const t = setup([answers(failure("invalid_request")), answers(finish(0))]);
+    expect(await collect(t.run())).toEqual([{ type: "error", code: "invalid_request", message: "engine e: invalid_request" }]);
+    expect(t.engines[1]!.sent).toHaveLength(0);
+    expect(t.load()).toBe(0);
+  });
+
+  it("answers engine_unavailable when no other engine is left to retry on", async () => {
+    const t = setup([answers(failure("engine_disconnected"))]);
+    expect(await collect(t.run())).toEqual([{ type: "error", code: "engine_unavailable", message: "the engine failed before answering and no other engine is available" }]);
+    expect(t.load()).toBe(0);
+  });
+});
+
+describe("bookings are released on every path", () => {
+  it("on finish, with the booking holding decode blocks while tokens stream", async () => {
+    const t = setup([answers(delta(1), delta(1), finish(16))]);
+    const it = t.run();
+    expect((await it.next()).value).toMatchObject({ type: "start" });
+    expect(t.load()).toBeGreaterThan(0);
+    const rest = await collect({ [Symbol.asyncIterator]: () => it });
+    expect(rest.at(-1)).toMatchObject({ type: "finish", usage: { cachedTokens: 16, cachedTokensSource: "engine" } });
+    expect(t.load()).toBe(0);
+  });
+
+  it("on an abort mid-stream", async () => {
+    const t = setup([untilAborted(2)]);
+    const controller = new AbortController();
+    const it = t.run(controller);
+    await it.next();
+    await it.next();
+    expect(t.load()).toBeGreaterThan(0);
+    controller.abort();
+    expect(await collect({ [Symbol.asyncIterator]: () => it })).toEqual([{ type: "delta", text: "x", tokenCount: 1 }]);
+    expect(t.load()).toBe(0);
+  });
+
+  it("when the consumer stops reading", async () => {
+    const t = setup([untilAborted(5)]);
+    const it = t.run();
+    await it.next();
+    await it.next();
+    await it.return(undefined);
+    expect(t.load()).toBe(0);
+  });
+
+  it("and nothing is booked for a stream never read", async () => {
+    const t = setup([answers(finish(0))]);
+    const it = t.run();
+    expect(t.load()).toBe(0);
+    await it.return(undefined);
+    expect(t.load()).toBe(0);
+    expect(t.engines[0]!.sent).toHaveLength(0);
+  });
+});
+
+describe("cached tokens in the answer", () => {
+  it("takes the engine's count, 0 included", async () => {
+    const t = setup([answers(delta(1), finish(0))]);
+    expect((await collect(t.run())).at(-1)).toMatchObject({ usage: { cachedTokens: 0, cachedTokensSource: "engine" } });
+  });
+
+  it("falls back to the router's estimate, capped below the prompt, when the engine gives none", async () => {
+    const t = setup([answers(delta(1), finish(null))]);
+    // Engine 0 holds all 4 blocks of the 64-token prompt: 64, capped to 63.
+    expect((await collect(t.run())).at(-1)).toMatchObject({ usage: { cachedTokens: 63, cachedTokensSource: "router" } });
+  });
+
+  it("reports 0 from source none with the fallback off", async () => {
+    const t = setup([answers(delta(1), finish(null))], "none");
+    expect((await collect(t.run())).at(-1)).toMatchObject({ usage: { cachedTokens: 0, cachedTokensSource: "none" } });
+  });
+});

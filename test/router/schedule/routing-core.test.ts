@@ -1,0 +1,143 @@
+// The routing core's rules without an engine: budget, retry rule, cached-tokens rule, and bookings.
+import { describe, expect, it } from "vitest";
+import { cachedTokens, outputBudget, RoutingCore, Scheduler, shouldRetry, type RoutablePrompt } from "../../../src/router/schedule/index.js";
+import { RouterError } from "../../../src/router/types.js";
+
+function core(engines: number, fallback: "router" | "none" = "router"): RoutingCore {
+  const scheduler = new Scheduler({ random: () => 0 });
+  for (let e = 0; e < engines; e++) scheduler.setAvailable(e, true);
+  return new RoutingCore({ scheduler, cachedTokensFallback: fallback, blockSize: () => 16 });
+}
+
+const prompt = (tokens: number, overlaps: number[]): RoutablePrompt => ({ promptTokens: tokens, blocks: Math.floor(tokens / 16), overlaps });
+
+function totalLoad(c: RoutingCore, engines: number): number {
+  let sum = 0;
+  for (let e = 0; e < engines; e++) {
+    const l = c.scheduler.active.load(e);
+    sum += l.prefillBlocks + l.decodeBlocks + l.requests;
+  }
+  return sum;
+}
+
+describe("output budget", () => {
+  it("is what was asked for, or the rest of the context when nothing was", () => {
+    expect(outputBudget(10, 100, 1000)).toBe(10);
+    expect(outputBudget(null, 100, 1000)).toBe(900);
+    expect(outputBudget(900, 100, 1000)).toBe(900);
+  });
+
+  it("refuses a prompt that fills the context, naming the prompt", () => {
+    for (const asked of [null, 1]) {
+      const err = (() => {
+        try {
+          outputBudget(asked, 1000, 1000);
+        } catch (e) {
+          return e as RouterError;
+        }
+        throw new Error("not refused");
+      })();
+      expect(err).toBeInstanceOf(RouterError);
+      expect(err).toMatchObject({ kind: "invalid_request", param: "prompt", code: "context_length_exceeded" });
+      expect(err.message).toContain("maximum context length is 1000 tokens");
+    }
+  });
+
+  it("refuses prompt plus asked output over the context, naming max_tokens", () => {
+    expect(() => outputBudget(901, 100, 1000)).toThrow(/you requested 1001 tokens \(100 in the prompt, 901 for the completion\)/);
+    try {
+      outputBudget(901, 100, 1000);
+    } catch (e) {
+      expect(e).toMatchObject({ param: "max_tokens", code: "context_length_exceeded" });
+    }
+  });
+});
+
+describe("cached-tokens rule", () => {
+  it("takes the engine's count first, 0 included", () => {
+    expect(cachedTokens(48, 10, 16, 200, "router")).toEqual({ cachedTokens: 48, source: "engine" });
+    expect(cachedTokens(0, 10, 16, 200, "router")).toEqual({ cachedTokens: 0, source: "engine" });
+    expect(cachedTokens(0, 10, 16, 200, "none")).toEqual({ cachedTokens: 0, source: "engine" });
+  });
+
+  it("falls back to overlap_blocks × block_size, capped below the prompt", () => {
+    expect(cachedTokens(null, 3, 16, 200, "router")).toEqual({ cachedTokens: 48, source: "router" });
+    expect(cachedTokens(null, 0, 16, 200, "router")).toEqual({ cachedTokens: 0, source: "router" });
+    // 4 blocks of a 64-token prompt: the engine still computes the last token.
+    expect(cachedTokens(null, 4, 16, 64, "router")).toEqual({ cachedTokens: 63, source: "router" });
+  });
+
+  it("reports 0 with source none when the fallback is off", () => {
+    expect(cachedTokens(null, 3, 16, 200, "none")).toEqual({ cachedTokens: 0, source: "none" });
+  });
+
+  it("predicts a stream's source from what the engine did last time", () => {
+    const c = core(1);
+    expect(c.expectedSource(0)).toBe("engine");
+    c.begin(c.decide(prompt(64, [0]))!, prompt(64, [0])).finish(null, 64);
+    expect(c.expectedSource(0)).toBe("router");
+    c.begin(c.decide(prompt(64, [0]))!, prompt(64, [0])).finish(5, 64);
+    expect(c.expectedSource(0)).toBe("engine");
+    const off = core(1, "none");
+    off.begin(off.decide(prompt(64, [0]))!, prompt(64, [0])).finish(null, 64);
+    expect(off.expectedSource(0)).toBe("none");
+  });
+});
+
+describe("retry rule", () => {
+  it("retries an engine failure before the first token, once", () => {
+    expect(shouldRetry({ code: "engine_disconnected", tokensProduced: 0 }, 0, false)).toBe(true);
+    expect(shouldRetry({ code: "engine_unavailable", tokensProduced: 0 }, 0, false)).toBe(true);
+    expect(shouldRetry({ code: "engine_disconnected", tokensProduced: 0 }, 1, false)).toBe(false);
+  });
+
+  it("never retries after a token, after an abort, or a refusal of the request itself", () => {
+    expect(shouldRetry({ code: "engine_disconnected", tokensProduced: 1 }, 0, false)).toBe(false);
+    expect(shouldRetry({ code: "engine_disconnected", tokensProduced: 0 }, 0, true)).toBe(false);
+    expect(shouldRetry({ code: "invalid_request", tokensProduced: 0 }, 0, false)).toBe(false);
+    expect(shouldRetry({ code: "prompt_too_long", tokensProduced: 0 }, 0, false)).toBe(false);
+  });
+
+  it("books the retry on another engine and frees the failed attempt's booking", () => {
+    const c = core(2);
+    const p = prompt(160, [10, 0]);
+    const first = c.begin(c.decide(p)!, p);
+    expect(first.engine).toBe(0);
+    expect(c.scheduler.active.load(0)).toMatchObject({ requests: 1 });
+    const outcome = c.retry(first, { code: "engine_disconnected", tokensProduced: 0 }, false);
+    expect(outcome.kind).toBe("retry");
+    if (outcome.kind !== "retry") return;
+    expect(outcome.attempt.engine).toBe(1);
+    expect(outcome.attempt.number).toBe(1);
+    expect(c.scheduler.active.load(0)).toMatchObject({ requests: 0, prefillBlocks: 0 });
+    expect(c.scheduler.active.load(1)).toMatchObject({ requests: 1, prefillBlocks: 10 });
+    // A second failure is final, and frees the second booking too.
+    expect(c.retry(outcome.attempt, { code: "engine_disconnected", tokensProduced: 0 }, false)).toEqual({ kind: "final" });
+    expect(totalLoad(c, 2)).toBe(0);
+  });
+
+  it("says so when no other engine is left", () => {
+    const c = core(1);
+    const p = prompt(32, [0]);
+    expect(c.retry(c.begin(c.decide(p)!, p), { code: "engine_error", tokensProduced: 0 }, false)).toEqual({ kind: "no_engine" });
+    expect(totalLoad(c, 1)).toBe(0);
+  });
+});
+
+describe("bookings through an attempt", () => {
+  it("move from prefill to decode on the first token, grow with tokens, and are released by finish once", () => {
+    const c = core(1);
+    const p = prompt(160, [4]);
+    const a = c.begin(c.decide(p)!, p);
+    expect(c.scheduler.active.load(0)).toEqual({ prefillBlocks: 6, decodeBlocks: 0, requests: 1 });
+    a.firstToken();
+    a.generated(1);
+    expect(c.scheduler.active.load(0)).toEqual({ prefillBlocks: 0, decodeBlocks: 11, requests: 1 });
+    a.generated(31);
+    expect(c.scheduler.active.load(0)).toEqual({ prefillBlocks: 0, decodeBlocks: 12, requests: 1 });
+    expect(a.finish(64, 160)).toEqual({ cachedTokens: 64, source: "engine" });
+    a.release();
+    a.finish(64, 160);
+    expect(totalLoad(c, 1)).toBe(0);
+  });
+});
