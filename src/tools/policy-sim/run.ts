@@ -1,9 +1,10 @@
-// One routing policy over a trace, on virtual time: the router's own scheduler, prefix index and KV-event
-// applier in front of a fleet of simulated engines, without sockets.
+// One routing policy over a trace, on virtual time: the router's own routing core, prefix index and
+// KV-event applier in front of a fleet of simulated engines, without sockets.
 //
 // Requests arrive at their trace timestamps (divided by the speed-up). Each is made into tokens, hashed
-// with the engines' block size, looked up in the index, routed by the scheduler and booked against its
-// engine, all at its arrival instant. An idle engine starts a step at once; a step's outputs and its KV
+// with the engines' block size and looked up in the index; the routing core sets its output budget,
+// decides its engine and books it, all at its arrival instant. The engine's outputs move the booking
+// through the same Attempt calls the live dispatcher makes. An idle engine starts a step at once; a step's outputs and its KV
 // events reach the router when it ends (the events after a further delay, when one is set), and the engine
 // goes straight on to its next step while it has work. At equal times, steps end before requests arrive.
 import { createBlockHasher, rootSeed } from "../../router/prepare/hashing/index.js";
@@ -11,7 +12,8 @@ import { KvEventApplier } from "../../router/kv-index/kv-events/applier.js";
 import { PrefixIndex } from "../../router/kv-index/prefix-index/index.js";
 import type { RequestResult } from "../replay/result.js";
 import { ReplayStats, type ReplaySummary } from "../replay/stats.js";
-import { Scheduler, type Booking, type PolicyName } from "../../router/schedule/index.js";
+import { RoutingCore, Scheduler, type Attempt, type PolicyName } from "../../router/schedule/index.js";
+import { RouterError } from "../../router/types.js";
 import type { CoreFinish, CoreOutput } from "../../mock-engine/core.js";
 import { SimRequestError } from "../../mock-engine/core.js";
 import type { SimKvEvent } from "../../mock-engine/kv-events.js";
@@ -79,7 +81,7 @@ interface InFlight {
   arrivalMs: number;
   maxTokens: number;
   engine: SimEngine;
-  booking: Booking;
+  attempt: Attempt;
   firstMs: number;
   lastMs: number;
   gaps: number;
@@ -111,6 +113,8 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
   const applier = new KvEventApplier(index, hasher);
   const rng = new Rng(seed);
   const scheduler = new Scheduler({ policy: o.policy, overlapWeight: o.overlapWeight ?? 1, temperature: o.temperature ?? 0, random: () => rng.nextFloat() });
+  // The engines always count cached tokens, so the fallback never applies; "router" is serve's default.
+  const core = new RoutingCore({ scheduler, cachedTokensFallback: "router", blockSize: () => blockSize });
   // One seed for every engine: a request's output then depends on its prompt alone, whichever engine serves it.
   const engines = Array.from({ length: o.engines }, (_, id) => new SimEngine(id, settings, seed, hasher));
   for (const engine of engines) {
@@ -169,36 +173,39 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
   const arrive = (r: TraceRecord): void => {
     const i = sent++;
     const tokens = synthesize(r);
-    if (tokens.length >= settings.maxModelLen) {
-      reject(r, i, `the prompt has ${tokens.length} tokens; max_model_len ${settings.maxModelLen} leaves no room for output`);
+    // The replay asks for the recorded output length, as `kvroute replay` does of a live router.
+    let maxTokens: number;
+    try {
+      maxTokens = core.budget(Math.max(1, r.outputLength), tokens.length, settings.maxModelLen);
+    } catch (err) {
+      if (!(err instanceof RouterError)) throw err;
+      reject(r, i, err.message);
       return;
     }
-    const prompt = hasher.hashBlocks(tokens, blockSize, root, hashes);
-    o.bound?.add(prompt, tokens.length);
-    index.overlaps(prompt, overlaps);
-    const decision = scheduler.decide(prompt.length, overlaps)!;
-    const booking = scheduler.book(decision, tokens.length, prompt.length, blockSize);
+    const hashed = hasher.hashBlocks(tokens, blockSize, root, hashes);
+    o.bound?.add(hashed, tokens.length);
+    const prompt = { promptTokens: tokens.length, blocks: hashed.length, overlaps: index.overlaps(hashed, overlaps) };
+    const decision = core.decide(prompt)!;
+    const attempt = core.begin(decision, prompt);
     const engine = engines[decision.engine]!;
-    const maxTokens = Math.max(1, r.outputLength);
     try {
       engine.core.add({ id: i, promptTokenIds: tokens, sampling: { maxTokens, ignoreEos: true }, overlapBlocks: decision.overlapBlocks });
     } catch (err) {
-      booking.release();
+      attempt.release();
       if (!(err instanceof SimRequestError)) throw err;
       reject(r, i, err.message);
       return;
     }
     engine.requests++;
-    inflight.set(i, { record: r, index: i, arrivalMs: now, maxTokens, engine, booking, firstMs: -1, lastMs: 0, gaps: 0, gapSumMs: 0, gapMaxMs: 0 });
+    inflight.set(i, { record: r, index: i, arrivalMs: now, maxTokens, engine, attempt, firstMs: -1, lastMs: 0, gaps: 0, gapSumMs: 0, gapMaxMs: 0 });
     if (!engine.stepping) startStep(engine);
   };
 
   const finish = (f: InFlight, done: CoreFinish): void => {
-    f.booking.release();
     inflight.delete(f.index);
     const u = done.usage;
-    const cached = u.cachedTokens ?? 0;
-    f.engine.prefillTokens += u.promptTokens - cached;
+    const cached = f.attempt.finish(u.cachedTokens, u.promptTokens);
+    f.engine.prefillTokens += u.promptTokens - cached.cachedTokens;
     record({
       index: f.index,
       line: f.record.line,
@@ -211,8 +218,8 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
       e2eMs: now - f.arrivalMs,
       itlMeanMs: f.gaps > 0 ? f.gapSumMs / f.gaps : null,
       itlMaxMs: f.gaps > 0 ? f.gapMaxMs : null,
-      cachedTokens: cached,
-      cachedTokensSource: "engine",
+      cachedTokens: cached.cachedTokens,
+      cachedTokensSource: cached.source,
       engine: engineName(f.engine.id),
       status: 200,
       ok: true,
@@ -225,7 +232,7 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
     const f = inflight.get(out.id)!;
     if (f.firstMs < 0) {
       f.firstMs = now;
-      f.booking.started();
+      f.attempt.firstToken();
     } else {
       const gap = now - f.lastMs;
       stats.itl.record(gap);
@@ -234,7 +241,7 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
       if (gap > f.gapMaxMs) f.gapMaxMs = gap;
     }
     f.lastMs = now;
-    f.booking.generated(out.tokenIds.length);
+    f.attempt.generated(out.tokenIds.length);
     if (out.finish) finish(f, out.finish);
   };
 
@@ -300,7 +307,7 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
       maxModelLen: settings.maxModelLen,
       ...settings.timing,
     },
-    stopped: o.maxRequests !== undefined && sent >= o.maxRequests ? "max requests" : "end of trace",
+    stopped: o.maxRequests !== undefined && sent >= o.maxRequests ? "max-requests" : "trace-end",
     durationMs: endMs,
     sent,
   });

@@ -48,6 +48,7 @@ it("is reported beside the policies, over the prompts the simulation routes", as
   expect(await bound(H100_8B)).toEqual({ block_size: 16, prompt_tokens: 124, cached_tokens: 64, hit_ratio: 64 / 124 });
   // Engines with 8-token blocks split each id's block in two: 32 + 16 + 24.
   expect(await bound({ ...H100_8B, blockSize: 8 })).toMatchObject({ block_size: 8, cached_tokens: 72 });
-  // Prompts the engines refuse (B, at a 33-token context) are left out, and maxRequests stops early.
-  expect(await bound({ ...H100_8B, maxModelLen: 33 }, 3)).toMatchObject({ prompt_tokens: 52, cached_tokens: 16 });
+  // Requests the router refuses (B: 40 prompt tokens and 4 to generate over a 36-token context; A just
+  // fits) are left out, and maxRequests stops early.
+  expect(await bound({ ...H100_8B, maxModelLen: 36 }, 3)).toMatchObject({ prompt_tokens: 52, cached_tokens: 16 });
 });
