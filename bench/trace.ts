@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import * as hdr from "hdr-histogram-js";
 import { Bench } from "tinybench";
-import { completionBody, createPromptSynthesizer, LatencyHistogram, openTrace, type TraceRecord } from "../src/index.js";
+import { completionRequestBody, createPromptSynthesizer, LatencyHistogram, openTrace, type TraceRecord } from "../src/index.js";
 import { fixed, machineLine, msPerOp, printTable, ratio, taskByName } from "./lib/report.js";
 
 const TIME_MS = Number(process.env.BENCH_TIME_MS ?? 1000);
@@ -73,7 +73,7 @@ try {
   const prompts = new Bench({ time: TIME_MS, warmup: true });
   prompts
     .add("(a) synthesise the prompt", () => void synthesize(record))
-    .add("(b) synthesise + completionBody (join)", () => void completionBody("m", synthesize(record), 343, true))
+    .add("(b) synthesise + completionRequestBody (join)", () => void completionRequestBody("m", synthesize(record), 343, true))
     .add("(c) synthesise + JSON.stringify body", () => void JSON.stringify({ model: "m", prompt: Array.from(synthesize(record)), max_tokens: 343, stream: true }));
   await prompts.run();
   const synthMs = msPerOp(taskByName(prompts, "(a) synthesise the prompt"));

@@ -34,7 +34,7 @@ export type {
   ReconnectOptions,
   SamplingOptions,
   TokenLogprobs,
-  Usage,
+  EngineUsage,
   WireMessage,
 } from "./engine-protocol/index.js";
 // Simulated vLLM engine (its inner pieces are in ./simulator/index.js).
@@ -67,7 +67,7 @@ export {
   KvEventApplier,
   KvEventDecodeError,
   KvEventIngest,
-  KvEventWriter,
+  KvEventThread,
   MEDIA,
   normalizeBatch,
   rankEndpoint,
@@ -90,8 +90,8 @@ export type {
   KvEvent,
   KvEventBatch,
   KvEventStats,
-  KvEventWriterOptions,
-  KvEventWriterStats,
+  KvEventThreadOptions,
+  KvEventThreadStats,
   Medium,
   RankIngestStats,
   RankStats,

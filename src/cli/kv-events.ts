@@ -1,9 +1,9 @@
-// `kvroute kv-events`: subscribe to one engine's KV-event publisher through the writer thread and print
+// `kvroute kv-events`: subscribe to one engine's KV-event publisher through the KV-event thread and print
 // what arrives, to check that a vLLM deployment's events reach the router and decode.
 
 import { parseArgs } from "node:util";
 import { PrefixIndex } from "../router/kv-index/prefix-index/index.js";
-import { KvEventWriter, type KvEventWriterStats } from "../router/kv-index/kv-events/index.js";
+import { KvEventThread, type KvEventThreadStats } from "../router/kv-index/kv-events/index.js";
 import { numberOption } from "./usage.js";
 
 export const KV_EVENTS_USAGE = `usage: kvroute kv-events --endpoint URL --model NAME [options]
@@ -50,12 +50,12 @@ export async function kvEventsCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const number = (name: string, text: string, min: number): number => numberOption(name, text, { min })!;
-  let writer: KvEventWriter | undefined;
+  let writer: KvEventThread | undefined;
   try {
     if (values.endpoint === undefined || values.model === undefined) throw new RangeError("--endpoint and --model are required");
     const intervalMs = number("interval", values.interval, 0.01) * 1000;
     const reports = values.reports === undefined ? Infinity : number("reports", values.reports, 1);
-    writer = await KvEventWriter.start({ capacity: number("capacity", values.capacity, 16), maxEngines: 1, gpuOnly: !values["all-media"] });
+    writer = await KvEventThread.start({ capacity: number("capacity", values.capacity, 16), maxEngines: 1, gpuOnly: !values["all-media"] });
     await writer.addEngine({
       id: 0,
       model: values.model,
@@ -83,7 +83,7 @@ export async function kvEventsCommand(argv: string[]): Promise<number> {
   }
 }
 
-function report(s: KvEventWriterStats, entries: number): string {
+function report(s: KvEventThreadStats, entries: number): string {
   const ranks = s.engines[0]?.ranks ?? [];
   const state = ranks.map((r) => `${r.state}@${r.lastSequence}`).join(",");
   const error = ranks.map((r) => r.lastError).find((e) => e !== null);

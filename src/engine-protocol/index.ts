@@ -1,7 +1,8 @@
-// The engine protocol: framing, messages, and the router's engine client. See docs/protocol.md.
+// The engine protocol: framing, messages, the router's engine client and the engine's side of a connection. See docs/protocol.md.
 export { EngineClient } from "./client.js";
 export type { EngineClientEvents, EngineClientOptions, EngineDisconnect, GenerateOptions, ReconnectOptions } from "./client.js";
 export { EngineConnectError } from "./connection.js";
+export { EngineSideConnection, type ConnectionCounters, type EngineFinish, type EngineOutput, type EngineSide } from "./engine-side.js";
 export type { ConnectErrorCode } from "./connection.js";
 export { decodeBody, encodeFrame } from "./codec.js";
 export { parseEngineUrl, resolveWildcardHost } from "./endpoint.js";
@@ -24,7 +25,7 @@ export type {
   KvEventsLayout,
   SamplingOptions,
   TokenLogprobs,
-  Usage,
+  EngineUsage,
 } from "./types.js";
 export { ErrorCode } from "./wire.js";
 export type * from "./wire.js";

@@ -78,7 +78,7 @@ export interface DeltaEvent {
   logprobs?: TokenLogprobs[];
 }
 
-export interface Usage {
+export interface EngineUsage {
   promptTokens: number;
   completionTokens: number;
   /** The engine's count of prompt tokens served from its prefix cache; null when it cannot say. */
@@ -91,7 +91,7 @@ export interface FinishEvent {
   finishReason: string;
   /** The stop string or stop token id that ended the request, else null. */
   stopReason: string | number | null;
-  usage: Usage;
+  usage: EngineUsage;
 }
 
 export interface ErrorEvent {

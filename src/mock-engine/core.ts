@@ -4,7 +4,7 @@
 // returns the step's modelled duration and outputs. KV events go to the sink, one batch per step.
 import type { BlockHasher } from "../router/prepare/hashing/index.js";
 import type { LogFn } from "../engine-protocol/log.js";
-import type { GenerateRequest, TokenLogprobs, Usage } from "../engine-protocol/types.js";
+import type { GenerateRequest, TokenLogprobs, EngineUsage } from "../engine-protocol/types.js";
 import { BlockPool } from "./block-pool.js";
 import type { KvEventSink, SimKvEvent } from "./kv-events.js";
 import { EOS_TOKEN_ID, requestSeed, sampleToken } from "./sampler.js";
@@ -48,7 +48,7 @@ export interface CoreRequest extends GenerateRequest {
 export interface CoreFinish {
   finishReason: "stop" | "length";
   stopReason: string | number | null;
-  usage: Usage;
+  usage: EngineUsage;
 }
 
 export interface CoreOutput {

@@ -8,7 +8,7 @@ import type { GenerateCommand } from "../engine-protocol/parse.js";
 import { PROTOCOL_VERSION, type Welcome, type KvEventsLayout } from "../engine-protocol/types.js";
 import { ErrorCode } from "../engine-protocol/wire.js";
 import { EngineCore, SimRequestError, type CoreOutput, type EngineCoreMetrics, type EngineCoreOptions } from "./core.js";
-import { EngineConnectionHandler, type ConnectionCounters } from "./engine-connection.js";
+import { EngineSideConnection, type ConnectionCounters } from "../engine-protocol/index.js";
 import type { SimKvEvent } from "./kv-events.js";
 import { KvEventPublisher, type ReplayFormat } from "./kv-publisher.js";
 
@@ -67,7 +67,7 @@ export interface SimulatorHandle {
 }
 
 interface Route {
-  connection: EngineConnectionHandler;
+  connection: EngineSideConnection;
   wireId: number;
 }
 
@@ -81,7 +81,7 @@ class Simulator implements SimulatorHandle {
   readonly core: EngineCore;
   private server: Server | null = null;
   private publisher: KvEventPublisher | null = null;
-  private readonly connections = new Set<EngineConnectionHandler>();
+  private readonly connections = new Set<EngineSideConnection>();
   private readonly sockets = new Set<Socket>();
   private readonly routes = new Map<number, Route>();
   private nextCoreId = 1;
@@ -185,7 +185,7 @@ class Simulator implements SimulatorHandle {
     }
     this.sockets.add(socket);
     socket.once("close", () => this.sockets.delete(socket));
-    const connection = new EngineConnectionHandler(
+    const connection = new EngineSideConnection(
       socket,
       {
         info: this.info,
@@ -200,7 +200,7 @@ class Simulator implements SimulatorHandle {
     this.connections.add(connection);
   }
 
-  private submit(connection: EngineConnectionHandler, command: GenerateCommand): { code: string; message: string } | null {
+  private submit(connection: EngineSideConnection, command: GenerateCommand): { code: string; message: string } | null {
     const coreId = this.nextCoreId++;
     try {
       this.core.add({ ...command.request, id: coreId });
@@ -259,7 +259,7 @@ class Simulator implements SimulatorHandle {
   }
 
   private deliver(outputs: readonly CoreOutput[]): void {
-    const byConnection = new Map<EngineConnectionHandler, Array<{ wireId: number; output: CoreOutput }>>();
+    const byConnection = new Map<EngineSideConnection, Array<{ wireId: number; output: CoreOutput }>>();
     for (const output of outputs) {
       const route = this.routes.get(output.id);
       if (!route) continue;

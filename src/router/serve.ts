@@ -4,7 +4,7 @@ import type { Logger } from "pino";
 import { parseEngineSpec, type EngineSpec } from "./dispatch/engine-spec.js";
 import { Fleet } from "./dispatch/fleet.js";
 import { Frontend } from "./http/server.js";
-import { KvEventWriter } from "./kv-index/kv-events/index.js";
+import { KvEventThread } from "./kv-index/kv-events/index.js";
 import { MAX_ENGINES } from "./kv-index/prefix-index/index.js";
 import { RouterMetrics, requestLogger, watchKvEvents } from "./metrics/index.js";
 import { PreparePool } from "./prepare/index.js";
@@ -73,7 +73,7 @@ export async function startRouter(options: RouterOptions, log: Logger): Promise<
       log.info({ engines: engines.length, speedup: options.simSpeedup }, "no --engine given: started simulated engines");
     }
     // The index's engine sets are sized for the fleet: 8 bytes per entry for every 32 engines.
-    const kv = await KvEventWriter.start({ capacity: options.indexCapacity, maxEngines: Math.ceil(engines.length / 32) * 32 });
+    const kv = await KvEventThread.start({ capacity: options.indexCapacity, maxEngines: Math.ceil(engines.length / 32) * 32 });
     closers.push(() => kv.close());
     const metrics = new RouterMetrics();
     const scheduler = new Scheduler({ policy: options.policy, overlapWeight: options.overlapWeight, temperature: options.temperature });

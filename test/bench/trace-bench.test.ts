@@ -16,7 +16,7 @@ it("bench:trace prints the reader, prompt and histogram rows", async () => {
     "(b) openTrace, Mooncake JSONL",
     "(c) openTrace, Azure CSV (2024 stamps)",
     "(a) synthesise the prompt",
-    "(b) synthesise + completionBody (join)",
+    "(b) synthesise + completionRequestBody (join)",
     "(c) synthesise + JSON.stringify body",
     "(a) hdr-histogram-js, JavaScript mode",
     "(b) hdr-histogram-js, WebAssembly mode",

@@ -3,14 +3,14 @@
 // that drops leaves scheduling and its index entries are dropped (a restarted engine has an empty cache);
 // when it comes back, it rejoins.
 import type { Logger } from "pino";
-import type { KvEventWriter } from "../kv-index/kv-events/index.js";
+import type { KvEventThread } from "../kv-index/kv-events/index.js";
 import type { Scheduler } from "../schedule/index.js";
 import type { Engine, EngineInfo } from "./engine.js";
 import type { EngineSpec } from "./engine-spec.js";
 import { MsgpackEngine } from "./msgpack-engine.js";
 
 /** What the fleet tells the KV-event side about engines joining and leaving. */
-export type KvRegistry = Pick<KvEventWriter, "addEngine" | "removeEngine">;
+export type KvRegistry = Pick<KvEventThread, "addEngine" | "removeEngine">;
 
 export type EngineState = "connecting" | "up" | "down" | "refused";
 

@@ -1,12 +1,12 @@
 import { Gauge } from "prom-client";
-import type { KvEventWriter } from "../kv-index/kv-events/index.js";
+import type { KvEventThread } from "../kv-index/kv-events/index.js";
 import { MirroredCounter, type RouterMetrics } from "./router-metrics.js";
 
 /**
- * KV-event ingestion and prefix-index figures. They live in the writer thread; each scrape asks it for
+ * KV-event ingestion and prefix-index figures. They live in the KV-event thread; each scrape asks it for
  * its counters and mirrors them into Prometheus counters and gauges.
  */
-export function watchKvEvents(metrics: RouterMetrics, writer: KvEventWriter, engineName: (id: number) => string): void {
+export function watchKvEvents(metrics: RouterMetrics, writer: KvEventThread, engineName: (id: number) => string): void {
   const registry = metrics.registry;
   const registers = [registry];
   const events = new MirroredCounter(registry, "kvroute_kv_events_applied_total", "KV events applied to the prefix index, by type", ["type"]);

@@ -9,11 +9,11 @@ export {
   type Measurement,
   type RequestError,
   type RequestErrorKind,
-  type Usage,
+  type ReportedUsage,
 } from "./request.js";
 export { resultOf, type RequestResult } from "./result.js";
 export { defaultResultsDir, ResultsFolder, type ResultFiles } from "./results.js";
-export { completionBody, runReplay, type ReplayOptions, type ReplayRun, type StopReason } from "./runner.js";
+export { completionRequestBody, runReplay, type ReplayOptions, type ReplayRun, type StopReason } from "./runner.js";
 export { meetsSlo, parseSlo, ReplayStats, type ErrorSample, type ReplaySummary, type RunInfo, type Slo } from "./stats.js";
 export { apiBase, discoverModel } from "./target.js";
 export { Timeline, type TimelinePoint } from "./timeline.js";

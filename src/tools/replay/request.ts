@@ -12,7 +12,7 @@ export interface RequestError {
   message: string;
 }
 
-export interface Usage {
+export interface ReportedUsage {
   promptTokens: number | null;
   completionTokens: number | null;
   /** `usage.prompt_tokens_details.cached_tokens`; null when the server does not report it. */
@@ -30,7 +30,7 @@ export interface Measurement {
   gapsMs: number[];
   /** SSE data frames that carried a token. */
   tokenFrames: number;
-  usage: Usage | null;
+  usage: ReportedUsage | null;
   /** `x-kvroute-engine` (kvroute only). */
   engine: string | null;
   /** `x-kvroute-cached-tokens-source` (kvroute only). */
@@ -68,7 +68,7 @@ function count(value: unknown): number | null {
   return typeof value === "number" && Number.isFinite(value) && value >= 0 ? value : null;
 }
 
-function parseUsage(value: unknown): Usage | null {
+function parseUsage(value: unknown): ReportedUsage | null {
   if (value === null || typeof value !== "object") return null;
   const u = value as { prompt_tokens?: unknown; completion_tokens?: unknown; prompt_tokens_details?: { cached_tokens?: unknown } | null };
   return {

@@ -46,7 +46,7 @@ export interface ReplayRun {
 }
 
 /** The JSON body of one request; the token ids are joined by hand, which is faster than JSON.stringify of an array. */
-export function completionBody(model: string, prompt: Uint32Array, maxTokens: number, ignoreEos: boolean): string {
+export function completionRequestBody(model: string, prompt: Uint32Array, maxTokens: number, ignoreEos: boolean): string {
   return (
     `{"model":${JSON.stringify(model)},"prompt":[${prompt.join(",")}],"max_tokens":${maxTokens},` +
     `"stream":true,"stream_options":{"include_usage":true}${ignoreEos ? ',"ignore_eos":true' : ""}}`
@@ -125,7 +125,7 @@ export async function runReplay(options: ReplayOptions): Promise<ReplayRun> {
       const maxTokens = Math.max(1, record.outputLength);
       let body: string;
       try {
-        body = completionBody(options.model, options.synthesize(record), maxTokens, ignoreEos);
+        body = completionRequestBody(options.model, options.synthesize(record), maxTokens, ignoreEos);
       } catch (err) {
         stopped = "trace-error";
         error = err as Error;

@@ -1,6 +1,7 @@
 // Aggregates request results into the run's summary: latency percentiles, throughput, goodput, the fleet
 // cache-hit ratio, requests per engine, and all of these over time.
 import type { BadLine, TraceReport } from "../trace/types.js";
+import type { StopReason } from "./runner.js";
 import { LatencyHistogram, type LatencySummary } from "./histogram.js";
 import type { RequestErrorKind } from "./request.js";
 import type { RequestResult } from "./result.js";
@@ -50,7 +51,7 @@ export interface RunInfo {
   model: string;
   trace: { name: string; blockSize: number | null; report: TraceReport };
   settings: Record<string, string | number | boolean | null>;
-  stopped: string;
+  stopped: StopReason;
   /** From the start to the last response (or the stop). */
   durationMs: number;
   sent: number;
@@ -78,7 +79,7 @@ export interface ReplaySummary {
     firstBadLines: BadLine[];
   };
   settings: RunInfo["settings"];
-  stopped: string;
+  stopped: StopReason;
   durationSec: number;
   requests: {
     sent: number;

@@ -269,7 +269,7 @@ function runInfo(sent: number) {
     model: "fake-model",
     trace: { name: "t", blockSize: 512, report: { format: "mooncake" as const, records: sent, badLines: 0, byKind: {}, firstBadLines: [] } },
     settings: {},
-    stopped: "trace-end",
+    stopped: "trace-end" as const,
     durationMs: 1000,
     sent,
   };

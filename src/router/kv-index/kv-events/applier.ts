@@ -1,4 +1,4 @@
-// Applying decoded KV events to the prefix index, without sockets: the writer thread feeds it from ZMQ,
+// Applying decoded KV events to the prefix index, without sockets: the KV-event thread feeds it from ZMQ,
 // and a simulator can feed it directly.
 //
 // vLLM names blocks by its own hashes, which the router cannot compute (they depend on vLLM's hash

@@ -13,6 +13,6 @@ export {
 export { KvEventApplier, type ApplierCounters, type ApplierOptions, type EngineModel, type RankStats } from "./applier.js";
 export { MEDIA, type Medium } from "./media.js";
 export { KvEventIngest, type EngineIngestStats, type IngestOptions, type KvEngineConfig, type KvEventStats, type RankIngestStats } from "./ingest.js";
-export { KvEventWriter, type KvEventWriterOptions, type KvEventWriterStats } from "./writer.js";
+export { KvEventThread, type KvEventThreadOptions, type KvEventThreadStats } from "./thread.js";
 export { RankStream, type Batch, type DropReason, type RankStreamHooks, type RankStreamStats } from "./rank-stream.js";
 export { rankEndpoint, type ConnectionState } from "./subscriber.js";

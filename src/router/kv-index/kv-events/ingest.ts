@@ -1,6 +1,6 @@
 // KV-event ingestion for a fleet: per engine, one subscriber per data-parallel rank, each feeding decoded
 // batches to the applier that updates the prefix index. Runs wherever the index's writer lives: the
-// writer thread (writer-thread.ts) in the router.
+// KV-event thread (thread-main.ts) in the router.
 
 import type { BlockHasher } from "../../prepare/hashing/index.js";
 import type { PrefixIndex } from "../prefix-index/index.js";

@@ -1,10 +1,10 @@
-// The simulated engine's real KV-event stream into the writer thread: after requests that make the engine
+// The simulated engine's real KV-event stream into the KV-event thread: after requests that make the engine
 // evict, the router's index must say, for every prompt, exactly what the engine's prefix cache holds.
 import { afterEach, describe, expect, it } from "vitest";
 import {
   createBlockHasher,
   EngineClient,
-  KvEventWriter,
+  KvEventThread,
   PrefixIndex,
   rootSeed,
   startSimulator,
@@ -42,7 +42,7 @@ describe("the simulator's KV events drive the router's index", () => {
     it(`${layout} layout: overlaps match the engine's cache after evictions`, async () => {
       const sim = await startSimulator({ numBlocks: 64, maxModelLen: 1024, kvEventsLayout: layout });
       closers.push(() => sim.close());
-      const writer = await KvEventWriter.start({ capacity: 4096, maxEngines: 4 });
+      const writer = await KvEventThread.start({ capacity: 4096, maxEngines: 4 });
       closers.push(() => writer.close());
       await writer.addEngine({ id: 1, model: sim.info.model, blockSize: sim.info.blockSize, endpoint: sim.kvEventsEndpoint!, replayEndpoint: sim.replayEndpoint! });
       const client = new EngineClient(sim.url);

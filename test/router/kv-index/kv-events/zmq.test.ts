@@ -1,4 +1,4 @@
-// KV events over real ZMQ sockets into the writer thread, read back through an attached index. The test
+// KV events over real ZMQ sockets into the KV-event thread, read back through an attached index. The test
 // publishes from an XPUB socket (a PUB that also reports subscriptions, so the test can wait for the
 // subscriber instead of sleeping) and serves replays from a ROUTER socket, as vLLM's publisher does.
 import { readFileSync } from "node:fs";
@@ -9,12 +9,12 @@ import { Router, XPublisher } from "zeromq";
 import {
   createBlockHasher,
   decodeKvEventBatch,
-  KvEventWriter,
+  KvEventThread,
   PrefixIndex,
   rootSeed,
   type BlockHasher,
   type BlockStoredEvent,
-  type KvEventWriterStats,
+  type KvEventThreadStats,
 } from "../../../../src/index.js";
 import { packageRoot } from "../../../../src/util/package-root.js";
 
@@ -114,14 +114,14 @@ async function replayServer(buffer: Map<number, Uint8Array>, withTopic: boolean)
   return { endpoint: socket.lastEndpoint!, requests };
 }
 
-async function startWriter(): Promise<{ writer: KvEventWriter; index: PrefixIndex }> {
-  const writer = await KvEventWriter.start({ capacity: 4096, maxEngines: 8, reconnectIntervalMs: 50, reconnectMaxIntervalMs: 200, replayTimeoutMs: 2000 });
+async function startWriter(): Promise<{ writer: KvEventThread; index: PrefixIndex }> {
+  const writer = await KvEventThread.start({ capacity: 4096, maxEngines: 8, reconnectIntervalMs: 50, reconnectMaxIntervalMs: 200, replayTimeoutMs: 2000 });
   closers.push(() => writer.close());
   return { writer, index: PrefixIndex.attach(writer.shared) };
 }
 
 /** Polls the writer's stats until `done` holds; fails after 10 s with the last stats. */
-async function until(writer: KvEventWriter, done: (s: KvEventWriterStats) => boolean): Promise<KvEventWriterStats> {
+async function until(writer: KvEventThread, done: (s: KvEventThreadStats) => boolean): Promise<KvEventThreadStats> {
   const deadline = Date.now() + 10_000;
   for (;;) {
     const stats = await writer.stats();
@@ -131,7 +131,7 @@ async function until(writer: KvEventWriter, done: (s: KvEventWriterStats) => boo
   }
 }
 
-describe("KV events over ZMQ into the writer thread", () => {
+describe("KV events over ZMQ into the KV-event thread", () => {
   it("every golden layout, then the scenario without its clear: the index ends holding it", async () => {
     const { writer, index } = await startWriter();
     const pub = await publisher();
@@ -286,7 +286,7 @@ describe("KV events over ZMQ into the writer thread", () => {
     await expect(writer.addEngine({ id: 1, model: MODEL, blockSize: 16, endpoint: "localhost:5557" })).rejects.toThrow(/endpoint must be a ZMQ endpoint/);
     await expect(writer.addEngine({ id: 9, model: MODEL, blockSize: 16, endpoint: "tcp://127.0.0.1:1" })).rejects.toThrow(/engine must be an integer from 0 to 7/);
     await expect(writer.addEngine({ id: 1, model: MODEL, blockSize: 16, endpoint: "ipc://kv-events.sock", dataParallelSize: 2 })).rejects.toThrow(/need a tcp:\/\/host:port endpoint/);
-    await expect(KvEventWriter.start({ capacity: 0 })).rejects.toThrow(/capacity must be/);
+    await expect(KvEventThread.start({ capacity: 0 })).rejects.toThrow(/capacity must be/);
     expect((await writer.stats()).engines).toEqual([]);
   });
 });

@@ -1,14 +1,31 @@
-// The engine's side of one router connection: framing, the handshake, request bookkeeping, and output
-// frames that are coalesced per request while the socket asks the engine to wait.
+// The engine's side of one router connection: framing, the handshake (version and block size checked),
+// heartbeats (answered, and a router that falls silent is dropped), request bookkeeping, and output
+// frames that are coalesced per request while the socket asks the engine to wait. Any engine written in
+// TypeScript can serve the protocol with it; the mock engine does.
 import type { Socket } from "node:net";
-import { toWelcomeMessage } from "../engine-protocol/build.js";
-import { decodeBody, encodeFrame } from "../engine-protocol/codec.js";
-import { FrameDecoder, FrameError } from "../engine-protocol/frame.js";
-import type { LogFn } from "../engine-protocol/log.js";
-import { heartbeatTs, parseAbort, parseGenerate, parseHello, readEnvelope, type GenerateCommand } from "../engine-protocol/parse.js";
-import { PROTOCOL_VERSION, type Welcome, type TokenLogprobs } from "../engine-protocol/types.js";
-import { ErrorCode, type EngineMessage } from "../engine-protocol/wire.js";
-import type { CoreFinish, CoreOutput } from "./core.js";
+import { toWelcomeMessage } from "./build.js";
+import { decodeBody, encodeFrame } from "./codec.js";
+import { FrameDecoder, FrameError } from "./frame.js";
+import type { LogFn } from "./log.js";
+import { heartbeatTs, parseAbort, parseGenerate, parseHello, readEnvelope, type GenerateCommand } from "./parse.js";
+import { PROTOCOL_VERSION, type EngineUsage, type TokenLogprobs, type Welcome } from "./types.js";
+import { ErrorCode, type EngineMessage } from "./wire.js";
+
+/** How a request ended, as the engine reports it. */
+export interface EngineFinish {
+  finishReason: string;
+  stopReason: string | number | null;
+  usage: EngineUsage;
+}
+
+/** What one engine step produced for one request. */
+export interface EngineOutput {
+  tokenIds: number[];
+  text: string;
+  logprobs?: TokenLogprobs[];
+  /** Present on the request's last output. */
+  finish?: EngineFinish;
+}
 
 export interface ConnectionCounters {
   framesIn: number;
@@ -27,7 +44,7 @@ export interface EngineSide {
   /** False to answer cached_tokens nil, like an engine that cannot count them. */
   reportCachedTokens: boolean;
   /** Starts a request; returns an error to send back instead, or null. */
-  submit(connection: EngineConnectionHandler, command: GenerateCommand): { code: string; message: string } | null;
+  submit(connection: EngineSideConnection, command: GenerateCommand): { code: string; message: string } | null;
   /** Stops a request the router aborted or abandoned. */
   cancel(coreId: number): void;
 }
@@ -36,10 +53,10 @@ interface Pending {
   tokenIds: number[];
   text: string;
   logprobs: TokenLogprobs[] | null;
-  finish: CoreFinish | null;
+  finish: EngineFinish | null;
 }
 
-export class EngineConnectionHandler {
+export class EngineSideConnection {
   /** The router's request id → the core's. */
   readonly requests = new Map<number, number>();
   private readonly decoder: FrameDecoder;
@@ -53,7 +70,7 @@ export class EngineConnectionHandler {
   constructor(
     private readonly socket: Socket,
     private readonly engine: EngineSide,
-    private readonly onClosed: (connection: EngineConnectionHandler) => void,
+    private readonly onClosed: (connection: EngineSideConnection) => void,
   ) {
     this.name = `${socket.remoteAddress ?? "?"}:${socket.remotePort ?? "?"}`;
     this.decoder = new FrameDecoder(engine.info.maxFrameBytes);
@@ -65,7 +82,7 @@ export class EngineConnectionHandler {
   }
 
   /** Sends one step's outputs for this connection's requests (ids already mapped to the router's). */
-  deliver(outputs: ReadonlyArray<{ wireId: number; output: CoreOutput }>): void {
+  deliver(outputs: ReadonlyArray<{ wireId: number; output: EngineOutput }>): void {
     if (this.closed) return;
     for (const { wireId, output } of outputs) {
       if (output.finish) this.requests.delete(wireId);

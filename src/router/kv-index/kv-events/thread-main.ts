@@ -1,44 +1,44 @@
-// The KV-event writer thread: owns the prefix index's writer, the ZMQ sockets and the engine-hash maps,
-// and answers the requests of KvEventWriter (writer.ts) in the thread that started it.
+// The KV-event thread: owns the prefix index's writer, the ZMQ sockets and the engine-hash maps,
+// and answers the requests of KvEventThread (writer.ts) in the thread that started it.
 
 import { parentPort, workerData } from "node:worker_threads";
 import { createBlockHasher } from "../../prepare/hashing/index.js";
 import { PrefixIndex, type PrefixIndexShared } from "../prefix-index/index.js";
 import { KvEventIngest, type IngestOptions, type KvEngineConfig } from "./ingest.js";
 
-export interface WriterThreadData {
-  /** An index to take over (after the previous writer thread died), or null to create one. */
+export interface ThreadData {
+  /** An index to take over (after the previous KV-event thread died), or null to create one. */
   recover: PrefixIndexShared | null;
   capacity: number;
   maxEngines: number;
   ingest: IngestOptions;
 }
 
-export type WriterRequest =
+export type ThreadRequest =
   | { id: number; type: "addEngine"; config: KvEngineConfig }
   | { id: number; type: "removeEngine"; engine: number }
   | { id: number; type: "stats" }
   | { id: number; type: "close" };
 
-export type WriterReply =
+export type ThreadReply =
   | { type: "ready"; shared: PrefixIndexShared }
   | { type: "reply"; id: number; ok: true; value?: unknown }
   | { type: "reply"; id: number; ok: false; error: string };
 
 const port = parentPort!;
-const data = workerData as WriterThreadData;
+const data = workerData as ThreadData;
 const index = data.recover !== null ? PrefixIndex.recover(data.recover) : PrefixIndex.create({ capacity: data.capacity, maxEngines: data.maxEngines });
 const ingest = new KvEventIngest(index, await createBlockHasher(), data.ingest);
 
-port.on("message", (request: WriterRequest) => {
+port.on("message", (request: ThreadRequest) => {
   void handle(request).then(
-    (value) => port.postMessage({ type: "reply", id: request.id, ok: true, value } satisfies WriterReply),
-    (err: unknown) => port.postMessage({ type: "reply", id: request.id, ok: false, error: err instanceof Error ? err.message : String(err) } satisfies WriterReply),
+    (value) => port.postMessage({ type: "reply", id: request.id, ok: true, value } satisfies ThreadReply),
+    (err: unknown) => port.postMessage({ type: "reply", id: request.id, ok: false, error: err instanceof Error ? err.message : String(err) } satisfies ThreadReply),
   );
 });
-port.postMessage({ type: "ready", shared: index.shared } satisfies WriterReply);
+port.postMessage({ type: "ready", shared: index.shared } satisfies ThreadReply);
 
-async function handle(request: WriterRequest): Promise<unknown> {
+async function handle(request: ThreadRequest): Promise<unknown> {
   switch (request.type) {
     case "addEngine":
       return ingest.addEngine(request.config);

@@ -1,4 +1,4 @@
-// KvEventWriter: the main thread's handle on the KV-event writer thread. The thread owns the index's
+// KvEventThread: the main thread's handle on the KV-event thread. The thread owns the index's
 // writer, the ZMQ sockets and the engine-hash maps; this side hands out `shared`, which readers in any
 // thread attach to, and forwards fleet changes and stats requests.
 //
@@ -11,9 +11,9 @@ import type { PrefixIndexShared } from "../prefix-index/index.js";
 import { DEFAULT_MAX_ENGINES, checkOptions } from "../prefix-index/layout.js";
 import { distFile } from "../../../util/package-root.js";
 import type { IngestOptions, KvEngineConfig, KvEventStats } from "./ingest.js";
-import type { WriterReply, WriterRequest, WriterThreadData } from "./writer-thread.js";
+import type { ThreadReply, ThreadRequest, ThreadData } from "./thread-main.js";
 
-export interface KvEventWriterOptions extends IngestOptions {
+export interface KvEventThreadOptions extends IngestOptions {
   /** Index entries (fixed memory; see PrefixIndex). */
   capacity: number;
   /** Engines are 0..maxEngines-1 (default 256). */
@@ -22,18 +22,18 @@ export interface KvEventWriterOptions extends IngestOptions {
   gpuOnly?: boolean;
 }
 
-export interface KvEventWriterStats extends KvEventStats {
-  /** Times the writer thread died and was replaced. */
-  writerRestarts: number;
+export interface KvEventThreadStats extends KvEventStats {
+  /** Times the KV-event thread died and was replaced. */
+  threadRestarts: number;
 }
 
 type Pending = { resolve: (value: unknown) => void; reject: (err: Error) => void };
 type WithoutId<T> = T extends unknown ? Omit<T, "id"> : never;
 
-export class KvEventWriter {
+export class KvEventThread {
   /** Structured-cloneable: `PrefixIndex.attach(writer.shared)` in any thread. */
   readonly shared: PrefixIndexShared;
-  readonly #data: Omit<WriterThreadData, "recover">;
+  readonly #data: Omit<ThreadData, "recover">;
   readonly #engines = new Map<number, KvEngineConfig>();
   readonly #pending = new Map<number, Pending>();
   #worker: Worker;
@@ -44,21 +44,21 @@ export class KvEventWriter {
   #failed: Error | null = null;
   #restarts = 0;
 
-  private constructor(worker: Worker, shared: PrefixIndexShared, data: Omit<WriterThreadData, "recover">) {
+  private constructor(worker: Worker, shared: PrefixIndexShared, data: Omit<ThreadData, "recover">) {
     this.#worker = worker;
     this.shared = shared;
     this.#data = data;
     this.#watch(worker);
   }
 
-  /** Starts the writer thread with an empty index. */
-  static async start(options: KvEventWriterOptions): Promise<KvEventWriter> {
+  /** Starts the KV-event thread with an empty index. */
+  static async start(options: KvEventThreadOptions): Promise<KvEventThread> {
     const { capacity, maxEngines = DEFAULT_MAX_ENGINES, gpuOnly = true, ...ingest } = options;
     checkOptions(capacity, maxEngines);
     if (gpuOnly === false) ingest.countedMedia = "all";
     const data = { capacity, maxEngines, ingest };
     const { worker, shared } = await spawn({ ...data, recover: null });
-    return new KvEventWriter(worker, shared, data);
+    return new KvEventThread(worker, shared, data);
   }
 
   /** Subscribes to an engine's events (one socket per data-parallel rank). */
@@ -73,12 +73,12 @@ export class KvEventWriter {
     this.#engines.delete(id);
   }
 
-  async stats(): Promise<KvEventWriterStats> {
+  async stats(): Promise<KvEventThreadStats> {
     const stats = (await this.#request({ type: "stats" })) as KvEventStats;
-    return { ...stats, writerRestarts: this.#restarts };
+    return { ...stats, threadRestarts: this.#restarts };
   }
 
-  /** Closes every socket and ends the writer thread. The shared index stays readable. */
+  /** Closes every socket and ends the KV-event thread. The shared index stays readable. */
   async close(): Promise<void> {
     if (this.#closing) return;
     this.#closing = true;
@@ -93,8 +93,8 @@ export class KvEventWriter {
     clearTimeout(timer);
   }
 
-  async #request(request: WithoutId<WriterRequest>, closing = false): Promise<unknown> {
-    if (this.#closing && !closing) throw new Error("the KV-event writer is closed");
+  async #request(request: WithoutId<ThreadRequest>, closing = false): Promise<unknown> {
+    if (this.#closing && !closing) throw new Error("the KV-event thread is closed");
     await this.#ready;
     if (this.#failed !== null) throw this.#failed;
     const id = this.#nextId++;
@@ -105,7 +105,7 @@ export class KvEventWriter {
   }
 
   #watch(worker: Worker): void {
-    worker.on("message", (reply: WriterReply) => {
+    worker.on("message", (reply: ThreadReply) => {
       if (reply.type !== "reply") return;
       const pending = this.#pending.get(reply.id);
       this.#pending.delete(reply.id);
@@ -113,10 +113,10 @@ export class KvEventWriter {
       else pending?.reject(new Error(reply.error));
     });
     worker.on("error", (err) => {
-      if (!this.#closing) process.emitWarning(`kvroute: the KV-event writer thread failed: ${err.message}`);
+      if (!this.#closing) process.emitWarning(`kvroute: the KV-event thread failed: ${err.message}`);
     });
     worker.on("exit", () => {
-      const gone = new Error("the KV-event writer thread exited");
+      const gone = new Error("the KV-event thread exited");
       for (const p of this.#pending.values()) p.reject(gone);
       this.#pending.clear();
       if (!this.#closing) this.#ready = this.#replace();
@@ -134,28 +134,28 @@ export class KvEventWriter {
         const id = this.#nextId++;
         await new Promise((resolve, reject) => {
           this.#pending.set(id, { resolve, reject });
-          worker.postMessage({ type: "addEngine", config, id } satisfies WriterRequest);
+          worker.postMessage({ type: "addEngine", config, id } satisfies ThreadRequest);
         });
       }
     } catch (err) {
       // A thread that cannot even start again would only fail again: stop here and say why.
-      this.#failed = new Error(`the KV-event writer thread could not be restarted: ${(err as Error).message}`);
+      this.#failed = new Error(`the KV-event thread could not be restarted: ${(err as Error).message}`);
     }
   }
 }
 
-function spawn(data: WriterThreadData): Promise<{ worker: Worker; shared: PrefixIndexShared }> {
-  const worker = new Worker(distFile("src/router/kv-index/kv-events/writer-thread.js"), { workerData: data });
+function spawn(data: ThreadData): Promise<{ worker: Worker; shared: PrefixIndexShared }> {
+  const worker = new Worker(distFile("src/router/kv-index/kv-events/thread-main.js"), { workerData: data });
   return new Promise((resolve, reject) => {
-    const onExit = (code: number) => reject(new Error(`the KV-event writer thread exited with code ${code} before it was ready`));
+    const onExit = (code: number) => reject(new Error(`the KV-event thread exited with code ${code} before it was ready`));
     const onError = (err: Error) => reject(err);
     worker.once("exit", onExit);
     worker.once("error", onError);
-    worker.once("message", (message: WriterReply) => {
+    worker.once("message", (message: ThreadReply) => {
       worker.off("exit", onExit);
       worker.off("error", onError);
       if (message.type === "ready") resolve({ worker, shared: message.shared });
-      else reject(new Error("the KV-event writer thread answered before it was ready"));
+      else reject(new Error("the KV-event thread answered before it was ready"));
     });
   });
 }
