@@ -1,8 +1,37 @@
-// kvroute's library entry: the parts a program embedding the router, or a tool built on it, can use.
+// kvroute's library entry: the parts a program embedding the router, or a tool built on it, can use, in
+// the order of a request's path.
+//
+// The router: startRouter runs all of it; the routing core, the scheduler and the engine interface are
+// what a program driving its own engines (or a simulation) builds on.
+export { startRouter, type RouterOptions, type RunningRouter } from "./router/serve.js";
+export { Router, type RouterParts } from "./router/router.js";
+export { RouterError, type Backend, type CachedTokensSource, type GenerateInput, type GenerationEvent, type Prompt, type RouterErrorKind, type Sampling, type Usage } from "./router/types.js";
+export {
+  ActiveLoad,
+  Attempt,
+  Booking,
+  cachedTokens,
+  outputBudget,
+  POLICIES,
+  RoutingCore,
+  Scheduler,
+  shouldRetry,
+  type CachedTokensFallback,
+  type Decision,
+  type EngineLoad,
+  type PolicyName,
+  type RoutablePrompt,
+  type Scored,
+} from "./router/schedule/index.js";
+export { Fleet, type EngineHandle, type EngineState } from "./router/dispatch/fleet.js";
+export { MsgpackEngine } from "./router/dispatch/msgpack-engine.js";
+export type { Engine, EngineInfo, EngineListener, KvEventSource } from "./router/dispatch/engine.js";
+// Preparation: block hashing (the tokenizer and the pool are in ./router/prepare/).
 export * from "./router/prepare/hashing/index.js";
+// Trace tools: loaders, prompt synthesis, and the replay against any OpenAI endpoint.
 export * from "./tools/trace/index.js";
 export * from "./tools/replay/index.js";
-// Engine protocol (the rest of it, wire types and parsers included, is in ./protocol/index.js).
+// Engine protocol (the rest of it, wire types and parsers included, is in ./engine-protocol/index.js).
 export {
   decodeBody,
   DEFAULT_MAX_FRAME_BYTES,
@@ -37,7 +66,7 @@ export type {
   EngineUsage,
   WireMessage,
 } from "./engine-protocol/index.js";
-// Simulated vLLM engine (its inner pieces are in ./simulator/index.js).
+// The mock engine: a simulated vLLM engine (its inner pieces are in ./mock-engine/index.js).
 export { DEFAULT_TIMING, encodeKvEventBatch, EngineCore, EOS_TOKEN_ID, SimRequestError, SIMULATOR_VERSION, startSimulator } from "./mock-engine/index.js";
 export type {
   CoreFinish,
@@ -58,10 +87,10 @@ export type {
   StepWork,
   TimingModel,
 } from "./mock-engine/index.js";
-// Shared-memory prefix index (its layout and reader/writer halves are in ./prefix-index/).
+// Shared-memory prefix index (its layout and reader/writer halves are in ./router/kv-index/prefix-index/).
 export { PrefixIndex } from "./router/kv-index/prefix-index/index.js";
 export type { PrefixIndexOptions, PrefixIndexShared, PrefixIndexStats } from "./router/kv-index/prefix-index/index.js";
-// vLLM KV-event ingestion (the rest of it is in ./kv-events/index.js).
+// vLLM KV-event ingestion (the rest of it is in ./router/kv-index/kv-events/index.js).
 export {
   decodeKvEventBatch,
   KvEventApplier,
