@@ -151,6 +151,9 @@ class Simulator implements SimulatorHandle {
       numBlocks: c.numBlocks,
       maxModelLen: c.maxModelLen,
       maxFrameBytes: o.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
+      // One engine core: a single data-parallel rank, 0, which its KV events also carry.
+      dataParallelStartRank: 0,
+      dataParallelLocalSize: 1,
       kvEvents:
         this.kvEventsEndpoint === null
           ? null
