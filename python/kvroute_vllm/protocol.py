@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-import msgpack
+from . import codec
 
 PROTOCOL_VERSION = 1
 HEADER_BYTES = 4
@@ -25,16 +25,13 @@ class ProtocolError(Exception):
 
 
 def encode_frame(message: dict) -> bytes:
-    body = msgpack.packb(message, use_bin_type=True)
+    body = codec.encode(message)
     return len(body).to_bytes(HEADER_BYTES, "big") + body
 
 
 def decode_body(body: bytes) -> Any:
     """One msgpack value; raises ValueError when the bytes are not exactly that."""
-    try:
-        return msgpack.unpackb(body, raw=False, strict_map_key=False)
-    except Exception as error:  # msgpack raises several types for bad input
-        raise ValueError(f"a {len(body)}-byte frame is not msgpack ({type(error).__name__}: {error})") from error
+    return codec.decode(body)
 
 
 def _describe(value: Any) -> str:
