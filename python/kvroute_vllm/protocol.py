@@ -79,6 +79,13 @@ def _opt_number(fields: dict, key: str) -> Optional[float]:
     return float(value)
 
 
+def _opt_map(fields: dict, key: str) -> Optional[dict]:
+    value = fields.get(key)
+    if value is not None and not isinstance(value, dict):
+        raise ValueError(f"{key} must be a map, not {_describe(value)}")
+    return value
+
+
 def _u32_list(value: Any, key: str, min_length: int) -> list:
     if not isinstance(value, list):
         raise ValueError(f"{key} must be an array of integers, not {_describe(value)}")
@@ -113,6 +120,8 @@ class Generate:
     lora_name: Optional[str] = None
     cache_salt: Optional[str] = None
     request_id: Optional[str] = None
+    data_parallel_rank: Optional[int] = None
+    kv_transfer_params: Optional[dict] = None
 
 
 @dataclass
@@ -192,6 +201,8 @@ def parse_generate(fields: dict) -> Generate:
             lora_name=_opt_str(fields, "lora_name"),
             cache_salt=_opt_str(fields, "cache_salt"),
             request_id=_opt_str(fields, "request_id"),
+            data_parallel_rank=_opt_u32(fields, "data_parallel_rank"),
+            kv_transfer_params=_opt_map(fields, "kv_transfer_params"),
         )
     except ValueError as error:
         raise ProtocolError("invalid_request", str(error), rid) from None
