@@ -58,6 +58,7 @@ export type {
   GenerateRequest,
   KvEventsInfo,
   KvEventsLayout,
+  KvTransferParams,
   LogFn,
   LogLevel,
   ReconnectOptions,

@@ -16,10 +16,25 @@ log = logging.getLogger("kvroute_vllm")
 
 USAGE_TAIL = """
 Every other argument is one of vLLM's engine arguments (see `vllm serve --help`), e.g. --model,
---block-size, --max-model-len, --tensor-parallel-size, --gpu-memory-utilization. Prefix caching and
-vLLM's ZMQ KV-event publisher are always turned on; --kv-events-config, if given, is kept and only
-switched on.
+--max-model-len, --tensor-parallel-size, --gpu-memory-utilization. Prefix caching and vLLM's ZMQ
+KV-event publisher are always turned on; --kv-events-config, if given, is kept and only switched on.
+A tcp KV-event endpoint is bound on every interface (vLLM connects instead of binding unless the host
+is a wildcard) and announced to the router as given.
 """
+
+WILDCARD_HOSTS = ("*", "0.0.0.0", "::", "[::]")
+
+
+def bindable_endpoint(endpoint: str) -> str:
+    """The endpoint with a wildcard host, for a tcp endpoint: vLLM binds its PUB socket only when the
+    endpoint holds "*" or "::" (or is ipc or inproc), and connects to it otherwise
+    (vllm/distributed/kv_events.py)."""
+    if not endpoint.startswith("tcp://"):
+        return endpoint
+    host, sep, port = endpoint[len("tcp://"):].rpartition(":")
+    if not sep or not host:
+        raise SystemExit(f"a tcp KV-event endpoint must look like tcp://HOST:PORT, not {endpoint!r}")
+    return f"tcp://*:{port}"
 
 
 def own_parser() -> argparse.ArgumentParser:
@@ -34,7 +49,14 @@ def own_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
     parser.add_argument("--port", type=int, required=False, help="engine-protocol TCP port (0: any free port)")
     parser.add_argument("--engine-id", help="this engine's name in the handshake (default: the host name)")
-    parser.add_argument("--kv-events-endpoint", default="tcp://*:5557", help="ZMQ PUB endpoint for KV events (default tcp://*:5557)")
+    parser.add_argument(
+        "--block-size", type=int, default=16, help="tokens per KV block, always passed to vLLM (default 16, the router's default)"
+    )
+    parser.add_argument(
+        "--kv-events-endpoint",
+        default="tcp://*:5557",
+        help="ZMQ PUB endpoint for KV events, announced to the router as given (default tcp://*:5557; rank r uses port + r)",
+    )
     parser.add_argument("--kv-events-replay-endpoint", default=None, help="ZMQ ROUTER endpoint for KV-event replay (default: none)")
     parser.add_argument("--kv-events-topic", default="", help='ZMQ topic (default "")')
     parser.add_argument(
@@ -56,7 +78,9 @@ def parse_lora_modules(items: list) -> dict:
 
 
 def vllm_engine_args(rest: list, ours: argparse.Namespace) -> Any:
-    """vLLM's AsyncEngineArgs from the remaining arguments, with prefix caching and KV events on."""
+    """vLLM's AsyncEngineArgs from the remaining arguments, with the block size set, prefix caching and KV
+    events on, and a tcp KV-event endpoint made bindable. The endpoint to announce is kept in
+    `kvroute_kv_events_endpoint`."""
     from vllm.config import KVEventsConfig
     from vllm.engine.arg_utils import AsyncEngineArgs
 
@@ -65,9 +89,14 @@ def vllm_engine_args(rest: list, ours: argparse.Namespace) -> Any:
     except ImportError:
         from vllm.utils import FlexibleArgumentParser
 
+    if ours.block_size < 1:
+        raise SystemExit(f"--block-size must be a positive integer, not {ours.block_size}")
     parser = FlexibleArgumentParser(prog="python -m kvroute_vllm")
     AsyncEngineArgs.add_cli_args(parser)
     args = AsyncEngineArgs.from_cli_args(parser.parse_args(rest))
+    # Left unset, the platform or the attention backend picks a block size inside vLLM's worker processes,
+    # which the front end (and so the handshake) may never learn.
+    args.block_size = ours.block_size
     args.enable_prefix_caching = True
     if args.kv_events_config is None:
         args.kv_events_config = KVEventsConfig(
@@ -81,6 +110,9 @@ def vllm_engine_args(rest: list, ours: argparse.Namespace) -> Any:
         args.kv_events_config.enable_kv_cache_events = True
         if args.kv_events_config.publisher in (None, "null"):
             args.kv_events_config.publisher = "zmq"
+    kv = args.kv_events_config
+    args.kvroute_kv_events_endpoint = kv.endpoint
+    kv.endpoint = bindable_endpoint(kv.endpoint)
     if ours.lora_module:
         args.enable_lora = True
     return args
@@ -88,11 +120,16 @@ def vllm_engine_args(rest: list, ours: argparse.Namespace) -> Any:
 
 async def serve(ours: argparse.Namespace, rest: list) -> int:
     from .server import EngineServer
-    from .vllm_engine import VllmEngine, build_async_llm
+    from .vllm_engine import UnsupportedModel, VllmEngine, build_async_llm
 
     lora_modules = parse_lora_modules(ours.lora_module)
-    async_llm = build_async_llm(vllm_engine_args(rest, ours))
-    engine = VllmEngine(async_llm, engine_id=ours.engine_id, lora_modules=lora_modules)
+    engine_args = vllm_engine_args(rest, ours)
+    try:
+        async_llm = build_async_llm(engine_args)
+    except UnsupportedModel as error:
+        log.error("%s", error)
+        return 2
+    engine = VllmEngine(async_llm, engine_id=ours.engine_id, lora_modules=lora_modules, kv_events_endpoint=engine_args.kvroute_kv_events_endpoint)
     server = EngineServer(engine, max_frame_bytes=ours.max_frame_bytes)
     try:
         port = await server.start(ours.host, ours.port)

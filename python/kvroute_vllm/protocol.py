@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-import msgpack
+from . import codec
 
 PROTOCOL_VERSION = 1
 HEADER_BYTES = 4
@@ -25,16 +25,13 @@ class ProtocolError(Exception):
 
 
 def encode_frame(message: dict) -> bytes:
-    body = msgpack.packb(message, use_bin_type=True)
+    body = codec.encode(message)
     return len(body).to_bytes(HEADER_BYTES, "big") + body
 
 
 def decode_body(body: bytes) -> Any:
     """One msgpack value; raises ValueError when the bytes are not exactly that."""
-    try:
-        return msgpack.unpackb(body, raw=False, strict_map_key=False)
-    except Exception as error:  # msgpack raises several types for bad input
-        raise ValueError(f"a {len(body)}-byte frame is not msgpack ({type(error).__name__}: {error})") from error
+    return codec.decode(body)
 
 
 def _describe(value: Any) -> str:
@@ -82,6 +79,13 @@ def _opt_number(fields: dict, key: str) -> Optional[float]:
     return float(value)
 
 
+def _opt_map(fields: dict, key: str) -> Optional[dict]:
+    value = fields.get(key)
+    if value is not None and not isinstance(value, dict):
+        raise ValueError(f"{key} must be a map, not {_describe(value)}")
+    return value
+
+
 def _u32_list(value: Any, key: str, min_length: int) -> list:
     if not isinstance(value, list):
         raise ValueError(f"{key} must be an array of integers, not {_describe(value)}")
@@ -116,6 +120,8 @@ class Generate:
     lora_name: Optional[str] = None
     cache_salt: Optional[str] = None
     request_id: Optional[str] = None
+    data_parallel_rank: Optional[int] = None
+    kv_transfer_params: Optional[dict] = None
 
 
 @dataclass
@@ -195,6 +201,8 @@ def parse_generate(fields: dict) -> Generate:
             lora_name=_opt_str(fields, "lora_name"),
             cache_salt=_opt_str(fields, "cache_salt"),
             request_id=_opt_str(fields, "request_id"),
+            data_parallel_rank=_opt_u32(fields, "data_parallel_rank"),
+            kv_transfer_params=_opt_map(fields, "kv_transfer_params"),
         )
     except ValueError as error:
         raise ProtocolError("invalid_request", str(error), rid) from None

@@ -32,6 +32,7 @@ class Finish:
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: Optional[int]
+    kv_transfer_params: Optional[dict] = None
 
 
 class RequestFailed(Exception):
@@ -49,7 +50,8 @@ class EngineDead(Exception):
 
 class Engine(Protocol):
     def info(self) -> dict:
-        """The welcome's fields: engine_id, engine, model, block_size, num_blocks, max_model_len, kv_events."""
+        """The welcome's fields: engine_id, engine, model, block_size, num_blocks, max_model_len,
+        data_parallel_start_rank, data_parallel_local_size, kv_events."""
 
     def generate(self, request: p.Generate, engine_request_id: str) -> AsyncIterator[Union[Delta, Finish]]:
         """Deltas, then one Finish. Cancelling the iteration must abort the request in the engine."""
@@ -252,19 +254,20 @@ class EngineServer:
                         delta["logprobs"] = event.logprobs
                     await connection.send(delta)
                 else:
-                    await connection.send(
-                        {
-                            "type": "finish",
-                            "id": request.id,
-                            "finish_reason": event.finish_reason,
-                            "stop_reason": event.stop_reason,
-                            "usage": {
-                                "prompt_tokens": event.prompt_tokens,
-                                "completion_tokens": event.completion_tokens,
-                                "cached_tokens": event.cached_tokens,
-                            },
-                        }
-                    )
+                    finish = {
+                        "type": "finish",
+                        "id": request.id,
+                        "finish_reason": event.finish_reason,
+                        "stop_reason": event.stop_reason,
+                        "usage": {
+                            "prompt_tokens": event.prompt_tokens,
+                            "completion_tokens": event.completion_tokens,
+                            "cached_tokens": event.cached_tokens,
+                        },
+                    }
+                    if event.kv_transfer_params is not None:
+                        finish["kv_transfer_params"] = event.kv_transfer_params
+                    await connection.send(finish)
                 self.counters["frames_out"] += 1
         except asyncio.CancelledError:
             aborted = True

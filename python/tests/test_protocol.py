@@ -22,7 +22,8 @@ class GenerateTest(unittest.TestCase):
         g = p.parse_generate(
             {
                 "type": "generate", "id": 9, "prompt_token_ids": [1, 2], "overlap_blocks": 1, "lora_name": "a",
-                "cache_salt": "s", "request_id": "r", "future": True,
+                "cache_salt": "s", "request_id": "r", "future": True, "data_parallel_rank": 3,
+                "kv_transfer_params": {"do_remote_decode": True, "ids": [1, 2]},
                 "sampling": {"max_tokens": 4, "temperature": 0, "top_p": 0.5, "top_k": -1, "seed": 2**40,
                              "stop": ["x"], "stop_token_ids": [7], "ignore_eos": True, "min_tokens": 1, "logprobs": 2},
             }
@@ -31,6 +32,9 @@ class GenerateTest(unittest.TestCase):
         self.assertEqual(g.sampling.seed, 2**40)
         self.assertEqual(g.sampling.temperature, 0.0)
         self.assertEqual((g.overlap_blocks, g.lora_name, g.cache_salt, g.request_id), (1, "a", "s", "r"))
+        self.assertEqual((g.data_parallel_rank, g.kv_transfer_params), (3, {"do_remote_decode": True, "ids": [1, 2]}))
+        plain = p.parse_generate({"type": "generate", "id": 1, "prompt_token_ids": [1]})
+        self.assertEqual((plain.data_parallel_rank, plain.kv_transfer_params), (None, None))
 
     def test_names_the_bad_field(self):
         cases = [
@@ -41,6 +45,9 @@ class GenerateTest(unittest.TestCase):
             ({"sampling": {"stop": "x"}}, "stop must be an array"),
             ({"sampling": {"ignore_eos": 1}}, "ignore_eos"),
             ({"lora_name": 3}, "lora_name must be a string"),
+            ({"data_parallel_rank": -1}, "data_parallel_rank must be an integer from 0"),
+            ({"data_parallel_rank": True}, "data_parallel_rank must be an integer from 0 to 4294967295, not the boolean True"),
+            ({"kv_transfer_params": [1]}, "kv_transfer_params must be a map, not an array"),
         ]
         for fields, text in cases:
             with self.subTest(fields=fields):

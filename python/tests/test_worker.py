@@ -3,45 +3,15 @@
 import asyncio
 import unittest
 
-from tests.helpers import RawClient
-from kvroute_vllm import protocol as p
-from kvroute_vllm.main import own_parser, vllm_engine_args
-from kvroute_vllm.server import EngineServer
-from kvroute_vllm.vllm_engine import VllmEngine, build_async_llm
+from tests.helpers import WorkerCase, prompt
 from vllm.sampling_params import RequestOutputKind
 
-ARGS = ["--port", "0", "--model", "fake/model", "--block-size", "16", "--max-model-len", "256", "--num-gpu-blocks-override", "100"]
+ARGS = ["--model", "fake/model", "--block-size", "16", "--max-model-len", "256", "--num-gpu-blocks-override", "100"]
 
 
-def prompt(n, salt=0):
-    return [(i * 7919 + salt * 104729) % 150_000 for i in range(n)]
-
-
-class WorkerTest(unittest.IsolatedAsyncioTestCase):
+class WorkerTest(WorkerCase, unittest.IsolatedAsyncioTestCase):
     async def asyncSetUp(self):
-        ours, rest = own_parser().parse_known_args(ARGS + ["--kv-events-replay-endpoint", "tcp://*:5558"])
-        self.engine_args = vllm_engine_args(rest, ours)
-        self.llm = build_async_llm(self.engine_args)
-        self.engine = VllmEngine(self.llm, engine_id="worker-test", lora_modules={"adapter": "/loras/a"})
-        self.server = EngineServer(self.engine, max_frame_bytes=64 * 1024)
-        self.port = await self.server.start("127.0.0.1", 0)
-        self.clients = []
-
-    async def asyncTearDown(self):
-        for client in self.clients:
-            client.close()
-        await self.server.close()
-
-    async def client(self, **hello):
-        client = await RawClient.connect(self.port, **hello)
-        self.clients.append(client)
-        return client
-
-    async def ready(self, **hello):
-        client = await self.client(**hello)
-        welcome = await client.recv()
-        self.assertEqual(welcome["type"], "welcome")
-        return client, welcome
+        await self.start_worker(ARGS + ["--kv-events-replay-endpoint", "tcp://*:5558"], lora_modules={"adapter": "/loras/a"})
 
     async def test_turns_on_prefix_caching_and_kv_events(self):
         self.assertTrue(self.engine_args.enable_prefix_caching)
@@ -73,7 +43,7 @@ class WorkerTest(unittest.IsolatedAsyncioTestCase):
         self.assertEqual(first[-1]["finish_reason"], "length")
         self.assertEqual(second[-1]["usage"]["cached_tokens"], 32)
         call = self.llm.calls[0]
-        self.assertEqual(call["prompt"], {"prompt_token_ids": tokens})
+        self.assertEqual(call["prompt"], {"type": "token", "prompt_token_ids": tokens})
         self.assertEqual(call["params"].output_kind, RequestOutputKind.DELTA)
         self.assertEqual((call["params"].max_tokens, call["params"].seed, call["params"].stop), (3, 5, ["zz"]))
         self.assertNotEqual(self.llm.calls[0]["request_id"], self.llm.calls[1]["request_id"])

@@ -38,6 +38,8 @@ export function toGenerateMessage(id: number, request: GenerateRequest): Generat
   if (request.loraName !== undefined) message.lora_name = request.loraName;
   if (request.cacheSalt !== undefined) message.cache_salt = request.cacheSalt;
   if (request.requestId !== undefined) message.request_id = request.requestId;
+  if (request.dataParallelRank !== undefined) message.data_parallel_rank = request.dataParallelRank;
+  if (request.kvTransferParams !== undefined) message.kv_transfer_params = request.kvTransferParams;
   return message;
 }
 
@@ -53,6 +55,8 @@ export function toWelcomeMessage(info: Welcome): WelcomeMessage {
     num_blocks: info.numBlocks,
     max_model_len: info.maxModelLen,
     max_frame_bytes: info.maxFrameBytes,
+    data_parallel_start_rank: info.dataParallelStartRank,
+    data_parallel_local_size: info.dataParallelLocalSize,
     kv_events: kv && {
       endpoint: kv.endpoint,
       topic: kv.topic,

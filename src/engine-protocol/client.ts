@@ -287,7 +287,13 @@ export class EngineClient extends EventEmitter<EngineClientEvents> {
     } else if (type === "finish") {
       const finish = parseFinish(fields, id);
       if (!finish.ok) return this.protocolError(entry, finish.message);
-      this.finishEntry(entry, finish.value);
+      // "error" is a failure inside the engine, not an ending: it gets the error path, so the request is
+      // retried elsewhere when no token was produced.
+      if (finish.value.finishReason === "error") {
+        this.finishEntry(entry, this.localError(ErrorCode.engineError, `the request failed inside engine ${this.name} (finish reason "error")`, entry.stream.tokensProduced));
+      } else {
+        this.finishEntry(entry, finish.value);
+      }
     } else {
       const error = parseError(fields, id);
       if (!error.ok) return this.protocolError(entry, error.message);

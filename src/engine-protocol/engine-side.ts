@@ -8,14 +8,16 @@ import { decodeBody, encodeFrame } from "./codec.js";
 import { FrameDecoder, FrameError } from "./frame.js";
 import type { LogFn } from "./log.js";
 import { heartbeatTs, parseAbort, parseGenerate, parseHello, readEnvelope, type GenerateCommand } from "./parse.js";
-import { PROTOCOL_VERSION, type EngineUsage, type TokenLogprobs, type Welcome } from "./types.js";
-import { ErrorCode, type EngineMessage } from "./wire.js";
+import { PROTOCOL_VERSION, type EngineUsage, type KvTransferParams, type TokenLogprobs, type Welcome } from "./types.js";
+import { ErrorCode, type EngineMessage, type FinishMessage } from "./wire.js";
 
 /** How a request ended, as the engine reports it. */
 export interface EngineFinish {
   finishReason: string;
   stopReason: string | number | null;
   usage: EngineUsage;
+  /** What the engine's KV connector returned for the request, sent as kv_transfer_params. */
+  kvTransferParams?: KvTransferParams;
 }
 
 /** What one engine step produced for one request. */
@@ -127,16 +129,16 @@ export class EngineSideConnection {
         frames.push(encodeFrame(p.logprobs ? { type: "delta", id, token_ids: p.tokenIds, text: p.text, logprobs: p.logprobs } : { type: "delta", id, token_ids: p.tokenIds, text: p.text }));
       }
       if (p.finish) {
-        const { finishReason, stopReason, usage } = p.finish;
-        frames.push(
-          encodeFrame({
-            type: "finish",
-            id,
-            finish_reason: finishReason,
-            stop_reason: stopReason,
-            usage: { prompt_tokens: usage.promptTokens, completion_tokens: usage.completionTokens, cached_tokens: this.engine.reportCachedTokens ? usage.cachedTokens : null },
-          }),
-        );
+        const { finishReason, stopReason, usage, kvTransferParams } = p.finish;
+        const finish: FinishMessage = {
+          type: "finish",
+          id,
+          finish_reason: finishReason,
+          stop_reason: stopReason,
+          usage: { prompt_tokens: usage.promptTokens, completion_tokens: usage.completionTokens, cached_tokens: this.engine.reportCachedTokens ? usage.cachedTokens : null },
+        };
+        if (kvTransferParams) finish.kv_transfer_params = kvTransferParams;
+        frames.push(encodeFrame(finish));
       }
     }
     this.pending.clear();
@@ -225,6 +227,12 @@ export class EngineSideConnection {
           this.sendError(command.id, ErrorCode.duplicateId, `request id ${command.id} is already in flight on this connection`);
           return;
         }
+        const rankError = this.checkRank(command.request.dataParallelRank);
+        if (rankError) {
+          this.engine.counters.badMessages++;
+          this.sendError(command.id, ErrorCode.invalidRequest, rankError);
+          return;
+        }
         const refused = this.engine.submit(this, command);
         if (refused) this.sendError(command.id, refused.code, refused.message);
         return;
@@ -255,6 +263,14 @@ export class EngineSideConnection {
         this.engine.counters.badMessages++;
         this.sendError(id, ErrorCode.unknownType, `unknown message type ${JSON.stringify(type)}`);
     }
+  }
+
+  /** Why a requested data-parallel rank cannot be served, or null when it can (or none was asked for). */
+  private checkRank(rank: number | undefined): string | null {
+    if (rank === undefined) return null;
+    const { dataParallelStartRank: start, dataParallelLocalSize: size } = this.engine.info;
+    if (rank >= start && rank < start + size) return null;
+    return `data_parallel_rank ${rank} is not served by this engine, which serves ranks ${start} to ${start + size - 1}`;
   }
 
   private hello(fields: Record<string, unknown>): void {

@@ -23,6 +23,7 @@ export type {
   GenerateRequest,
   KvEventsInfo,
   KvEventsLayout,
+  KvTransferParams,
   SamplingOptions,
   TokenLogprobs,
   EngineUsage,

@@ -1,6 +1,6 @@
 // Checks decoded frames against docs/protocol.md and turns them into typed values. Unknown keys are
 // ignored; a wrong type or range gives a failure that names the field.
-import type { DeltaEvent, Welcome, FinishEvent, GenerateRequest, KvEventsLayout, SamplingOptions, TokenLogprobs } from "./types.js";
+import type { DeltaEvent, Welcome, FinishEvent, GenerateRequest, KvEventsLayout, KvTransferParams, SamplingOptions, TokenLogprobs } from "./types.js";
 import { ErrorCode } from "./wire.js";
 
 export type Parsed<T> = { ok: true; value: T } | { ok: false; code: string; message: string; id: number | null };
@@ -95,6 +95,14 @@ function u32Array(value: unknown, key: string, minLength: number): number[] {
   return value as number[];
 }
 
+/** An opaque map for a KV connector: only its shape is checked, never its content. */
+function optKvTransferParams(fields: Fields): KvTransferParams | undefined {
+  if (!present(fields, "kv_transfer_params")) return undefined;
+  const value = fields.kv_transfer_params;
+  if (!isPlainObject(value)) throw new FieldError(`kv_transfer_params must be a map, not ${describe(value)}`);
+  return value;
+}
+
 function attempt<T>(id: number | null, code: string, build: () => T): Parsed<T> {
   try {
     return { ok: true, value: build() };
@@ -184,6 +192,10 @@ export function parseGenerate(fields: Fields, id: number | null): Parsed<Generat
     if (salt !== undefined) request.cacheSalt = salt;
     const requestId = optStr(fields, "request_id");
     if (requestId !== undefined) request.requestId = requestId;
+    const rank = optU32(fields, "data_parallel_rank");
+    if (rank !== undefined) request.dataParallelRank = rank;
+    const kvTransferParams = optKvTransferParams(fields);
+    if (kvTransferParams !== undefined) request.kvTransferParams = kvTransferParams;
     return { id: u32(fields, "id"), request };
   });
 }
@@ -220,6 +232,11 @@ export function parseWelcome(fields: Fields): Parsed<Welcome> {
         medium: optStr(kv, "medium") ?? null,
       };
     }
+    const dataParallelStartRank = optU32(fields, "data_parallel_start_rank") ?? 0;
+    const dataParallelLocalSize = optU32(fields, "data_parallel_local_size", 1) ?? 1;
+    if (dataParallelStartRank + dataParallelLocalSize - 1 > U32_MAX) {
+      throw new FieldError(`data_parallel_start_rank ${dataParallelStartRank} plus data_parallel_local_size ${dataParallelLocalSize} runs past ${U32_MAX}`);
+    }
     return {
       protocolVersion: u32(fields, "protocol"),
       engineId: str(fields, "engine_id"),
@@ -229,6 +246,8 @@ export function parseWelcome(fields: Fields): Parsed<Welcome> {
       numBlocks: optU32(fields, "num_blocks") ?? null,
       maxModelLen: u32(fields, "max_model_len", 1),
       maxFrameBytes: u32(fields, "max_frame_bytes", 1),
+      dataParallelStartRank,
+      dataParallelLocalSize,
       kvEvents,
     };
   });
@@ -263,7 +282,7 @@ export function parseFinish(fields: Fields, id: number | null): Parsed<FinishEve
     if (stop !== undefined && stop !== null && typeof stop !== "string" && !isU32(stop)) {
       throw new FieldError(`stop_reason must be a string, a token id or nil, not ${describe(stop)}`);
     }
-    return {
+    const event: FinishEvent = {
       type: "finish",
       finishReason: str(fields, "finish_reason"),
       stopReason: stop ?? null,
@@ -273,6 +292,9 @@ export function parseFinish(fields: Fields, id: number | null): Parsed<FinishEve
         cachedTokens: optU32(usage, "cached_tokens") ?? null,
       },
     };
+    const kvTransferParams = optKvTransferParams(fields);
+    if (kvTransferParams !== undefined) event.kvTransferParams = kvTransferParams;
+    return event;
   });
 }
 

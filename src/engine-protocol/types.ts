@@ -19,6 +19,14 @@ export interface Welcome {
   maxModelLen: number;
   /** The largest frame the engine accepts. */
   maxFrameBytes: number;
+  /**
+   * The first data-parallel rank this engine serves (0 unless it is one of several engines that share a
+   * data-parallel group, as with vLLM's external or hybrid load balancing). Ranks are numbered as in the
+   * KV events' `data_parallel_rank`.
+   */
+  dataParallelStartRank: number;
+  /** How many consecutive ranks from dataParallelStartRank the engine serves (at least 1). */
+  dataParallelLocalSize: number;
   kvEvents: KvEventsInfo | null;
 }
 
@@ -26,8 +34,9 @@ export type KvEventsLayout = "array" | "map";
 
 export interface KvEventsInfo {
   /**
-   * ZMQ PUB endpoint of data-parallel rank 0 (rank r publishes on port + r). The client has already
-   * replaced a wildcard host (`*`, `0.0.0.0`, `::`) with the host it connected to.
+   * ZMQ PUB endpoint as configured, the port being rank 0's: rank r publishes on port + r, for the ranks
+   * the welcome names (dataParallelStartRank onwards). The client has already replaced a wildcard host
+   * (`*`, `0.0.0.0`, `::`) with the host it connected to.
    */
   endpoint: string;
   topic: string;
@@ -66,7 +75,17 @@ export interface GenerateRequest {
   cacheSalt?: string;
   /** The router's id for the request, for the engine's log. */
   requestId?: string;
+  /**
+   * The data-parallel rank to run on, numbered as in the welcome and the KV events; it must be one the
+   * engine serves. Absent: the engine chooses.
+   */
+  dataParallelRank?: number;
+  /** Opaque parameters for the engine's KV connector (disaggregated prefill), passed through as they are. */
+  kvTransferParams?: KvTransferParams;
 }
+
+/** An opaque map with string keys, passed between the router and an engine's KV connector unread. */
+export type KvTransferParams = Record<string, unknown>;
 
 /** One output token's log-probability pairs `[tokenId, logprob]`, the sampled token first. */
 export type TokenLogprobs = Array<[number, number]>;
@@ -87,11 +106,13 @@ export interface EngineUsage {
 
 export interface FinishEvent {
   type: "finish";
-  /** "stop", "length" or "abort" (an engine may add reasons). */
+  /** "stop", "length", "abort" or "repetition" (an engine may add reasons; "error" arrives as an error event). */
   finishReason: string;
   /** The stop string or stop token id that ended the request, else null. */
   stopReason: string | number | null;
   usage: EngineUsage;
+  /** What the engine's KV connector returned for the request (disaggregated prefill), when it returned any. */
+  kvTransferParams?: KvTransferParams;
 }
 
 export interface ErrorEvent {

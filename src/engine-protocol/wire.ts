@@ -27,6 +27,8 @@ export interface WelcomeMessage {
   num_blocks: number | null;
   max_model_len: number;
   max_frame_bytes: number;
+  data_parallel_start_rank?: number;
+  data_parallel_local_size?: number;
   kv_events: WireKvEvents | null;
 }
 
@@ -52,6 +54,8 @@ export interface GenerateMessage {
   lora_name?: string;
   cache_salt?: string;
   request_id?: string;
+  data_parallel_rank?: number;
+  kv_transfer_params?: Record<string, unknown>;
 }
 
 export interface AbortMessage {
@@ -78,6 +82,7 @@ export interface FinishMessage {
   finish_reason: string;
   stop_reason: string | number | null;
   usage: { prompt_tokens: number; completion_tokens: number; cached_tokens: number | null };
+  kv_transfer_params?: Record<string, unknown>;
 }
 
 export interface ErrorMessage {

@@ -5,7 +5,7 @@ import { setImmediate as yieldToIo, setTimeout as sleep } from "node:timers/prom
 import { DEFAULT_MAX_FRAME_BYTES } from "../engine-protocol/frame.js";
 import { stderrLog, type LogFn } from "../engine-protocol/log.js";
 import type { GenerateCommand } from "../engine-protocol/parse.js";
-import { PROTOCOL_VERSION, type Welcome, type KvEventsLayout } from "../engine-protocol/types.js";
+import { PROTOCOL_VERSION, type Welcome, type KvEventsLayout, type KvTransferParams } from "../engine-protocol/types.js";
 import { ErrorCode } from "../engine-protocol/wire.js";
 import { EngineCore, SimRequestError, type CoreOutput, type EngineCoreMetrics, type EngineCoreOptions } from "./core.js";
 import { EngineSideConnection, type ConnectionCounters } from "../engine-protocol/index.js";
@@ -69,6 +69,8 @@ export interface SimulatorHandle {
 interface Route {
   connection: EngineSideConnection;
   wireId: number;
+  /** Echoed in the finish as they came: the simulator has no KV connector of its own yet. */
+  kvTransferParams?: KvTransferParams;
 }
 
 class Simulator implements SimulatorHandle {
@@ -151,6 +153,9 @@ class Simulator implements SimulatorHandle {
       numBlocks: c.numBlocks,
       maxModelLen: c.maxModelLen,
       maxFrameBytes: o.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
+      // One engine core: a single data-parallel rank, 0, which its KV events also carry.
+      dataParallelStartRank: 0,
+      dataParallelLocalSize: 1,
       kvEvents:
         this.kvEventsEndpoint === null
           ? null
@@ -210,7 +215,9 @@ class Simulator implements SimulatorHandle {
       return { code: ErrorCode.engineError, message: `the simulator failed to start the request: ${(error as Error).message}` };
     }
     connection.requests.set(command.id, coreId);
-    this.routes.set(coreId, { connection, wireId: command.id });
+    const route: Route = { connection, wireId: command.id };
+    if (command.request.kvTransferParams !== undefined) route.kvTransferParams = command.request.kvTransferParams;
+    this.routes.set(coreId, route);
     this.wake?.();
     return null;
   }
@@ -266,7 +273,8 @@ class Simulator implements SimulatorHandle {
       if (output.finish) this.routes.delete(output.id);
       let list = byConnection.get(route.connection);
       if (!list) byConnection.set(route.connection, (list = []));
-      list.push({ wireId: route.wireId, output });
+      const finish = output.finish && route.kvTransferParams ? { ...output.finish, kvTransferParams: route.kvTransferParams } : output.finish;
+      list.push({ wireId: route.wireId, output: finish === output.finish ? output : { ...output, finish } });
     }
     for (const [connection, list] of byConnection) connection.deliver(list);
   }

@@ -1,13 +1,37 @@
 // Starts the two real engines as child processes: the simulator through the CLI, and the Python vLLM
-// worker (on its fake AsyncLLM) through Debian's python3, which has python3-msgpack.
-import { spawn, type ChildProcess } from "node:child_process";
+// worker (on its fake AsyncLLM) through KVROUTE_PYTHON, by default Debian's python3, which has
+// python3-msgpack.
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { decodeBody, encodeFrame, FrameDecoder, type WireMessage } from "../../src/index.js";
 import { distFile, packageRoot } from "../../src/util/package-root.js";
 
-export const PYTHON = "/usr/bin/python3";
+/** The interpreter that runs the worker: KVROUTE_PYTHON, else /usr/bin/python3 where it exists, else python3. */
+export const PYTHON = process.env.KVROUTE_PYTHON || (existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3");
+
+function workerPythonPath(): string {
+  const python = join(packageRoot(), "python");
+  return `${python}:${join(python, "tests", "fake_vllm")}`;
+}
+
+/**
+ * Null when PYTHON can import what the worker needs to run on the fake AsyncLLM, else why not, naming
+ * the missing module (the last line of the import's traceback, or the interpreter that is not there).
+ */
+export function workerUnavailable(): string | null {
+  const probe = spawnSync(PYTHON, ["-c", "import kvroute_vllm.main, kvroute_vllm.server, kvroute_vllm.vllm_engine, vllm"], {
+    env: { ...process.env, PYTHONPATH: workerPythonPath() },
+    encoding: "utf8",
+    timeout: 30_000,
+  });
+  if (probe.error) return `${PYTHON} cannot be run: ${probe.error.message}`;
+  if (probe.status === 0) return null;
+  const lines = probe.stderr.trim().split("\n");
+  return `${PYTHON} cannot import the worker's modules: ${lines[lines.length - 1] ?? `exit status ${probe.status}`}`;
+}
 
 export interface RunningEngine {
   url: string;
@@ -56,11 +80,10 @@ export function startSimProcess(extra: string[] = []): Promise<RunningEngine> {
 
 /** `python -m kvroute_vllm` on the fake AsyncLLM, with a few milliseconds per token. */
 export function startWorkerProcess(extra: string[] = []): Promise<RunningEngine> {
-  const python = join(packageRoot(), "python");
   return start(
     PYTHON,
     ["-m", "kvroute_vllm", "--model", "fake/model", "--host", "127.0.0.1", "--port", "0", "--max-model-len", "32768", "--log-level", "WARNING", ...extra],
-    { PYTHONPATH: `${python}:${join(python, "tests", "fake_vllm")}`, FAKE_VLLM_TOKEN_DELAY_MS: "4" },
+    { PYTHONPATH: workerPythonPath(), FAKE_VLLM_TOKEN_DELAY_MS: "4" },
   );
 }
 

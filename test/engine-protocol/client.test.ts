@@ -1,8 +1,10 @@
 import { createServer, type Server, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import {
+  decodeBody,
   encodeFrame,
   EngineClient,
+  FrameDecoder,
   startSimulator,
   type EngineDisconnect,
   type EngineEvent,
@@ -193,5 +195,36 @@ describe("EngineClient", () => {
 
   it("refuses a malformed engine URL", () => {
     expect(() => new EngineClient("localhost:8000")).toThrow(/tcp:\/\/HOST:PORT/);
+  });
+
+  it("turns a finish with reason \"error\" into an engine_error that counts the tokens already produced", async () => {
+    // An engine that ends request 1 with "error" at once, and request 2 after one token.
+    const scripted = createServer((socket) => {
+      const decoder = new FrameDecoder();
+      socket.on("data", (chunk: Buffer) => {
+        for (const frame of decoder.push(chunk)) {
+          const message = decodeBody(frame) as { type: string; id: number };
+          const usage = { prompt_tokens: 1, completion_tokens: 0, cached_tokens: 0 };
+          if (message.type === "hello") {
+            socket.write(encodeFrame({ type: "welcome", protocol: 1, engine_id: "e", engine: "test", model: "m", block_size: 16, num_blocks: 10, max_model_len: 100, max_frame_bytes: 1024, kv_events: null }));
+          } else if (message.type === "generate" && message.id === 1) {
+            socket.write(encodeFrame({ type: "finish", id: 1, finish_reason: "error", stop_reason: null, usage }));
+          } else if (message.type === "generate") {
+            socket.write(encodeFrame({ type: "delta", id: message.id, token_ids: [7], text: "a" }));
+            socket.write(encodeFrame({ type: "finish", id: message.id, finish_reason: "error", stop_reason: null, usage: { ...usage, completion_tokens: 1 } }));
+          }
+        }
+      });
+    });
+    servers.push(scripted);
+    await new Promise<void>((resolve) => scripted.listen(0, "127.0.0.1", resolve));
+    const { port } = scripted.address() as { port: number };
+    const c = client(`tcp://127.0.0.1:${port}`, { reconnect: false });
+    await c.connect();
+    const first = await collect(c.generate({ promptTokenIds: [1] }));
+    expect(first).toEqual([{ type: "error", code: "engine_error", message: expect.stringMatching(/finish reason "error"/), tokensProduced: 0 }]);
+    const second = await collect(c.generate({ promptTokenIds: [1] }));
+    expect(second.map((e) => e.type)).toEqual(["delta", "error"]);
+    expect(second[1]).toMatchObject({ code: "engine_error", tokensProduced: 1 });
   });
 });

@@ -1,5 +1,24 @@
 import { describe, expect, it } from "vitest";
-import { parseDelta, parseFinish, parseGenerate, parseHello, parseWelcome, readEnvelope } from "../../src/engine-protocol/index.js";
+import {
+  decodeBody,
+  encodeFrame,
+  parseDelta,
+  parseFinish,
+  parseGenerate,
+  parseHello,
+  parseWelcome,
+  readEnvelope,
+  toGenerateMessage,
+  toWelcomeMessage,
+  type Welcome,
+} from "../../src/engine-protocol/index.js";
+
+/** A message as the other side reads it: encoded, decoded, its envelope's fields. */
+function overTheWire(message: Parameters<typeof encodeFrame>[0]): Record<string, unknown> {
+  return decodeBody(encodeFrame(message).subarray(4)) as Record<string, unknown>;
+}
+
+const WELCOME = { protocol: 1, engine_id: "e", model: "m", block_size: 16, num_blocks: null, max_model_len: 100, max_frame_bytes: 10, kv_events: null };
 
 describe("message checks", () => {
   it("needs a map with a string type", () => {
@@ -60,5 +79,52 @@ describe("message checks", () => {
       value: { type: "finish", finishReason: "stop", stopReason: 7, usage: { promptTokens: 3, completionTokens: 1, cachedTokens: null } },
     });
     expect(parseFinish({ finish_reason: "stop", usage: {} }, 1)).toMatchObject({ ok: false, message: /prompt_tokens/ });
+  });
+
+  it("reads a generate's data-parallel rank and KV-transfer parameters, and names a bad one", () => {
+    const kv = { do_remote_decode: true, remote_block_ids: [1, 2], nested: { host: "p0" } };
+    const parsed = parseGenerate({ type: "generate", id: 2, prompt_token_ids: [1], data_parallel_rank: 3, kv_transfer_params: kv }, 2);
+    expect(parsed).toMatchObject({ ok: true, value: { request: { dataParallelRank: 3, kvTransferParams: kv } } });
+    const absent = parseGenerate({ type: "generate", id: 2, prompt_token_ids: [1], data_parallel_rank: null, kv_transfer_params: null }, 2);
+    expect(absent.ok && "dataParallelRank" in absent.value.request).toBe(false);
+    expect(absent.ok && "kvTransferParams" in absent.value.request).toBe(false);
+    const bad = (fields: Record<string, unknown>): unknown => parseGenerate({ type: "generate", id: 1, prompt_token_ids: [1], ...fields }, 1);
+    expect(bad({ data_parallel_rank: -1 })).toMatchObject({ ok: false, code: "invalid_request", id: 1, message: /data_parallel_rank must be an integer from 0/ });
+    expect(bad({ data_parallel_rank: "0" })).toMatchObject({ ok: false, message: /data_parallel_rank must be an integer.*not the string "0"/ });
+    expect(bad({ kv_transfer_params: [1, 2] })).toMatchObject({ ok: false, code: "invalid_request", message: /kv_transfer_params must be a map, not an array/ });
+    expect(bad({ kv_transfer_params: "x" })).toMatchObject({ ok: false, message: /kv_transfer_params must be a map, not the string "x"/ });
+  });
+
+  it("builds a generate that parses back to the same request, new fields included", () => {
+    const request = { promptTokenIds: [5, 6, 7], dataParallelRank: 1, kvTransferParams: { do_remote_prefill: true, ids: [3] }, cacheSalt: "t" };
+    const parsed = parseGenerate(overTheWire(toGenerateMessage(9, request)), 9);
+    expect(parsed).toEqual({ ok: true, value: { id: 9, request: { ...request, sampling: {} } } });
+    expect(overTheWire(toGenerateMessage(9, { promptTokenIds: [1] }))).not.toHaveProperty("data_parallel_rank");
+  });
+
+  it("reads the welcome's data-parallel ranks, 0 and 1 when an older engine leaves them out", () => {
+    expect(parseWelcome(WELCOME)).toMatchObject({ ok: true, value: { dataParallelStartRank: 0, dataParallelLocalSize: 1 } });
+    expect(parseWelcome({ ...WELCOME, data_parallel_start_rank: 4, data_parallel_local_size: 2 })).toMatchObject({
+      ok: true,
+      value: { dataParallelStartRank: 4, dataParallelLocalSize: 2 },
+    });
+    expect(parseWelcome({ ...WELCOME, data_parallel_local_size: 0 })).toMatchObject({ ok: false, message: /data_parallel_local_size must be an integer from 1/ });
+    expect(parseWelcome({ ...WELCOME, data_parallel_start_rank: -2 })).toMatchObject({ ok: false, message: /data_parallel_start_rank must be an integer from 0/ });
+    expect(parseWelcome({ ...WELCOME, data_parallel_start_rank: 0xffffffff, data_parallel_local_size: 2 })).toMatchObject({ ok: false, message: /runs past/ });
+    const info: Welcome = {
+      protocolVersion: 1, engineId: "e", engine: "x", model: "m", blockSize: 16, numBlocks: 8, maxModelLen: 100, maxFrameBytes: 10,
+      dataParallelStartRank: 2, dataParallelLocalSize: 3, kvEvents: null,
+    };
+    expect(parseWelcome(overTheWire(toWelcomeMessage(info)))).toEqual({ ok: true, value: info });
+  });
+
+  it("reads a finish's KV-transfer parameters, and names bad ones", () => {
+    const usage = { prompt_tokens: 3, completion_tokens: 1, cached_tokens: 0 };
+    const kv = { remote_engine_id: "p0", remote_block_ids: [4, 5] };
+    expect(parseFinish({ finish_reason: "length", usage, kv_transfer_params: kv }, 1)).toMatchObject({ ok: true, value: { kvTransferParams: kv } });
+    const plain = parseFinish({ finish_reason: "repetition", usage, kv_transfer_params: null }, 1);
+    expect(plain).toMatchObject({ ok: true, value: { finishReason: "repetition" } });
+    expect(plain.ok && "kvTransferParams" in plain.value).toBe(false);
+    expect(parseFinish({ finish_reason: "stop", usage, kv_transfer_params: 7 }, 1)).toMatchObject({ ok: false, message: /kv_transfer_params must be a map, not number 7/ });
   });
 });

@@ -31,3 +31,5 @@ class RequestOutput:
     num_cached_tokens: Optional[int] = None
     lora_request: object = None
     metrics: object = field(default=None)
+    # What the KV connector returned for the request; set on the finished output only.
+    kv_transfer_params: Optional[dict] = None
