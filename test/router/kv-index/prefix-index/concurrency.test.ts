@@ -56,7 +56,9 @@ async function stress(capacity: number, seed: number) {
 
   const index = PrefixIndex.create({ capacity, maxEngines: MAX_ENGINES });
   const model = new NaivePrefixIndex();
-  const stop = new SharedArrayBuffer(4);
+  // Word 0: the stop flag; word 1: readers ready. The writer starts only once every reader is querying,
+  // so the readers overlap the writes however slowly their threads start on a loaded machine.
+  const stop = new SharedArrayBuffer(8);
   const script = join(packageRoot(), "test", "router", "kv-index", "prefix-index", "stress-reader.mjs");
   const readers = Array.from({ length: READERS }, (_, r) => {
     const worker = new Worker(script, {
@@ -68,6 +70,8 @@ async function stress(capacity: number, seed: number) {
     });
   });
 
+  const flags = new Int32Array(stop);
+  while (Atomics.load(flags, 1) < READERS) await new Promise((r) => setTimeout(r, 5));
   // The writer: whole chains and prefixes stored, single blocks removed (holes), chains removed, engines cleared.
   const started = Date.now();
   let ops = 0;
@@ -93,7 +97,7 @@ async function stress(capacity: number, seed: number) {
       model.clearEngine(e);
     }
   }
-  Atomics.store(new Int32Array(stop), 0, 1);
+  Atomics.store(flags, 0, 1);
   const results = await Promise.all(readers);
   return { index, model, chain, results, ops };
 }

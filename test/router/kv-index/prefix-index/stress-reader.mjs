@@ -22,6 +22,7 @@ const random = (n) => {
   return (seed >>> 0) % n;
 };
 
+Atomics.add(stopFlag, 1, 1);
 while (Atomics.load(stopFlag, 0) === 0 && queries < maxQueries && violation === null) {
   const c = random(chains);
   const chain = hashes.subarray(c * length, (c + 1) * length);
