@@ -31,6 +31,8 @@
 // only guide the search: a reader confirms every candidate on the record itself, so a stale way (a deleted
 // entry's, or one being rewritten) can only cost a wasted record read.
 
+import { LITTLE_ENDIAN } from "../../../util/u64.js";
+
 export const WAYS = 12;
 /** u32 words per set: fingerprints in words 0..2, the overflow count in word 3, record indices in words 4..15. */
 export const SET_WORDS = 16;
@@ -232,7 +234,6 @@ export class Placement {
   }
 }
 
-const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 const ONES = 0x01010101;
 
 /** A key's fingerprint, 1..255: its high byte (keys are hash outputs), with 0 kept for never-used ways. */
@@ -262,10 +263,6 @@ function byteBits(zero: number): number {
   const b = ((zero >>> 7) & 1) | ((zero >>> 14) & 2) | ((zero >>> 21) & 4) | ((zero >>> 28) & 8);
   return LITTLE_ENDIAN ? b : ((b & 1) << 3) | ((b & 2) << 1) | ((b & 4) >>> 1) | ((b & 8) >>> 3);
 }
-
-/** Indices of the low and high u32 halves of a u64 in a Uint32Array view of a BigUint64Array. */
-export const LO = LITTLE_ENDIAN ? 0 : 1;
-export const HI = 1 - LO;
 
 /** Word views of BigUint64Arrays, cached for the last array seen: the hot path reuses one array per thread. */
 export class WordView {

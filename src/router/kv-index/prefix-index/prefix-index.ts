@@ -1,11 +1,10 @@
+import { HI, LO } from "../../../util/u64.js";
 import {
   DEFAULT_MAX_ENGINES,
   H_EVICTIONS_HI,
   H_EVICTIONS_LO,
   H_SIZE,
   H_TOTAL_HOLES,
-  HI,
-  LO,
   WordView,
   allocate,
   bytesPerEntry,

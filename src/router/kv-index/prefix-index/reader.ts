@@ -9,10 +9,9 @@
 // at a time by atomic OR/AND, so each engine a reader sees really held the block at some moment during
 // the read.
 
+import { HI, LO } from "../../../util/u64.js";
 import {
   H_TOTAL_HOLES,
-  HI,
-  LO,
   OCCUPIED,
   Placement,
   R_ENGINES,
