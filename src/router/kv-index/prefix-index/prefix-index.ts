@@ -126,13 +126,6 @@ export class PrefixIndex {
     return result;
   }
 
-  /** Whether any engine holds the block. */
-  has(hash: bigint): boolean {
-    const one = BigUint64Array.of(hash);
-    const w = new Uint32Array(one.buffer);
-    return this.#reader.engines(w[LO]!, w[HI]!, new Uint32Array(this.#v.words));
-  }
-
   /** The engines holding the block, ascending. */
   holders(hash: bigint): number[] {
     const one = BigUint64Array.of(hash);
