@@ -54,6 +54,10 @@ export const R_KEY_LO = 1;
 export const R_KEY_HI = 2;
 export const R_ENGINES = 3;
 
+/** Parent field values that are not records. */
+export const ROOT = 0xffffffff; // the block starts a prompt
+export const MISSING = 0xfffffffe; // the parent is not in the table
+
 const MAGIC = 0x6b76707b;
 
 // Header words.

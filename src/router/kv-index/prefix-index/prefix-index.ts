@@ -14,7 +14,7 @@ import {
   type Views,
 } from "./layout.js";
 import { IndexReader } from "./reader.js";
-import { IndexWriter, WRITER_BYTES_PER_RECORD, WRITER_BYTES_PER_SET } from "./writer.js";
+import { IndexWriter, WRITER_BYTES_PER_RECORD, WRITER_BYTES_PER_SET, type WriterBookkeeping } from "./writer.js";
 
 export type { PrefixIndexShared } from "./layout.js";
 
@@ -216,9 +216,12 @@ export class PrefixIndex {
     };
   }
 
-  /** Recounts the writer's bookkeeping from scratch and lists disagreements (slow: for tests). */
-  audit(): string[] {
-    return this.#writable().audit();
+  /**
+   * The writer's private bookkeeping, read-only, for checks that recount it from the shared records (the
+   * tests' audit). A read-only view has none, and throws.
+   */
+  writerBookkeeping(): WriterBookkeeping {
+    return this.#writable();
   }
 
   #writable(): IndexWriter {

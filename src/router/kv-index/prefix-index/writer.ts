@@ -28,6 +28,7 @@ import {
   H_EVICTIONS_LO,
   H_SIZE,
   H_TOTAL_HOLES,
+  MISSING,
   OCCUPIED,
   PREFER_FIRST,
   Placement,
@@ -35,6 +36,7 @@ import {
   R_KEY_HI,
   R_KEY_LO,
   R_META,
+  ROOT,
   SET_OVERFLOW,
   SET_RECORDS,
   SET_WORDS,
@@ -45,17 +47,28 @@ import {
   type Views,
 } from "./layout.js";
 
-/** Parent field values that are not records. */
-const ROOT = 0xffffffff; // the block starts a prompt
-const MISSING = 0xfffffffe; // the parent is not in the table
-
 const FULL = (1 << WAYS) - 1;
 
 /** Writer-private bytes: per set, its occupied ways; per record, its place in the free list. */
 export const WRITER_BYTES_PER_SET = 2;
 export const WRITER_BYTES_PER_RECORD = 4;
 
-export class IndexWriter {
+/**
+ * The writer's bookkeeping that lives outside shared memory, read-only: for consistency checks that recount
+ * it from the shared records (the tests' audit). Nothing on the request path uses it.
+ */
+export interface WriterBookkeeping {
+  /** A bit per occupied way of `set`. */
+  occupiedWays(set: number): number;
+  /** Records on the free list. */
+  readonly freeRecords: number;
+  /** The held children of `record` counted for `engine`. */
+  childCount(record: number, engine: number): number;
+  /** The record the writer's own lookup finds key (lo, hi) in, or -1. */
+  find(lo: number, hi: number): number;
+}
+
+export class IndexWriter implements WriterBookkeeping {
   readonly #v: Views;
   readonly #place: Placement;
   readonly #table: Uint32Array;
@@ -120,6 +133,18 @@ export class IndexWriter {
   /** Number of (entry, engine) pairs with two or more held children (the child-count map's size). */
   get branchPairs(): number {
     return this.#childExtra.size;
+  }
+
+  occupiedWays(set: number): number {
+    return this.#occupied[set]!;
+  }
+
+  get freeRecords(): number {
+    return this.#freeCount;
+  }
+
+  childCount(record: number, engine: number): number {
+    return this.#childCount(record, engine);
   }
 
   /** The record holding key (lo, hi), or -1. */
@@ -245,77 +270,6 @@ export class IndexWriter {
     Atomics.store(v.header, H_TOTAL_HOLES, 0);
     Atomics.store(v.header, H_SIZE, 0);
     this.#childExtra.clear();
-  }
-
-  /**
-   * Recounts holes, child counts, entry and block counts from scratch and lists every disagreement with the
-   * maintained ones. O(records × engines): for tests.
-   */
-  audit(): string[] {
-    const v = this.#v;
-    const heap = this.#heap;
-    const problems: string[] = [];
-    const holes = new Int32Array(v.maxEngines);
-    const blocks = new Int32Array(v.maxEngines);
-    const children = new Map<number, number>();
-    let size = 0;
-    let ways = 0;
-    for (let set = 0; set < v.sets; set++) {
-      for (let way = 0; way < WAYS; way++) {
-        if (((this.#occupied[set]! >>> way) & 1) === 0) continue;
-        ways++;
-        const record = this.#table[set * SET_WORDS + SET_RECORDS + way]!;
-        if (record >= v.records || this.#heap[record * this.#stride + this.#slotAt] !== set * WAYS + way) problems.push(`set ${set} way ${way} points at record ${record}, which does not point back`);
-      }
-    }
-    for (let record = 0; record < v.records; record++) {
-      const r = record * this.#stride;
-      if ((heap[r + R_META]! & OCCUPIED) === 0) {
-        if (this.#anyHolder(r)) problems.push(`free record ${record} has engine bits`);
-        continue;
-      }
-      size++;
-      const slot = heap[r + this.#slotAt]!;
-      if (this.#tableBytes[Math.floor(slot / WAYS) * SET_WORDS * 4 + (slot % WAYS)] !== fingerprint(heap[r + R_KEY_HI]!)) problems.push(`record ${record}: its way's fingerprint does not match its key`);
-      if (this.find(heap[r + R_KEY_LO]!, heap[r + R_KEY_HI]!) !== record) problems.push(`record ${record}: its key is not found there`);
-      if (!this.#anyHolder(r)) problems.push(`record ${record} is held by no engine`);
-      const parent = heap[r + this.#parentAt]!;
-      const live = this.#live(r);
-      for (let e = 0; e < v.maxEngines; e++) {
-        if (!this.#held(e, r)) continue;
-        blocks[e]!++;
-        if (parent !== ROOT && !(live && this.#held(e, parent * this.#stride))) holes[e]!++;
-        if (live) children.set(parent * v.maxEngines + e, (children.get(parent * v.maxEngines + e) ?? 0) + 1);
-      }
-    }
-    if (ways !== size) problems.push(`${ways} occupied ways for ${size} entries`);
-    const overflow = new Int32Array(v.sets);
-    for (let record = 0; record < v.records; record++) {
-      const r = record * this.#stride;
-      if ((heap[r + R_META]! & OCCUPIED) === 0) continue;
-      const first = this.#place.first(heap[r + R_KEY_LO]!, heap[r + R_KEY_HI]!);
-      if (Math.floor(heap[r + this.#slotAt]! / WAYS) !== first) overflow[first]!++;
-    }
-    for (let set = 0; set < v.sets; set++) {
-      const counted = this.#table[set * SET_WORDS + SET_OVERFLOW];
-      if (counted !== overflow[set]) problems.push(`set ${set}: ${counted} overflowed keys counted, ${overflow[set]} found`);
-    }
-    if (this.#freeCount !== v.records - size) problems.push(`${this.#freeCount} free records for ${v.records - size} unused`);
-    for (let record = 0; record < v.records; record++) {
-      for (let e = 0; e < v.maxEngines; e++) {
-        const want = children.get(record * v.maxEngines + e) ?? 0;
-        const got = this.#childCount(record, e);
-        if (want !== got) problems.push(`record ${record} engine ${e}: ${got} children counted, ${want} held`);
-      }
-    }
-    for (let e = 0; e < v.maxEngines; e++) {
-      if (holes[e] !== v.holes[e]) problems.push(`engine ${e}: ${v.holes[e]} holes counted, ${holes[e]} found`);
-      if (blocks[e] !== v.blocks[e]) problems.push(`engine ${e}: ${v.blocks[e]} blocks counted, ${blocks[e]} found`);
-    }
-    const totalHoles = holes.reduce((a, b) => a + b, 0);
-    if (v.header[H_TOTAL_HOLES] !== totalHoles) problems.push(`total holes ${v.header[H_TOTAL_HOLES]}, found ${totalHoles}`);
-    if (v.header[H_SIZE] !== size) problems.push(`size ${v.header[H_SIZE]}, found ${size}`);
-    return problems;
   }
 
   #countBlocks(engine: number, delta: number): void {
