@@ -17,7 +17,7 @@
 //
 // A record, 7 + 2 × words u32 (words = ceil(maxEngines / 32)):
 //   meta        bit 0 OCCUPIED, bits 1.. a counter bumped on every insertion and deletion: readers use it
-//               as a sequence lock, the writer as the entry's incarnation (reader.ts, writer.ts)
+//               as a sequence lock, the writer as the entry's incarnation (reader.ts, holes.ts)
 //   keyLo       the key's low half
 //   keyHi       the key's high half
 //   engines     words: the set of engines holding the block, one bit per engine
@@ -27,7 +27,8 @@
 //   slot        the set way pointing at this record
 //   children    words: per engine, whether it holds at least one child of this entry
 // Readers use only the first 3 + words fields; the rest belong to the writer and sit in the same record
-// so that a store touches one record, not one line per field. Fingerprints and record indices in the sets
+// so that a store touches one record, not one line per field. Of the writer's parts, entries.ts writes
+// meta, key and slot, holes.ts engines, parent, parentMeta and children, eviction.ts stamp. Fingerprints and record indices in the sets
 // only guide the search: a reader confirms every candidate on the record itself, so a stale way (a deleted
 // entry's, or one being rewritten) can only cost a wasted record read.
 
@@ -93,7 +94,7 @@ export interface Views {
   readonly slotAt: number;
   readonly childrenAt: number;
   readonly header: Int32Array;
-  /** Per engine: number of held blocks whose parent the engine does not hold (see writer.ts). */
+  /** Per engine: number of held blocks whose parent the engine does not hold (see holes.ts). */
   readonly holes: Int32Array;
   /** Per engine: number of entries naming it. */
   readonly blocks: Int32Array;

@@ -1,4 +1,5 @@
 import { HI, LO } from "../../../util/u64.js";
+import { WRITER_BYTES_PER_RECORD, WRITER_BYTES_PER_SET } from "./entries.js";
 import {
   DEFAULT_MAX_ENGINES,
   H_EVICTIONS_HI,
@@ -14,7 +15,7 @@ import {
   type Views,
 } from "./layout.js";
 import { IndexReader } from "./reader.js";
-import { IndexWriter, WRITER_BYTES_PER_RECORD, WRITER_BYTES_PER_SET, type WriterBookkeeping } from "./writer.js";
+import { IndexWriter, type WriterBookkeeping } from "./writer.js";
 
 export type { PrefixIndexShared } from "./layout.js";
 
@@ -47,11 +48,11 @@ export interface PrefixIndexStats {
  *
  * One thread writes (the instance from `create`); any number of threads read through `attach(shared)`,
  * without locks and without waiting for the writer. See reader.ts for what a concurrent read may see and
- * writer.ts for how the prefix search stays exact when an engine holds a block without its parent.
+ * holes.ts for how the prefix search stays exact when an engine holds a block without its parent.
  *
  * Memory is fixed at creation: `capacity` entry records and a hash table of sets over them (layout.ts).
  * A new block that finds no free record, or both of its sets full, evicts an entry (the least recently
- * stored leaf of its two sets, see writer.ts) and counts it in `evictions`; an insert never fails and the
+ * stored leaf of its two sets, see eviction.ts) and counts it in `evictions`; an insert never fails and the
  * table never grows.
  */
 export class PrefixIndex {
