@@ -14,6 +14,9 @@ export class Exchange {
   /** Made when first asked for: most requests (health checks, errors) never need one. */
   #controller: AbortController | null = null;
 
+  /** A HEAD request: answered as its GET would be, without the body. */
+  head = false;
+
   constructor(readonly res: HttpResponse) {
     res.onAborted(() => {
       this.#aborted = true;
@@ -63,14 +66,21 @@ export class Exchange {
     });
   }
 
-  /** Sends a complete response. `close` also closes the connection (used when the body was not read). */
+  /** Sends a complete response (its headers alone for HEAD). `close` also closes the connection. */
   send(status: number, body: string, headers: Headers, close = false): void {
     if (!this.open) return;
     this.#responded = true;
     this.res.cork(() => {
       this.res.writeStatus(statusLine(status));
       for (const key in headers) this.res.writeHeader(key, headers[key]!);
-      this.res.end(body, close);
+      if (this.head) {
+        // The length the GET would have. endWithoutBody() of uWS 20.30 sends nothing at all when given any
+        // argument; no HEAD answer needs the connection closed (HEAD routes read no body).
+        this.res.writeHeader("content-length", String(Buffer.byteLength(body)));
+        this.res.endWithoutBody();
+      } else {
+        this.res.end(body, close);
+      }
     });
   }
 
@@ -79,9 +89,7 @@ export class Exchange {
   }
 
   error(err: ApiError, headers: Headers = {}): void {
-    // A body we refused part-way is still arriving: close the connection rather than read it.
-    const close = err.status === 413;
-    this.send(err.status, JSON.stringify(err.toBody()), { "content-type": "application/json", ...headers }, close);
+    this.send(err.status, JSON.stringify(err.toBody()), { "content-type": "application/json", ...headers }, err.closeConnection);
   }
 
   /** Starts a server-sent-event stream; headers go out with the first frame. */
@@ -101,7 +109,8 @@ export class Exchange {
 }
 
 function tooLarge(limit: number): ApiError {
-  return new ApiError(413, `the request body is larger than the limit of ${limit} bytes`, "invalid_request_error", "body", "body_too_large");
+  // A body we refused part-way is still arriving: close the connection rather than read it.
+  return new ApiError(413, `the request body is larger than the limit of ${limit} bytes`, "invalid_request_error", "body", "body_too_large").closing();
 }
 
 /**

@@ -2,6 +2,7 @@ import uWS, { type HttpRequest, type HttpResponse, type TemplatedApp, type us_li
 import type { Backend } from "../types.js";
 import { ApiError, toApiError } from "./errors.js";
 import { Exchange } from "./exchange.js";
+import { declaredLength } from "./framing.js";
 import { handleGenerate } from "./generate.js";
 import { generateInput, parseRequest, type ApiRequest } from "./request.js";
 import { noTelemetry, type RequestRecord, type Telemetry } from "./telemetry.js";
@@ -19,7 +20,11 @@ export interface FrontendOptions {
 
 type Handler = (ex: Exchange, req: HttpRequest) => void;
 
-/** The OpenAI-compatible HTTP server on uWebSockets.js. */
+/**
+ * The OpenAI-compatible HTTP server on uWebSockets.js. HEAD is answered wherever GET is. What uWS 20.30
+ * itself refuses (HTTP/1.0, a request pipelined behind one still being answered, chunk extensions) is
+ * described in docs/operations.md, with the proxy setting that covers it.
+ */
 export class Frontend {
   readonly #app: TemplatedApp;
   #listenSocket: us_listen_socket | null = null;
@@ -41,6 +46,15 @@ export class Frontend {
     };
     this.#app = uWS.App().any("/*", (res: HttpResponse, req: HttpRequest) => {
       const ex = new Exchange(res);
+      const length = declaredLength(req);
+      if (length instanceof ApiError) {
+        // Answered from the next turn of the event loop, not here: uWS parses whatever follows this request
+        // in the same read as soon as the handler returns, and it would serve a request hidden there even
+        // after a closing answer. With this one still unanswered it closes the connection instead (as it
+        // does for any pipelined request); when nothing follows, the 400 goes out and the connection closes.
+        setImmediate(() => ex.error(length));
+        return;
+      }
       const url = req.getUrl();
       const path = url.length > 1 && url.endsWith("/") ? url.slice(0, -1) : url;
       const methods = routes[path];
@@ -48,10 +62,12 @@ export class Frontend {
         ex.error(new ApiError(404, `no route for ${req.getMethod().toUpperCase()} ${url}`, "not_found_error", null, "not_found"));
         return;
       }
-      const handler = methods[req.getMethod()];
+      const method = req.getMethod();
+      ex.head = method === "head" && methods.get !== undefined;
+      const handler = methods[ex.head ? "get" : method];
       if (!handler) {
-        const allowed = Object.keys(methods).map((m) => m.toUpperCase()).join(", ");
-        ex.error(new ApiError(405, `${req.getMethod().toUpperCase()} is not allowed on ${path}; use ${allowed}`, "invalid_request_error", null, "method_not_allowed"), { allow: allowed });
+        const allowed = Object.keys(methods).flatMap((m) => (m === "get" ? ["GET", "HEAD"] : [m.toUpperCase()])).join(", ");
+        ex.error(new ApiError(405, `${method.toUpperCase()} is not allowed on ${path}; use ${allowed}`, "invalid_request_error", null, "method_not_allowed"), { allow: allowed });
         return;
       }
       handler(ex, req);
