@@ -1,5 +1,5 @@
 import type { HttpResponse } from "uWebSockets.js";
-import { ApiError, statusLine } from "./errors.js";
+import { statusLine, type ApiError } from "./errors.js";
 
 export type Headers = Record<string, string>;
 
@@ -35,35 +35,6 @@ export class Exchange {
 
   get open(): boolean {
     return !this.#aborted && !this.#responded;
-  }
-
-  /**
-   * Reads the whole body, refusing more than `limit` bytes with a 413. Must be called synchronously in the
-   * route handler (uWS delivers the body only to a handler registered there).
-   */
-  readBody(limit: number, declaredLength: string): Promise<Buffer> {
-    return new Promise((resolve, reject) => {
-      const declared = declaredLength === "" ? 0 : Number(declaredLength);
-      if (declared > limit) {
-        reject(tooLarge(limit));
-        return;
-      }
-      const chunks: Buffer[] = [];
-      let size = 0;
-      let failed = false;
-      this.res.onData((chunk, isLast) => {
-        if (failed) return;
-        size += chunk.byteLength;
-        if (size > limit) {
-          failed = true;
-          reject(tooLarge(limit));
-          return;
-        }
-        // uWS reuses the chunk's memory after this callback returns: copy it.
-        chunks.push(Buffer.copyBytesFrom(new Uint8Array(chunk)));
-        if (isLast) resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
-      });
-    });
   }
 
   /** Sends a complete response (its headers alone for HEAD). `close` also closes the connection. */
@@ -106,11 +77,6 @@ export class Exchange {
   close(): void {
     if (!this.#aborted) this.res.close();
   }
-}
-
-function tooLarge(limit: number): ApiError {
-  // A body we refused part-way is still arriving: close the connection rather than read it.
-  return new ApiError(413, `the request body is larger than the limit of ${limit} bytes`, "invalid_request_error", "body", "body_too_large").closing();
 }
 
 /**

@@ -1,11 +1,13 @@
 // The HTTP frontend against clients no library would be: raw sockets on 127.0.0.1 to a real uWebSockets.js
-// server, with a small in-process backend.
+// server, with a small in-process backend. Timeouts are short here; slow-upload.test.ts shows the defaults.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Frontend } from "../../../src/router/http/server.js";
 import { fakeBackend } from "./fake-backend.js";
-import { get, openSocket, post, raw, sleep } from "./raw-http.js";
+import { exchange, get, openSocket, post, raw, sleep } from "./raw-http.js";
 
 const MAX_BODY = 64 * 1024;
+const IDLE_MS = 400;
+const DISCARD_MAX_BYTES = 1024 * 1024;
 
 const backend = fakeBackend();
 const given = backend.given;
@@ -18,6 +20,9 @@ beforeAll(async () => {
     host: "127.0.0.1",
     port: 0,
     maxBodyBytes: MAX_BODY,
+    bodyIdleTimeoutMs: IDLE_MS,
+    discardMaxBytes: DISCARD_MAX_BYTES,
+    discardMaxMs: 3_000,
   });
   port = await frontend.listen();
 });
@@ -119,6 +124,91 @@ describe("chunked bodies", () => {
     const r = await raw(port, `POST /v1/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n${completion.length.toString(16)};ext=1\r\n${completion}\r\n0\r\n\r\n`);
     expect(r.closed).toBe(true);
     expect(r.responses).toEqual([]);
+  });
+});
+
+describe("slow bodies", () => {
+  it("takes a body that keeps arriving, however long it takes in all", async () => {
+    const socket = await openSocket(port);
+    const body = Buffer.from(completion);
+    const r = await exchange(
+      socket,
+      async (s) => {
+        s.write(`POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`);
+        // A piece every IDLE_MS / 2: the whole body takes six idle timeouts.
+        const pieces = 12;
+        const size = Math.ceil(body.length / pieces);
+        for (let i = 0; i < pieces; i++) {
+          await sleep(IDLE_MS / 2);
+          s.write(body.subarray(i * size, (i + 1) * size));
+        }
+      },
+      { responses: 1, timeoutMs: 60_000 },
+    );
+    socket.destroy();
+    expect(r.elapsedMs).toBeGreaterThan(4 * IDLE_MS);
+    expect(r.responses[0]!.status).toBe(200);
+  });
+
+  it("answers a body that stops arriving with a 408 and an OpenAI error, then closes", async () => {
+    const r = await raw(port, `POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"model":`);
+    expect(r.closed).toBe(true);
+    expect(r.responses).toHaveLength(1);
+    expect(r.responses[0]!.status).toBe(408);
+    expect(JSON.parse(r.responses[0]!.body)).toEqual({
+      error: { message: `no part of the request body arrived for ${IDLE_MS} ms; send the body without pausing`, type: "invalid_request_error", param: "body", code: "request_timeout" },
+    });
+    expect(r.elapsedMs).toBeGreaterThanOrEqual(IDLE_MS);
+    expect(r.elapsedMs).toBeLessThan(IDLE_MS + 1_000);
+  });
+
+  it("gives a client that sent headers and no body at all its 408", async () => {
+    const r = await raw(port, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n");
+    expect(r.responses.map((x) => x.status)).toEqual([408]);
+    expect(r.closed).toBe(true);
+  });
+});
+
+describe("bodies over the limit", () => {
+  const tooLarge = { error: { message: `the request body is larger than the limit of ${MAX_BODY} bytes`, type: "invalid_request_error", param: "body", code: "body_too_large" } };
+
+  it("reads and drops a declared body over the limit, answers 413, and keeps the connection", async () => {
+    const size = 4 * MAX_BODY;
+    const r = await raw(port, Buffer.concat([Buffer.from(`POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: ${size}\r\n\r\n`), Buffer.alloc(size, 0x20), Buffer.from(get("/health"))]), { responses: 2 });
+    expect(r.responses.map((x) => x.status)).toEqual([413, 200]);
+    expect(JSON.parse(r.responses[0]!.body)).toEqual(tooLarge);
+  });
+
+  it("does the same for a chunked body that goes over the limit part-way", async () => {
+    const chunk = "x".repeat(16 * 1024);
+    const chunks = Array.from({ length: 6 }, () => `${chunk.length.toString(16)}\r\n${chunk}\r\n`).join("");
+    const r = await raw(port, `POST /v1/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n${chunks}0\r\n\r\n${get("/health")}`, { responses: 2 });
+    expect(r.responses.map((x) => x.status)).toEqual([413, 200]);
+  });
+
+  it("stops reading past the discard bound and closes the connection, the 413 sent first", async () => {
+    const socket = await openSocket(port);
+    let sent = 0;
+    const r = await exchange(socket, async (s) => {
+      s.write(`POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: ${64 * DISCARD_MAX_BYTES}\r\n\r\n`);
+      const block = Buffer.alloc(64 * 1024);
+      while (!s.destroyed && sent < 16 * DISCARD_MAX_BYTES) {
+        sent += block.length;
+        if (!s.write(block)) await new Promise((resolve) => s.once("drain", resolve));
+      }
+    });
+    socket.destroy();
+    expect(r.closed).toBe(true);
+    // Closing on a client that is still sending resets the connection, which may discard the 413 before
+    // the client reads it: that part is best effort, as in nginx once its lingering time is over.
+    expect(r.responses.map((x) => x.status)).toEqual(r.responses.length ? [413] : []);
+    expect(sent).toBeLessThan(16 * DISCARD_MAX_BYTES);
+  });
+
+  it("gives a refused body that stops arriving its 413, not a 408", async () => {
+    const r = await raw(port, `POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: ${2 * MAX_BODY}\r\n\r\nabc`);
+    expect(r.closed).toBe(true);
+    expect(r.responses.map((x) => x.status)).toEqual([413]);
   });
 });
 
