@@ -96,11 +96,25 @@ describe("Content-Length", () => {
   });
 });
 
+describe("HTTP/1.0", () => {
+  it("documented limit: an HTTP/1.0 request gets no answer (uWS waits for its header deadline, about 10 s)", async () => {
+    const r = await raw(port, "GET /health HTTP/1.0\r\n\r\n", { timeoutMs: 1_000 });
+    expect(r.closed).toBe(false);
+    expect(r.responses).toEqual([]);
+  });
+});
+
 describe("pipelining", () => {
   it("answers requests pipelined behind synchronous answers, in order", async () => {
     const r = await raw(port, get("/health") + get("/v1/models") + get("/nowhere"), { responses: 3 });
     expect(r.responses.map((x) => x.status)).toEqual([200, 200, 404]);
     expect(JSON.parse(r.responses[1]!.body).data[0].id).toBe("m");
+  });
+
+  it("answers a request pipelined behind a POST refused before any engine is asked, in order", async () => {
+    const r = await raw(port, post("/v1/completions", '{"model": "m", "prompt": 5}') + get("/health"), { responses: 2 });
+    expect(r.responses.map((x) => x.status)).toEqual([400, 200]);
+    expect(JSON.parse(r.responses[0]!.body).error.param).toBe("prompt");
   });
 
   it("documented limit: a request pipelined behind a POST still being answered closes the connection unanswered", async () => {
