@@ -2,15 +2,17 @@
 // when no engines are given). Each engine still speaks real TCP and publishes on real ZMQ sockets.
 import { parentPort, workerData } from "node:worker_threads";
 import { startSimulator, type SimulatorHandle } from "./server.js";
+import { atSpeed, DEFAULT_TIMING } from "./timing.js";
 import type { SimulatorThreadData, SimulatorThreadMessage } from "./thread-host.js";
 
-const { count, options } = workerData as SimulatorThreadData;
+const { count, options, speeds } = workerData as SimulatorThreadData;
 const port = parentPort!;
 
 const engines: SimulatorHandle[] = [];
 try {
   for (let i = 0; i < count; i++) {
-    engines.push(await startSimulator({ ...options, engineId: `sim-${i}`, seed: (options.seed ?? 0) + i }));
+    const timing = atSpeed({ ...DEFAULT_TIMING, ...options.timing }, speeds[i] ?? 1);
+    engines.push(await startSimulator({ ...options, timing, engineId: `sim-${i}`, seed: (options.seed ?? 0) + i }));
   }
   const ready: SimulatorThreadMessage = {
     type: "ready",

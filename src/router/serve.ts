@@ -19,6 +19,8 @@ export interface RouterOptions {
   simSpeedup: number;
   simBlocks: number | undefined;
   simMaxModelLen: number | undefined;
+  /** Simulated engine i runs simSpeeds[i] times as fast as the default timing (empty: all at 1). */
+  simSpeeds: number[];
   /** The block size prompts are hashed with; null: the first engine's. */
   blockSize: number | null;
   servedModelName: string | null;
@@ -67,7 +69,7 @@ export async function startRouter(options: RouterOptions, log: Logger): Promise<
         ...(options.blockSize ? { blockSize: options.blockSize } : {}),
         ...(options.simBlocks ? { numBlocks: options.simBlocks } : {}),
         ...(options.simMaxModelLen ? { maxModelLen: options.simMaxModelLen } : {}),
-      });
+      }, options.simSpeeds);
       closers.push(() => sims!.close());
       engines = sims.engines.map((e, i) => ({ ...parseEngineSpec(e.url), name: `sim-${i}` }));
       log.info({ engines: engines.length, speedup: options.simSpeedup }, "no --engine given: started simulated engines");
@@ -79,7 +81,12 @@ export async function startRouter(options: RouterOptions, log: Logger): Promise<
     const scheduler = new Scheduler({ policy: options.policy, overlapWeight: options.overlapWeight, temperature: options.temperature });
     const fleet = new Fleet(engines, { blockSize: options.blockSize, scheduler, kv, log });
     closers.push(() => fleet.close());
-    const core = new RoutingCore({ scheduler, cachedTokensFallback: options.cachedTokensFallback, blockSize: () => fleet.blockSize! });
+    const core = new RoutingCore({
+      scheduler,
+      cachedTokensFallback: options.cachedTokensFallback,
+      blockSize: () => fleet.blockSize!,
+      onTtft: (engine, predicted, observed) => metrics.ttftPrediction(fleet.engines[engine]!.name, predicted / 1000, observed / 1000),
+    });
     const pool = await PreparePool.start({
       tokenizerDir: options.tokenizer,
       index: kv.shared,
@@ -91,7 +98,16 @@ export async function startRouter(options: RouterOptions, log: Logger): Promise<
     metrics.engines(() =>
       fleet.engines.map((e) => {
         const load = scheduler.active.load(e.id);
-        return { engine: e.name, up: e.state === "up", activeRequests: load.requests, prefillBlocks: load.prefillBlocks, decodeBlocks: load.decodeBlocks };
+        const timing = scheduler.model(e.id).timing;
+        return {
+          engine: e.name,
+          up: e.state === "up",
+          activeRequests: load.requests,
+          prefillBlocks: load.prefillBlocks,
+          decodeBlocks: load.decodeBlocks,
+          prefillTokensPerSecond: timing.prefillMsPerToken > 0 ? 1000 / timing.prefillMsPerToken : 0,
+          decodeStepSeconds: timing.stepMs / 1000,
+        };
       }),
     );
     fleet.start();

@@ -33,6 +33,8 @@ export async function* sendAttempt(core: RoutingCore, attempt: Attempt, target: 
     cachedTokensSource: core.expectedSource(attempt.engine),
   });
   let started = false;
+  const sentAt = performance.now();
+  let last = sentAt;
   try {
     const events = target.engine.generate(
       {
@@ -45,12 +47,17 @@ export async function* sendAttempt(core: RoutingCore, attempt: Attempt, target: 
     );
     for await (const event of events) {
       if (event.type === "delta") {
+        const now = performance.now();
         if (!started) {
           started = true;
-          attempt.firstToken();
+          attempt.firstToken(now - sentAt);
+          // The first delta may carry more than the first token; only later deltas time the engine's steps.
+          attempt.generated(event.tokenIds.length, null);
           yield start();
+        } else {
+          attempt.generated(event.tokenIds.length, now - last);
         }
-        attempt.generated(event.tokenIds.length);
+        last = now;
         yield { type: "delta", text: event.text, tokenCount: event.tokenIds.length };
       } else if (event.type === "finish") {
         if (!started) yield start();
