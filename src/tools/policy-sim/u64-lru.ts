@@ -5,7 +5,7 @@
 //
 // Invariants: every live entry is reachable from exactly one table slot, found by probing from its home
 // slot without crossing an empty slot; the list holds exactly the live entries.
-import { HI, LO } from "../../router/kv-index/prefix-index/layout.js";
+import { HI, LO } from "../../util/u64.js";
 
 const NONE = -1;
 
