@@ -1,2 +1,2 @@
 export { defaultTokenizerDir, readTokenizerFiles, type TokenizerFiles } from "./files.js";
-export { loadTokenizer, TextTokenizer, type ChatMessage } from "./tokenizer.js";
+export { loadTokenizer, TextTokenizer, type ChatMessage, type EncoderInfo } from "./tokenizer.js";

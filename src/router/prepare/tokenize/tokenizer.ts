@@ -1,6 +1,14 @@
+// A model's tokenizer and chat template. Text is encoded by the fast byte-level encoder where it
+// reproduces the tokenizer exactly, else by @huggingface/tokenizers.
+//
+// Invariant: every encode gives the ids @huggingface/tokenizers gives for the same text and options.
 import { Template } from "@huggingface/jinja";
 import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
+import { ByteLevelEncoder } from "./byte-level-encoder.js";
 import { defaultTokenizerDir, readTokenizerFiles, type TokenizerFiles } from "./files.js";
+import { IdBuffer } from "./id-buffer.js";
+import { planTokenizer, type SpecialIds } from "./plan.js";
+import { SectionedEncoder } from "./sections.js";
 
 export interface ChatMessage {
   role: string;
@@ -8,7 +16,13 @@ export interface ChatMessage {
   name?: string;
 }
 
-/** A model's tokenizer and chat template, loaded from a Hugging Face model folder. */
+/** Which encoder runs, and why (for logs and /v1/models). */
+export interface EncoderInfo {
+  kind: "byte-level-bpe" | "huggingface";
+  /** The fast encoder's pre-tokenizer, or why @huggingface/tokenizers encodes instead. */
+  note: string;
+}
+
 export class TextTokenizer {
   readonly source: string;
   /** One more than the largest token id, added tokens included: ids at or above it are out of vocabulary. */
@@ -16,19 +30,36 @@ export class TextTokenizer {
   /** The context length the tokenizer declares (`model_max_length`), or null. */
   readonly modelMaxLength: number | null;
   readonly hasChatTemplate: boolean;
-  readonly #tokenizer: HfTokenizer;
+  readonly encoder: EncoderInfo;
+  readonly #files: TokenizerFiles;
+  #hf: HfTokenizer | null = null;
+  /** Null when @huggingface/tokenizers encodes. */
+  readonly #sectioned: SectionedEncoder | null;
+  readonly #specials: SpecialIds | null;
   readonly #template: Template | null;
   readonly #specialTokens: Record<string, string>;
+  readonly #out = new IdBuffer();
 
   constructor(files: TokenizerFiles) {
     this.source = files.source;
-    this.#tokenizer = new HfTokenizer(files.tokenizerJson, files.tokenizerConfig);
-    let maxId = -1;
-    for (const id of this.#tokenizer.get_vocab(true).values()) if (id > maxId) maxId = id;
-    this.vocabSize = maxId + 1;
+    this.#files = files;
+    const plan = planTokenizer(files.tokenizerJson, files.tokenizerConfig);
+    this.vocabSize = plan.vocabSize;
     const declared = files.tokenizerConfig.model_max_length;
     // Configs without a limit carry a huge sentinel (1e30); treat anything absurd as "not declared".
     this.modelMaxLength = typeof declared === "number" && declared > 0 && declared < 1e9 ? declared : null;
+
+    if ("model" in plan.fast) {
+      this.#sectioned = new SectionedEncoder(plan.splitter, new ByteLevelEncoder(plan.fast.model));
+      this.encoder = { kind: "byte-level-bpe", note: plan.fast.preTokenizer };
+    } else {
+      this.#sectioned = null;
+      // Built now: it encodes everything, and a tokenizer it cannot load should fail at start.
+      this.#reference();
+      this.encoder = { kind: "huggingface", note: plan.fast.reason };
+    }
+    this.#specials = "reason" in plan.specials ? null : plan.specials;
+
     this.#template = files.chatTemplate === null ? null : new Template(files.chatTemplate);
     this.hasChatTemplate = this.#template !== null;
     this.#specialTokens = {};
@@ -40,7 +71,7 @@ export class TextTokenizer {
 
   /** Token ids of a plain-text prompt, with the special tokens the model adds by default (as vLLM's completions do). */
   encode(text: string): Uint32Array {
-    return Uint32Array.from(this.#tokenizer.encode(text).ids);
+    return this.encodeText(text, true);
   }
 
   /** Renders messages with the model's chat template, ending with the assistant's turn. */
@@ -56,12 +87,36 @@ export class TextTokenizer {
 
   /** Token ids of a chat: the rendered template already holds the special tokens, so none are added. */
   encodeChat(messages: ChatMessage[], templateKwargs?: Record<string, unknown>): Uint32Array {
-    const text = this.renderChat(messages, templateKwargs);
-    return Uint32Array.from(this.#tokenizer.encode(text, { add_special_tokens: false }).ids);
+    return this.encodeText(this.renderChat(messages, templateKwargs), false);
   }
 
   decode(ids: ArrayLike<number>): string {
-    return this.#tokenizer.decode(Array.from(ids), { skip_special_tokens: true });
+    return this.#reference().decode(Array.from(ids), { skip_special_tokens: true });
+  }
+
+  /** Encodes with @huggingface/tokenizers, whatever encoder is in use (the reference, and the fallback). */
+  encodeWithReference(text: string, addSpecialTokens: boolean): Uint32Array {
+    return Uint32Array.from(this.#reference().encode(text, { add_special_tokens: addSpecialTokens }).ids);
+  }
+
+  /** Token ids of a text, with or without the post-processor's special tokens. */
+  encodeText(text: string, addSpecialTokens: boolean): Uint32Array {
+    const sectioned = this.#sectioned;
+    const specials = addSpecialTokens ? this.#specials : { prefixIds: [], suffixIds: [] };
+    if (sectioned === null || specials === null) return this.encodeWithReference(text, addSpecialTokens);
+    const out = this.#out;
+    out.clear();
+    out.pushAll(specials.prefixIds);
+    sectioned.encode(text, out);
+    out.pushAll(specials.suffixIds);
+    const ids = out.slice();
+    out.shrink(1 << 20);
+    return ids;
+  }
+
+  /** The library's tokenizer, built on first use when the fast encoder does the encoding. */
+  #reference(): HfTokenizer {
+    return (this.#hf ??= new HfTokenizer(this.#files.tokenizerJson, this.#files.tokenizerConfig));
   }
 }
 
