@@ -1,2 +1,2 @@
 export { defaultTokenizerDir, readTokenizerFiles, type TokenizerFiles } from "./files.js";
-export { loadTokenizer, TextTokenizer, type ChatMessage, type EncoderInfo } from "./tokenizer.js";
+export { DEFAULT_TOKENIZE_CACHE_MB, loadTokenizer, TextTokenizer, type CacheInfo, type ChatMessage, type EncoderInfo, type TokenizerOptions } from "./tokenizer.js";

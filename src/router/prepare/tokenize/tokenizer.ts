@@ -1,14 +1,17 @@
 // A model's tokenizer and chat template. Text is encoded by the fast byte-level encoder where it
-// reproduces the tokenizer exactly, else by @huggingface/tokenizers.
+// reproduces the tokenizer exactly, else by @huggingface/tokenizers; either way section by section through
+// the exact tokenization cache when splitting at added tokens is exact for this tokenizer.
 //
 // Invariant: every encode gives the ids @huggingface/tokenizers gives for the same text and options.
+// Caches (sections, words) live in this object: one per pool thread.
 import { Template } from "@huggingface/jinja";
 import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
 import { ByteLevelEncoder } from "./byte-level-encoder.js";
 import { defaultTokenizerDir, readTokenizerFiles, type TokenizerFiles } from "./files.js";
 import { IdBuffer } from "./id-buffer.js";
+import { PieceCache, type PieceCacheStats } from "./piece-cache.js";
 import { planTokenizer, type SpecialIds } from "./plan.js";
-import { SectionedEncoder } from "./sections.js";
+import { SectionedEncoder, type SectionEncoder } from "./sections.js";
 
 export interface ChatMessage {
   role: string;
@@ -16,11 +19,26 @@ export interface ChatMessage {
   name?: string;
 }
 
+/** The section cache's budget per pool thread unless told otherwise (`--tokenize-cache-mb`). */
+export const DEFAULT_TOKENIZE_CACHE_MB = 32;
+
+export interface TokenizerOptions {
+  /** The exact tokenization cache's budget in bytes; 0 turns it off. */
+  cacheBytes?: number;
+}
+
 /** Which encoder runs, and why (for logs and /v1/models). */
 export interface EncoderInfo {
   kind: "byte-level-bpe" | "huggingface";
   /** The fast encoder's pre-tokenizer, or why @huggingface/tokenizers encodes instead. */
   note: string;
+}
+
+export interface CacheInfo {
+  enabled: boolean;
+  budgetBytes: number;
+  /** Why the cache is off, when it is. */
+  reason: string | null;
 }
 
 export class TextTokenizer {
@@ -31,16 +49,17 @@ export class TextTokenizer {
   readonly modelMaxLength: number | null;
   readonly hasChatTemplate: boolean;
   readonly encoder: EncoderInfo;
+  readonly cache: CacheInfo;
   readonly #files: TokenizerFiles;
   #hf: HfTokenizer | null = null;
-  /** Null when @huggingface/tokenizers encodes. */
+  /** Null when encoding section by section could differ from encoding the whole text. */
   readonly #sectioned: SectionedEncoder | null;
   readonly #specials: SpecialIds | null;
   readonly #template: Template | null;
   readonly #specialTokens: Record<string, string>;
   readonly #out = new IdBuffer();
 
-  constructor(files: TokenizerFiles) {
+  constructor(files: TokenizerFiles, options: TokenizerOptions = {}) {
     this.source = files.source;
     this.#files = files;
     const plan = planTokenizer(files.tokenizerJson, files.tokenizerConfig);
@@ -49,16 +68,22 @@ export class TextTokenizer {
     // Configs without a limit carry a huge sentinel (1e30); treat anything absurd as "not declared".
     this.modelMaxLength = typeof declared === "number" && declared > 0 && declared < 1e9 ? declared : null;
 
+    let sectionEncoder: SectionEncoder;
     if ("model" in plan.fast) {
-      this.#sectioned = new SectionedEncoder(plan.splitter, new ByteLevelEncoder(plan.fast.model));
+      sectionEncoder = new ByteLevelEncoder(plan.fast.model);
       this.encoder = { kind: "byte-level-bpe", note: plan.fast.preTokenizer };
     } else {
-      this.#sectioned = null;
       // Built now: it encodes everything, and a tokenizer it cannot load should fail at start.
-      this.#reference();
+      const hf = this.#reference();
+      sectionEncoder = { encodeSection: (text, out) => out.pushAll(hf.encode(text, { add_special_tokens: false }).ids) };
       this.encoder = { kind: "huggingface", note: plan.fast.reason };
     }
     this.#specials = "reason" in plan.specials ? null : plan.specials;
+
+    const budgetBytes = Math.max(0, Math.floor(options.cacheBytes ?? DEFAULT_TOKENIZE_CACHE_MB * 1024 * 1024));
+    const reason = plan.sectionsInexact ?? (budgetBytes === 0 ? "turned off (budget 0)" : null);
+    this.cache = { enabled: reason === null, budgetBytes: reason === null ? budgetBytes : 0, reason };
+    this.#sectioned = plan.sectionsInexact === null ? new SectionedEncoder(plan.splitter, sectionEncoder, reason === null ? new PieceCache(budgetBytes) : null) : null;
 
     this.#template = files.chatTemplate === null ? null : new Template(files.chatTemplate);
     this.hasChatTemplate = this.#template !== null;
@@ -92,6 +117,11 @@ export class TextTokenizer {
 
   decode(ids: ArrayLike<number>): string {
     return this.#reference().decode(Array.from(ids), { skip_special_tokens: true });
+  }
+
+  /** The section cache's counters (null when it is off). */
+  stats(): { sections: PieceCacheStats | null } {
+    return { sections: this.#sectioned?.cache?.stats() ?? null };
   }
 
   /** Encodes with @huggingface/tokenizers, whatever encoder is in use (the reference, and the fallback). */
@@ -129,6 +159,6 @@ function specialTokenText(value: unknown): string | null {
 }
 
 /** Loads the tokenizer of a Hugging Face model folder, or the Qwen3 tokenizer that ships with kvroute. */
-export async function loadTokenizer(dir?: string): Promise<TextTokenizer> {
-  return new TextTokenizer(await readTokenizerFiles(dir ?? defaultTokenizerDir()));
+export async function loadTokenizer(dir?: string, options?: TokenizerOptions): Promise<TextTokenizer> {
+  return new TextTokenizer(await readTokenizerFiles(dir ?? defaultTokenizerDir()), options);
 }
