@@ -3,9 +3,10 @@
 // the exact tokenization cache when splitting at added tokens is exact for this tokenizer.
 //
 // Invariant: every encode gives the ids @huggingface/tokenizers gives for the same text and options.
-// Caches (sections, words) live in this object: one per pool thread.
+// Caches (rendered chats, sections, words) live in this object: one per pool thread.
 import { Template } from "@huggingface/jinja";
 import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
+import { ChatRenderer, type ChatMessage, type ChatRenderStats } from "./chat-render.js";
 import { ByteLevelEncoder } from "./byte-level-encoder.js";
 import { defaultTokenizerDir, readTokenizerFiles, type TokenizerFiles } from "./files.js";
 import { IdBuffer } from "./id-buffer.js";
@@ -13,11 +14,7 @@ import { PieceCache, type PieceCacheStats } from "./piece-cache.js";
 import { planTokenizer, type SpecialIds } from "./plan.js";
 import { SectionedEncoder, type SectionEncoder } from "./sections.js";
 
-export interface ChatMessage {
-  role: string;
-  content: string;
-  name?: string;
-}
+export type { ChatMessage } from "./chat-render.js";
 
 /** The section cache's budget per pool thread unless told otherwise (`--tokenize-cache-mb`). */
 export const DEFAULT_TOKENIZE_CACHE_MB = 32;
@@ -55,8 +52,7 @@ export class TextTokenizer {
   /** Null when encoding section by section could differ from encoding the whole text. */
   readonly #sectioned: SectionedEncoder | null;
   readonly #specials: SpecialIds | null;
-  readonly #template: Template | null;
-  readonly #specialTokens: Record<string, string>;
+  readonly #renderer: ChatRenderer | null;
   readonly #out = new IdBuffer();
 
   constructor(files: TokenizerFiles, options: TokenizerOptions = {}) {
@@ -85,13 +81,13 @@ export class TextTokenizer {
     this.cache = { enabled: reason === null, budgetBytes: reason === null ? budgetBytes : 0, reason };
     this.#sectioned = plan.sectionsInexact === null ? new SectionedEncoder(plan.splitter, sectionEncoder, reason === null ? new PieceCache(budgetBytes) : null) : null;
 
-    this.#template = files.chatTemplate === null ? null : new Template(files.chatTemplate);
-    this.hasChatTemplate = this.#template !== null;
-    this.#specialTokens = {};
+    const specialTokens: Record<string, string> = {};
     for (const key of ["bos_token", "eos_token", "pad_token", "unk_token"]) {
       const token = specialTokenText(files.tokenizerConfig[key]);
-      if (token !== null) this.#specialTokens[key] = token;
+      if (token !== null) specialTokens[key] = token;
     }
+    this.#renderer = files.chatTemplate === null ? null : new ChatRenderer(new Template(files.chatTemplate), files.chatTemplate, specialTokens);
+    this.hasChatTemplate = this.#renderer !== null;
   }
 
   /** Token ids of a plain-text prompt, with the special tokens the model adds by default (as vLLM's completions do). */
@@ -101,13 +97,8 @@ export class TextTokenizer {
 
   /** Renders messages with the model's chat template, ending with the assistant's turn. */
   renderChat(messages: ChatMessage[], templateKwargs: Record<string, unknown> = {}): string {
-    if (this.#template === null) throw new Error(`the tokenizer at ${this.source} has no chat template`);
-    return this.#template.render({
-      ...this.#specialTokens,
-      ...templateKwargs,
-      messages,
-      add_generation_prompt: templateKwargs.add_generation_prompt ?? true,
-    });
+    if (this.#renderer === null) throw new Error(`the tokenizer at ${this.source} has no chat template`);
+    return this.#renderer.render(messages, templateKwargs);
   }
 
   /** Token ids of a chat: the rendered template already holds the special tokens, so none are added. */
@@ -119,9 +110,9 @@ export class TextTokenizer {
     return this.#reference().decode(Array.from(ids), { skip_special_tokens: true });
   }
 
-  /** The section cache's counters (null when it is off). */
-  stats(): { sections: PieceCacheStats | null } {
-    return { sections: this.#sectioned?.cache?.stats() ?? null };
+  /** The section cache's and chat renderer's counters (null where off). */
+  stats(): { sections: PieceCacheStats | null; chat: ChatRenderStats | null } {
+    return { sections: this.#sectioned?.cache?.stats() ?? null, chat: this.#renderer?.stats() ?? null };
   }
 
   /** Encodes with @huggingface/tokenizers, whatever encoder is in use (the reference, and the fallback). */
