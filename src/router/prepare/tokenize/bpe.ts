@@ -120,6 +120,11 @@ export class BpeMerger {
   }
 
   #heapMerge: HeapMerge | null = null;
+
+  /** A merge of one word that can be run a bounded number of steps at a time. */
+  stepwise(bytes: Uint8Array, n: number): HeapMerge {
+    return new HeapMerge(this.byteIds, this.pairs).start(bytes, n);
+  }
 }
 
 /**

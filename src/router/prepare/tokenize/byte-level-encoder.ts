@@ -5,7 +5,7 @@
 // by their text in a bounded map of two generations: a word found in the older one moves to the newer,
 // and when the newer fills up the older is dropped.
 import { byteLevelString, utf8Encode } from "./byte-level.js";
-import { BpeMerger, type PairTable } from "./bpe.js";
+import { BpeMerger, type HeapMerge, type PairTable } from "./bpe.js";
 import type { IdBuffer } from "./id-buffer.js";
 import type { PieceCursor, PreTokenizer } from "./pre-tokenize.js";
 
@@ -20,6 +20,8 @@ export interface ByteLevelModel {
   pairs: PairTable;
   /** With ignore_merges, a word whose byte-level spelling is a token is that token, merges or not. */
   wholeWords: Map<string, number> | null;
+  /** The longest token of the vocabulary, in bytes: a word of B bytes makes at least B / this many ids. */
+  maxTokenBytes: number;
 }
 
 /** Words longer than this (UTF-16 units) are merged every time instead of cached. */
@@ -51,6 +53,11 @@ export class ByteLevelEncoder {
     while (cursor.next()) this.encodeWord(cursor.text, cursor.start, cursor.end, out);
   }
 
+  /** A resumable cursor over the words of a section, for encoding it a slice at a time. */
+  wordCursor(section: string): PieceCursor {
+    return this.model.preTokenizer.freshCursor(this.prepare(section));
+  }
+
   /** Appends the ids of the word text[start, end). */
   encodeWord(text: string, start: number, end: number, out: IdBuffer): void {
     const cacheable = end - start <= CACHED_WORD_MAX;
@@ -71,6 +78,21 @@ export class ByteLevelEncoder {
     if (whole !== undefined) out.push(whole);
     else this.#merger.merge(this.#bytes, n, out);
     if (cacheable) this.#store(key, out.length - from === 1 ? out.ids[from]! : Array.from(out.ids.subarray(from, out.length)));
+  }
+
+  /**
+   * Starts the merge of one long word, to be run a bounded number of steps at a time (piecewise.ts).
+   * Returns the word's id instead when ignore_merges makes it a single token.
+   */
+  startWord(text: string, start: number, end: number): HeapMerge | number {
+    const bytes = new Uint8Array((end - start) * 3);
+    const n = utf8Encode(text, start, end, bytes);
+    const whole = this.model.wholeWords?.get(byteLevelString(bytes, n));
+    return whole ?? this.#merger.stepwise(bytes, n);
+  }
+
+  get maxTokenBytes(): number {
+    return this.model.maxTokenBytes;
   }
 
   #lookup(key: string): Cached | undefined {

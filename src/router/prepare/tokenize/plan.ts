@@ -140,7 +140,10 @@ function planFast(json: Json, config: Json, addedTokens: AddedToken[], hasNormal
 
   // Token string → id as the library resolves it: an added token's id wins over the vocabulary's.
   const tokensToIds = new Map<string, number>();
+  let maxTokenBytes = 1;
   for (const token in vocab) {
+    // A byte-level token spells one byte per character.
+    if (token.length > maxTokenBytes) maxTokenBytes = token.length;
     const id = (vocab as Json)[token];
     if (typeof id !== "number" || !Number.isInteger(id) || id < 0) unsupported(`vocab entry ${JSON.stringify(token)} has no integer id`);
     tokensToIds.set(token, id);
@@ -173,7 +176,7 @@ function planFast(json: Json, config: Json, addedTokens: AddedToken[], hasNormal
 
   const wholeWords = model.ignore_merges === true ? tokensToIds : null;
   return {
-    model: { normalize, prefixSpace, preTokenizer: new PreTokenizer(stages, scanner), byteIds, pairs, wholeWords },
+    model: { normalize, prefixSpace, preTokenizer: new PreTokenizer(stages, scanner), byteIds, pairs, wholeWords, maxTokenBytes },
     preTokenizer: scannerName ?? `${stages.length} regex stage${stages.length === 1 ? "" : "s"}`,
   };
 }

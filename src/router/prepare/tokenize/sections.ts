@@ -12,6 +12,8 @@ export interface SectionEncoder {
   encodeSection(text: string, out: IdBuffer): void;
 }
 
+export type Section = { kind: "text"; text: string } | { kind: "token"; id: number };
+
 /** Sections shorter than this skip the cache: encoding them costs about what a lookup does. */
 const CACHED_MIN_CHARS = 32;
 
@@ -48,4 +50,12 @@ export class SectionedEncoder {
     cache.set(section, out.slice(from));
   }
 
+  sections(text: string): Section[] {
+    const sections: Section[] = [];
+    this.splitter.split(text, {
+      text: (start, end) => sections.push({ kind: "text", text: text.slice(start, end) }),
+      token: (id) => sections.push({ kind: "token", id }),
+    });
+    return sections;
+  }
 }

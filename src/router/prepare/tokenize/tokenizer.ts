@@ -11,10 +11,12 @@ import { ByteLevelEncoder } from "./byte-level-encoder.js";
 import { defaultTokenizerDir, readTokenizerFiles, type TokenizerFiles } from "./files.js";
 import { IdBuffer } from "./id-buffer.js";
 import { PieceCache, type PieceCacheStats } from "./piece-cache.js";
+import { PiecewiseEncoding, runPiecewise, type LimitedResult, type LimitOptions, type PiecewiseParts } from "./piecewise.js";
 import { planTokenizer, type SpecialIds } from "./plan.js";
 import { SectionedEncoder, type SectionEncoder } from "./sections.js";
 
 export type { ChatMessage } from "./chat-render.js";
+export type { LimitedResult, LimitOptions, PiecewiseEncoding } from "./piecewise.js";
 
 /** The section cache's budget per pool thread unless told otherwise (`--tokenize-cache-mb`). */
 export const DEFAULT_TOKENIZE_CACHE_MB = 32;
@@ -49,6 +51,7 @@ export class TextTokenizer {
   readonly cache: CacheInfo;
   readonly #files: TokenizerFiles;
   #hf: HfTokenizer | null = null;
+  readonly #fast: ByteLevelEncoder | null;
   /** Null when encoding section by section could differ from encoding the whole text. */
   readonly #sectioned: SectionedEncoder | null;
   readonly #specials: SpecialIds | null;
@@ -66,9 +69,11 @@ export class TextTokenizer {
 
     let sectionEncoder: SectionEncoder;
     if ("model" in plan.fast) {
-      sectionEncoder = new ByteLevelEncoder(plan.fast.model);
+      this.#fast = new ByteLevelEncoder(plan.fast.model);
+      sectionEncoder = this.#fast;
       this.encoder = { kind: "byte-level-bpe", note: plan.fast.preTokenizer };
     } else {
+      this.#fast = null;
       // Built now: it encodes everything, and a tokenizer it cannot load should fail at start.
       const hf = this.#reference();
       sectionEncoder = { encodeSection: (text, out) => out.pushAll(hf.encode(text, { add_special_tokens: false }).ids) };
@@ -113,6 +118,28 @@ export class TextTokenizer {
   /** The section cache's and chat renderer's counters (null where off). */
   stats(): { sections: PieceCacheStats | null; chat: ChatRenderStats | null } {
     return { sections: this.#sectioned?.cache?.stats() ?? null, chat: this.#renderer?.stats() ?? null };
+  }
+
+  /**
+   * Starts encoding a text a slice at a time, stopping once it has more than `maxTokens` ids: call
+   * `step()` until it returns true, or hand it to `runPiecewise`. See piecewise.ts.
+   */
+  startEncoding(text: string, options: LimitOptions): PiecewiseEncoding {
+    return new PiecewiseEncoding(this.#pieceParts, text, options);
+  }
+
+  /** The same for a chat: renders it (in one go), then encodes the rendered text without added specials. */
+  startChatEncoding(messages: ChatMessage[], templateKwargs: Record<string, unknown>, options: LimitOptions): PiecewiseEncoding {
+    return this.startEncoding(this.renderChat(messages, templateKwargs), { ...options, addSpecialTokens: false });
+  }
+
+  /** Encodes with a token limit, yielding to the event loop between slices and stopping when cancelled. */
+  encodeLimited(text: string, options: LimitOptions & { isCancelled?: () => boolean }): Promise<LimitedResult> {
+    return runPiecewise(this.startEncoding(text, options), options.isCancelled);
+  }
+
+  get #pieceParts(): PiecewiseParts {
+    return { sectioned: this.#sectioned, fast: this.#fast, specials: this.#specials, encodeWhole: (text, special) => this.encodeWithReference(text, special) };
   }
 
   /** Encodes with @huggingface/tokenizers, whatever encoder is in use (the reference, and the fallback). */
