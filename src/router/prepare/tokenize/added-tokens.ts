@@ -54,38 +54,65 @@ export interface SectionVisitor {
   token(id: number): void;
 }
 
+/** Few enough distinct first characters to look for each with indexOf (a block search). */
+const INDEXOF_FIRST_CHARS = 4;
+
 /** Cuts text at added tokens, leftmost first, longest first at a position. */
 export class AddedTokenSplitter {
-  readonly #pattern: RegExp | null;
+  /** All tokens, longest first: tried at one position (sticky) or searched for (global). */
+  readonly #sticky: RegExp | null;
+  readonly #global: RegExp | null;
+  /** The tokens' distinct first characters, when few: candidates are found with indexOf. */
+  readonly #firstChars: string[] | null;
   readonly #ids = new Map<string, number>();
 
   constructor(tokens: AddedToken[]) {
     // Later duplicates win, as in the library's content → token map.
     for (const t of tokens) this.#ids.set(t.content, t.id);
     const contents = [...this.#ids.keys()].sort((a, b) => b.length - a.length);
-    // An alternation tried longest first finds the longest token at the leftmost position that has one.
-    // No `u` flag: positions are UTF-16 code units, as the library's character-by-character trie walks.
-    this.#pattern = contents.length === 0 ? null : new RegExp(contents.map(escapeRegExp).join("|"), "g");
-  }
-
-  get empty(): boolean {
-    return this.#pattern === null;
+    // An alternation tried longest first finds the longest token at a position. No `u` flag: positions
+    // are UTF-16 code units, as the library's character-by-character trie walks.
+    const source = contents.map(escapeRegExp).join("|");
+    this.#sticky = contents.length === 0 ? null : new RegExp(source, "y");
+    this.#global = contents.length === 0 ? null : new RegExp(source, "g");
+    const firsts = [...new Set(contents.map((c) => c[0]!))];
+    this.#firstChars = firsts.length <= INDEXOF_FIRST_CHARS ? firsts : null;
   }
 
   split(text: string, visit: SectionVisitor): void {
-    const pattern = this.#pattern;
-    if (pattern === null) {
+    if (this.#sticky === null) {
       if (text.length > 0) visit.text(0, text.length);
       return;
     }
-    pattern.lastIndex = 0;
     let at = 0;
-    for (let m = pattern.exec(text); m !== null; m = pattern.exec(text)) {
+    for (let m = this.#next(text, at); m !== null; m = this.#next(text, at)) {
       if (m.index > at) visit.text(at, m.index);
       visit.token(this.#ids.get(m[0])!);
       at = m.index + m[0].length;
     }
     if (at < text.length) visit.text(at, text.length);
+  }
+
+  /** The leftmost token match at or after `from`, longest at its position. */
+  #next(text: string, from: number): RegExpExecArray | null {
+    const firsts = this.#firstChars;
+    if (firsts === null) {
+      this.#global!.lastIndex = from;
+      return this.#global!.exec(text);
+    }
+    const sticky = this.#sticky!;
+    for (let p = from; ; p++) {
+      let candidate = -1;
+      for (const c of firsts) {
+        const i = text.indexOf(c, p);
+        if (i >= 0 && (candidate < 0 || i < candidate)) candidate = i;
+      }
+      if (candidate < 0) return null;
+      sticky.lastIndex = candidate;
+      const m = sticky.exec(text);
+      if (m !== null) return m;
+      p = candidate;
+    }
   }
 }
 

@@ -130,7 +130,7 @@ describe("PieceCache", () => {
 
   it("keeps its entries within the byte budget, dropping the oldest not used since it was stored", () => {
     const cache = new PieceCache(4000);
-    cache.set("a".repeat(100), ids(100)); // 200 + 400 + 128 = 728 bytes
+    cache.set("a".repeat(100), ids(100)); // 200 + 400 + 160 = 760 bytes
     cache.set("b".repeat(100), ids(100));
     cache.set("c".repeat(100), ids(100));
     expect(cache.get("a".repeat(100))).toBeDefined(); // now the most recently used
@@ -146,7 +146,7 @@ describe("PieceCache", () => {
 
   it("does not keep a piece costing more than a quarter of the budget", () => {
     const cache = new PieceCache(4000);
-    cache.set("x".repeat(400), ids(100)); // 800 + 400 + 128 > 1000
+    cache.set("x".repeat(400), ids(100)); // 800 + 400 + 160 > 1000
     expect(cache.stats().entries).toBe(0);
   });
 
@@ -160,6 +160,15 @@ describe("PieceCache", () => {
         }
       }),
     );
+  });
+
+  it("tells apart long texts that share a fingerprint, and files at most eight under one", () => {
+    const cache = new PieceCache(1 << 20);
+    // Same length, same ends, same sampled characters: only position 500 differs.
+    const texts = Array.from({ length: 12 }, (_, k) => `${"a".repeat(500)}${String.fromCharCode(98 + k)}${"a".repeat(499)}`);
+    texts.forEach((t, k) => cache.set(t, ids(k + 1)));
+    texts.forEach((t, k) => expect(cache.get(t)?.length).toBe(k < 8 ? k + 1 : undefined));
+    expect(cache.stats().entries).toBe(8);
   });
 
   it("refuses a budget that is not a positive number", () => {
