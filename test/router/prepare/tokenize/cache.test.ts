@@ -6,12 +6,8 @@ import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PieceCache } from "../../../../src/router/prepare/tokenize/piece-cache.js";
 import { loadTokenizer, TextTokenizer, type TokenizerFiles } from "../../../../src/router/prepare/tokenize/index.js";
-import { gpt2Style, llama3Style, writeTokenizerDir } from "./test-tokenizers.js";
+import { expectSameIds, gpt2Style, llama3Style, withJson, writeTokenizerDir } from "./test-tokenizers.js";
 import { SPECIAL_STRINGS, text } from "./texts.js";
-
-const same = (a: Uint32Array, b: Uint32Array): void => {
-  expect(Array.from(a)).toEqual(Array.from(b));
-};
 
 /** Texts built from a few shared pieces, so that sections repeat and come back from the cache. */
 const repeating = fc
@@ -36,9 +32,9 @@ describe.each(["qwen3", "--tokenizer DIR (llama3-style)"])("the cache on %s", (n
     fc.assert(
       fc.property(repeating, (t) => {
         const reference = tok.encodeWithReference(t, true);
-        same(tok.encode(t), reference);
-        same(tok.encode(t), reference);
-        same(tok.encodeText(t, false), tok.encodeWithReference(t, false));
+        expectSameIds(tok.encode(t), reference);
+        expectSameIds(tok.encode(t), reference);
+        expectSameIds(tok.encodeText(t, false), tok.encodeWithReference(t, false));
       }),
       { numRuns: 150 },
     );
@@ -56,19 +52,13 @@ describe.each(["qwen3", "--tokenizer DIR (llama3-style)"])("the cache on %s", (n
         { role: "system", content: system },
         { role: "user", content: question },
       ];
-      same(tok.encodeChat(messages), tok.encodeWithReference(tok.renderChat(messages), false));
+      expectSameIds(tok.encodeChat(messages), tok.encodeWithReference(tok.renderChat(messages), false));
     }
     expect(tok.stats().sections!.hits - before).toBeGreaterThanOrEqual(2);
   });
 });
 
 describe("turning the cache off", () => {
-  const variant = (files: TokenizerFiles, change: (json: Record<string, unknown>) => void): TokenizerFiles => {
-    const json = structuredClone(files.tokenizerJson);
-    change(json);
-    return { ...files, tokenizerJson: json };
-  };
-
   it("a budget of 0 turns it off", () => {
     const tok = new TextTokenizer(gpt2Style(), { cacheBytes: 0 });
     expect(tok.cache).toEqual({ enabled: false, budgetBytes: 0, reason: "turned off (budget 0)" });
@@ -76,10 +66,10 @@ describe("turning the cache off", () => {
   });
 
   it("a token that strips the whitespace around it turns it off by itself, with the reason, and ids stay exact", () => {
-    const tok = new TextTokenizer(variant(gpt2Style(), (j) => ((j.added_tokens as Record<string, unknown>[])[0]!.rstrip = true)), { cacheBytes: 1 << 20 });
+    const tok = new TextTokenizer(withJson(gpt2Style(), (j) => ((j.added_tokens as Record<string, unknown>[])[0]!.rstrip = true)), { cacheBytes: 1 << 20 });
     expect(tok.cache.enabled).toBe(false);
     expect(tok.cache.reason).toMatch(/"<\|endoftext\|>" strips whitespace/);
-    for (const t of ["a <|endoftext|>  b", "x\n<|endoftext|>\n\ny", "<|endoftext|> <|endoftext|>"]) same(tok.encode(t), tok.encodeWithReference(t, true));
+    for (const t of ["a <|endoftext|>  b", "x\n<|endoftext|>\n\ny", "<|endoftext|> <|endoftext|>"]) expectSameIds(tok.encode(t), tok.encodeWithReference(t, true));
   });
 
   it("a Metaspace pre-tokenizer that prepends to the first section only turns it off by itself", () => {
@@ -100,12 +90,12 @@ describe("turning the cache off", () => {
     expect(tok.encoder.kind).toBe("huggingface");
     expect(tok.cache.enabled).toBe(false);
     expect(tok.cache.reason).toMatch(/prepend_scheme first/);
-    for (const t of ["a<sep>a", "ab<sep> a b", "<sep>a"]) same(tok.encode(t), tok.encodeWithReference(t, true));
+    for (const t of ["a<sep>a", "ab<sep> a b", "<sep>a"]) expectSameIds(tok.encode(t), tok.encodeWithReference(t, true));
   });
 
   it("stays on, and exact, with the library encoding the sections (a normalizer the fast encoder lacks)", () => {
     const tok = new TextTokenizer(
-      variant(gpt2Style(), (j) => {
+      withJson(gpt2Style(), (j) => {
         j.normalizer = { type: "Lowercase" };
         (j.added_tokens as Record<string, unknown>[])[0]!.normalized = false;
       }),
@@ -116,8 +106,8 @@ describe("turning the cache off", () => {
     fc.assert(
       fc.property(repeating, (t) => {
         const reference = tok.encodeWithReference(t, true);
-        same(tok.encode(t), reference);
-        same(tok.encode(t), reference);
+        expectSameIds(tok.encode(t), reference);
+        expectSameIds(tok.encode(t), reference);
       }),
       { numRuns: 30 },
     );

@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { expect } from "vitest";
 import { BYTE_TO_CHAR } from "../../../../src/router/prepare/tokenize/byte-level.js";
 import type { TokenizerFiles } from "../../../../src/router/prepare/tokenize/index.js";
 
@@ -139,4 +140,16 @@ export async function writeTokenizerDir(files: TokenizerFiles): Promise<string> 
   await writeFile(join(dir, "tokenizer_config.json"), JSON.stringify(files.tokenizerConfig));
   if (files.chatTemplate !== null) await writeFile(join(dir, "chat_template.jinja"), files.chatTemplate);
   return dir;
+}
+
+/** The same tokenizer with its tokenizer.json changed (on a copy). */
+export function withJson(files: TokenizerFiles, change: (json: Json) => void): TokenizerFiles {
+  const tokenizerJson = structuredClone(files.tokenizerJson);
+  change(tokenizerJson);
+  return { ...files, tokenizerJson };
+}
+
+/** Asserts two id arrays are equal, showing both as plain arrays when they are not. */
+export function expectSameIds(actual: Uint32Array, expected: Uint32Array): void {
+  expect(Array.from(actual)).toEqual(Array.from(expected));
 }
