@@ -68,8 +68,10 @@ export type {
   WireMessage,
 } from "./engine-protocol/index.js";
 // The mock engine: a simulated vLLM engine (its inner pieces are in ./mock-engine/index.js).
-export { DEFAULT_TIMING, encodeKvEventBatch, EngineCore, EOS_TOKEN_ID, SimRequestError, SIMULATOR_VERSION, startSimulator } from "./mock-engine/index.js";
+export { DEFAULT_TIMING, encodeKvEventBatch, EngineCore, EOS_TOKEN_ID, SimRequestError, SIMULATOR_VERSION, startHttpSimulator, startSimulator } from "./mock-engine/index.js";
 export type {
+  HttpSimulatorHandle,
+  HttpSimulatorOptions,
   CoreFinish,
   CoreOutput,
   CoreRequest,
