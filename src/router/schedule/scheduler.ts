@@ -1,4 +1,5 @@
 import { ActiveLoad, type Booking } from "./active-load.js";
+import { externalLoad, type EngineReport } from "./external-load.js";
 import { pickByCost, pickLeastLoaded, score, type PolicyName, type Scored } from "./policy.js";
 
 export interface SchedulerOptions {
@@ -25,6 +26,8 @@ export class Scheduler {
   readonly overlapWeight: number;
   readonly temperature: number;
   readonly active = new ActiveLoad();
+  /** The latest fresh report of each engine that reports its own load (see external-load.ts). */
+  readonly #reports = new Map<number, EngineReport>();
   /** Available engines, ascending: kept sorted on change rather than on every decision. */
   #available: number[] = [];
   readonly #random: () => number;
@@ -45,6 +48,15 @@ export class Scheduler {
   }
 
   /**
+   * What an engine reports about its own queue, or null when there is no fresh report: the external load
+   * it implies is added to the router's bookings in every decision until the next report.
+   */
+  setReport(engine: number, report: EngineReport | null): void {
+    if (report === null) this.#reports.delete(engine);
+    else this.#reports.set(engine, report);
+  }
+
+  /**
    * Chooses an engine for a prompt of `promptBlocks` full blocks, given each engine's overlap (indexed by
    * engine). Returns null when no engine is available (minus `exclude`).
    */
@@ -52,7 +64,10 @@ export class Scheduler {
     const engines = exclude && exclude.size > 0 ? this.#available.filter((e) => !exclude.has(e)) : this.#available;
     if (engines.length === 0) return null;
     const scored = score(
-      engines.map((engine) => ({ engine, overlapBlocks: Math.min(overlaps[engine] ?? 0, promptBlocks), load: this.active.snapshot(engine) })),
+      engines.map((engine) => {
+        const load = this.active.snapshot(engine);
+        return { engine, overlapBlocks: Math.min(overlaps[engine] ?? 0, promptBlocks), load, external: externalLoad(this.#reports.get(engine) ?? null, load, promptBlocks) };
+      }),
       promptBlocks,
       this.overlapWeight,
     );

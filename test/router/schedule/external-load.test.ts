@@ -1,0 +1,70 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { externalLoad, NO_EXTERNAL_LOAD, Scheduler, type EngineReport } from "../../../src/router/schedule/index.js";
+
+const own = (requests: number, prefillBlocks = 0, decodeBlocks = 0) => ({ requests, prefillBlocks, decodeBlocks });
+const report = (running: number, waiting: number, kvCacheUsage: number | null = null, numBlocks: number | null = null): EngineReport => ({ running, waiting, kvCacheUsage, numBlocks });
+
+describe("external load: an engine's own report beyond the router's bookings, in blocks", () => {
+  it("is nothing without a report", () => {
+    expect(externalLoad(null, own(3), 10)).toEqual(NO_EXTERNAL_LOAD);
+  });
+
+  it("counts requests beyond the router's own, the router's counted as running first", () => {
+    // 5 running and 2 waiting on the engine, 3 of them the router's: 2 foreign running, 2 foreign waiting.
+    expect(externalLoad(report(5, 2), own(3), 10)).toEqual({ requests: 4, prefillBlocks: 2 * 10, decodeBlocks: 2 * 10 });
+    // The router's 6 requests fill the 5 running and 1 of the waiting: 1 foreign waiting.
+    expect(externalLoad(report(5, 2), own(6), 10)).toEqual({ requests: 1, prefillBlocks: 10, decodeBlocks: 0 });
+    // A report older than the router's latest bookings can show fewer requests than it has: no external load.
+    expect(externalLoad(report(1, 0), own(4), 10)).toEqual({ requests: 0, prefillBlocks: 0, decodeBlocks: 0 });
+  });
+
+  it("sizes a foreign running request by the engine's KV usage per running request when it reports both", () => {
+    // 4 running hold 40% of 1000 blocks: 100 blocks each; 3 of them are foreign.
+    expect(externalLoad(report(4, 0, 0.4, 1000), own(1), 10)).toEqual({ requests: 3, prefillBlocks: 0, decodeBlocks: 300 });
+    // Usage without a capacity (or the reverse) says nothing about sizes: the routed prompt stands in.
+    expect(externalLoad(report(4, 0, 0.4, null), own(1), 10).decodeBlocks).toBe(30);
+    // A usage outside [0, 1] is clamped.
+    expect(externalLoad(report(2, 0, 7, 100), own(0), 10).decodeBlocks).toBe(100);
+  });
+
+  it("property: requests = max(0, running + waiting − own); blocks are non-negative and grow with the report", () => {
+    const counts = fc.integer({ min: 0, max: 500 });
+    fc.assert(
+      fc.property(counts, counts, counts, fc.integer({ min: 1, max: 1000 }), fc.option(fc.double({ min: 0, max: 1, noNaN: true })), (running, waiting, mine, blocks, usage) => {
+        const r = report(running, waiting, usage, usage === null ? null : 4096);
+        const load = externalLoad(r, own(mine), blocks);
+        expect(load.requests).toBe(Math.max(0, running + waiting - mine));
+        expect(load.prefillBlocks).toBeGreaterThanOrEqual(0);
+        expect(load.decodeBlocks).toBeGreaterThanOrEqual(0);
+        const more = externalLoad(report(running, waiting + 1, usage, usage === null ? null : 4096), own(mine), blocks);
+        expect(more.prefillBlocks + more.decodeBlocks).toBeGreaterThanOrEqual(load.prefillBlocks + load.decodeBlocks);
+      }),
+    );
+  });
+});
+
+describe("the scheduler with external load", () => {
+  it("adds it to the cost as a separate input, and drops it when the report is withdrawn", () => {
+    const s = new Scheduler({ random: () => 0 });
+    s.setAvailable(0, true);
+    s.setAvailable(1, true);
+    // Engine 1 holds 4 of the prompt's 8 blocks, but other clients keep 3 requests running on it.
+    s.setReport(1, report(3, 0));
+    const busy = s.decide(8, [0, 4])!;
+    expect(busy.scored[1]).toMatchObject({ external: { requests: 3, prefillBlocks: 0, decodeBlocks: 24 }, cost: 8 - 4 + 24, activeBlocks: 24 });
+    expect(busy.engine).toBe(0);
+    s.setReport(1, null);
+    const idle = s.decide(8, [0, 4])!;
+    expect(idle.scored[1]).toMatchObject({ external: NO_EXTERNAL_LOAD, cost: 4 });
+    expect(idle.engine).toBe(1);
+  });
+
+  it("least-loaded counts external requests too", () => {
+    const s = new Scheduler({ policy: "least-loaded", random: () => 0 });
+    s.setAvailable(0, true);
+    s.setAvailable(1, true);
+    s.setReport(0, report(0, 2));
+    expect(s.decide(4, [0, 0])!.engine).toBe(1);
+  });
+});
