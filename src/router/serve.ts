@@ -16,11 +16,15 @@ export interface RouterOptions {
   /** The engines; none: start `sim` simulated engines in a worker thread. */
   engines: EngineSpec[];
   sim: number;
+  /** Simulated engines serve vLLM's OpenAI HTTP API (and are reached as HTTP engines) instead of msgpack. */
+  simHttp: boolean;
   simSpeedup: number;
   simBlocks: number | undefined;
   simMaxModelLen: number | undefined;
-  /** The block size prompts are hashed with; null: the first engine's. */
+  /** The block size prompts are hashed with; null: the first engine's (16 for HTTP engines). */
   blockSize: number | null;
+  /** How often HTTP engines' /metrics are read for their load, in ms; 0: never. */
+  engineMetricsIntervalMs: number;
   servedModelName: string | null;
   host: string;
   /** 0: any free port. */
@@ -63,22 +67,32 @@ export async function startRouter(options: RouterOptions, log: Logger): Promise<
     let sims: SimulatorThread | null = null;
     if (engines.length === 0) {
       sims = await startSimulatorThread(options.sim, {
+        http: options.simHttp,
         speedup: options.simSpeedup,
         ...(options.blockSize ? { blockSize: options.blockSize } : {}),
         ...(options.simBlocks ? { numBlocks: options.simBlocks } : {}),
         ...(options.simMaxModelLen ? { maxModelLen: options.simMaxModelLen } : {}),
       });
       closers.push(() => sims!.close());
-      engines = sims.engines.map((e, i) => ({ ...parseEngineSpec(e.url), name: `sim-${i}` }));
-      log.info({ engines: engines.length, speedup: options.simSpeedup }, "no --engine given: started simulated engines");
+      // An HTTP engine announces no KV-event endpoint: it is given, as it would be on the command line.
+      engines = sims.engines.map((e, i) => ({
+        ...parseEngineSpec(options.simHttp && e.kvEventsEndpoint ? `${e.url},kv=${e.kvEventsEndpoint}${e.replayEndpoint ? `,replay=${e.replayEndpoint}` : ""}` : e.url),
+        name: `sim-${i}`,
+      }));
+      log.info({ engines: engines.length, speedup: options.simSpeedup, api: options.simHttp ? "http" : "msgpack" }, "no --engine given: started simulated engines");
     }
     // The index's engine sets are sized for the fleet: 8 bytes per entry for every 32 engines.
     const kv = await KvEventThread.start({ capacity: options.indexCapacity, maxEngines: Math.ceil(engines.length / 32) * 32 });
     closers.push(() => kv.close());
     const metrics = new RouterMetrics();
     const scheduler = new Scheduler({ policy: options.policy, overlapWeight: options.overlapWeight, temperature: options.temperature });
-    const fleet = new Fleet(engines, { blockSize: options.blockSize, scheduler, kv, log });
+    const fleet = new Fleet(engines, { blockSize: options.blockSize, metricsIntervalMs: options.engineMetricsIntervalMs, scheduler, kv, log });
     closers.push(() => fleet.close());
+    kv.onNotice((notice) => {
+      if (notice.kind === "block_size_mismatch") {
+        fleet.refuse(notice.engine, `its KV events carry blocks of ${notice.eventBlockSize} tokens, but the router hashes blocks of ${notice.engineBlockSize} (set --block-size to the engine's block size)`);
+      }
+    });
     const core = new RoutingCore({ scheduler, cachedTokensFallback: options.cachedTokensFallback, blockSize: () => fleet.blockSize! });
     const pool = await PreparePool.start({
       tokenizerDir: options.tokenizer,

@@ -50,8 +50,9 @@ export async function* sendAttempt(core: RoutingCore, attempt: Attempt, target: 
           attempt.firstToken();
           yield start();
         }
-        attempt.generated(event.tokenIds.length);
-        yield { type: "delta", text: event.text, tokenCount: event.tokenIds.length };
+        const tokens = event.tokenCount ?? event.tokenIds.length;
+        attempt.generated(tokens);
+        yield { type: "delta", text: event.text, tokenCount: tokens };
       } else if (event.type === "finish") {
         if (!started) yield start();
         const cached = attempt.finish(event.usage.cachedTokens, event.usage.promptTokens);
@@ -67,7 +68,7 @@ export async function* sendAttempt(core: RoutingCore, attempt: Attempt, target: 
         };
         return;
       } else {
-        yield { type: "error", code: event.code, message: event.message };
+        yield event.upstreamStatus === undefined ? { type: "error", code: event.code, message: event.message } : { type: "error", code: event.code, message: event.message, status: event.upstreamStatus };
         return;
       }
     }
