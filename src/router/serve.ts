@@ -105,7 +105,15 @@ export async function startRouter(options: RouterOptions, log: Logger): Promise<
     metrics.engines(() =>
       fleet.engines.map((e) => {
         const load = scheduler.active.load(e.id);
-        return { engine: e.name, up: e.state === "up", activeRequests: load.requests, prefillBlocks: load.prefillBlocks, decodeBlocks: load.decodeBlocks };
+        const report = scheduler.report(e.id);
+        return {
+          engine: e.name,
+          up: e.state === "up",
+          activeRequests: load.requests,
+          prefillBlocks: load.prefillBlocks,
+          decodeBlocks: load.decodeBlocks,
+          reported: report ? { running: report.running, waiting: report.waiting } : null,
+        };
       }),
     );
     fleet.start();

@@ -138,8 +138,23 @@ describe("kvroute serve in front of kvroute sim --http engines", () => {
     await res.body!.getReader().read();
     expect(metric(await simMetrics(), "vllm:num_requests_running")).toBe(1);
     expect(metric(await (await fetch(`${base}/metrics`)).text(), "kvroute_engine_active_requests", { engine })).toBe(1);
+    // Another client of the same engine, not going through the router: the engine's /metrics (read every
+    // second) shows two running requests, one of them not the router's, and routing counts it.
+    const other = new AbortController();
+    const direct = await fetch(`${sim.url}/v1/completions`, {
+      method: "POST",
+      body: JSON.stringify({ model: MODEL, prompt: prompt(64, 98), max_tokens: 5000, ignore_eos: true, stream: true }),
+      signal: other.signal,
+    });
+    await direct.body!.getReader().read();
+    await until("the engine's report of both requests", async () =>
+      metric(await (await fetch(`${base}/metrics`)).text(), "kvroute_engine_reported_requests", { engine, state: "running" }) === 2 ? true : undefined,
+    );
+    const route = (await postJson(`${base}/v1/route`, { model: MODEL, prompt: prompt(64, 97) })).json as { engines: { engine: string; external_blocks: number }[] };
+    expect(route.engines.find((e) => e.engine === engine)!.external_blocks).toBeGreaterThan(0);
+    other.abort();
     controller.abort();
-    await until("the engine aborted the request", async () => (metric(await simMetrics(), "vllm:request_success_total", { finished_reason: "abort" }) === 1 ? true : undefined));
+    await until("the engine aborted both requests", async () => (metric(await simMetrics(), "vllm:request_success_total", { finished_reason: "abort" }) === 2 ? true : undefined));
     expect(metric(await simMetrics(), "vllm:num_requests_running")).toBe(0);
     await until("the booked load released", async () => {
       const text = await (await fetch(`${base}/metrics`)).text();

@@ -13,6 +13,8 @@ export interface EngineGaugeSource {
   activeRequests: number;
   prefillBlocks: number;
   decodeBlocks: number;
+  /** The engine's own count of its requests (its metrics; every client's), when it reports one. */
+  reported: { running: number; waiting: number } | null;
 }
 
 /**
@@ -36,6 +38,7 @@ export class RouterMetrics implements Telemetry {
   readonly #engineUp: Gauge<"engine">;
   readonly #engineRequests: Gauge<"engine">;
   readonly #engineBlocks: Gauge<"engine" | "phase">;
+  readonly #engineReported: Gauge<"engine" | "state">;
   readonly #scrapeHooks: (() => void | Promise<void>)[] = [];
 
   constructor() {
@@ -55,6 +58,12 @@ export class RouterMetrics implements Telemetry {
     this.#engineUp = new Gauge({ name: "kvroute_engine_up", help: "1 when the engine is connected and accepting work", labelNames: ["engine"], registers });
     this.#engineRequests = new Gauge({ name: "kvroute_engine_active_requests", help: "Requests in flight per engine", labelNames: ["engine"], registers });
     this.#engineBlocks = new Gauge({ name: "kvroute_engine_active_blocks", help: "KV blocks booked per engine by phase", labelNames: ["engine", "phase"], registers });
+    this.#engineReported = new Gauge({
+      name: "kvroute_engine_reported_requests",
+      help: "Requests an HTTP engine's own metrics report (every client's), by state, while the report is fresh",
+      labelNames: ["engine", "state"],
+      registers,
+    });
   }
 
   requestDone(r: RequestRecord): void {
@@ -107,7 +116,12 @@ export class RouterMetrics implements Telemetry {
       this.#engineUp.reset();
       this.#engineRequests.reset();
       this.#engineBlocks.reset();
+      this.#engineReported.reset();
       for (const e of read()) {
+        if (e.reported) {
+          this.#engineReported.set({ engine: e.engine, state: "running" }, e.reported.running);
+          this.#engineReported.set({ engine: e.engine, state: "waiting" }, e.reported.waiting);
+        }
         this.#engineUp.set({ engine: e.engine }, e.up ? 1 : 0);
         this.#engineRequests.set({ engine: e.engine }, e.activeRequests);
         this.#engineBlocks.set({ engine: e.engine, phase: "prefill" }, e.prefillBlocks);

@@ -56,6 +56,11 @@ export class Scheduler {
     else this.#reports.set(engine, report);
   }
 
+  /** The engine's latest fresh report, or null. */
+  report(engine: number): EngineReport | null {
+    return this.#reports.get(engine) ?? null;
+  }
+
   /**
    * Chooses an engine for a prompt of `promptBlocks` full blocks, given each engine's overlap (indexed by
    * engine). Returns null when no engine is available (minus `exclude`).
