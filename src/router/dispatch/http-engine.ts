@@ -27,6 +27,7 @@ import { completionBody } from "./openai/body.js";
 import { readEngineMetrics } from "./openai/metrics-text.js";
 import { parseModels } from "./openai/models.js";
 import { CachedTokensReporting, CompletionStreamReader, errorMessage, type UpstreamUsage } from "./openai/stream.js";
+import { readBoundedText as readText } from "../../util/openai-wire.js";
 
 export interface HttpEngineOptions {
   /** Shown instead of the address in messages that can reach clients. */
@@ -357,18 +358,6 @@ export class HttpEngine implements Engine {
     this.#clearHealthTimer();
     this.#clearMetricsTimer();
   }
-}
-
-/** A body as text, reading at most `limit` bytes of it (the rest is drained and dropped). */
-async function readText(body: AsyncIterable<unknown>, limit: number): Promise<string> {
-  const parts: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    const b = chunk as Buffer;
-    if (size < limit) parts.push(b.subarray(0, limit - size));
-    size += b.length;
-  }
-  return Buffer.concat(parts).toString("utf8");
 }
 
 /** A connection failure in words: the system's code and message, undici's cause included. */

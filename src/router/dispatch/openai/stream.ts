@@ -30,6 +30,10 @@ export type StreamStep =
   | { type: "usage"; usage: UpstreamUsage }
   | { type: "error"; message: string; status: number | null };
 
+import { errorOf } from "../../../util/openai-wire.js";
+
+export { errorMessage, errorOf } from "../../../util/openai-wire.js";
+
 type Json = Record<string, unknown>;
 
 export class CompletionStreamReader {
@@ -101,28 +105,6 @@ export class CachedTokensReporting {
   /** Forget (the engine restarted, maybe with other flags). */
   reset(): void {
     this.#reports = false;
-  }
-}
-
-/** An error body or error chunk, in any of the shapes OpenAI-compatible servers use. */
-export function errorOf(body: unknown): { message: string; status: number | null } {
-  if (!isObject(body)) return { message: typeof body === "string" ? body : "(no message)", status: null };
-  const nested = isObject(body.error) ? body.error : null;
-  const source = nested ?? body;
-  let message: string | null = typeof source.message === "string" ? source.message : typeof body.error === "string" ? body.error : null;
-  if (message === null && body.detail !== undefined) message = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail);
-  const code = source.code;
-  const status = typeof code === "number" && Number.isInteger(code) && code >= 100 && code <= 599 ? code : null;
-  return { message: message ?? JSON.stringify(body).slice(0, 300), status };
-}
-
-/** An error response's body text as a message (OpenAI or FastAPI shapes, else the text itself). */
-export function errorMessage(text: string): string {
-  try {
-    return errorOf(JSON.parse(text)).message;
-  } catch {
-    const flat = text.trim().replace(/\s+/g, " ");
-    return flat === "" ? "(empty body)" : flat.slice(0, 300);
   }
 }
 
