@@ -2,7 +2,7 @@
 // other router replicas), as the engine's own metrics show it. It is a separate input to the scheduler, next
 // to the router's bookings, and converted into the same unit (KV blocks) by one pure rule:
 //
-//   foreign running = max(0, running − the router's own requests on the engine)
+//   foreign running = max(0, running − the router's own requests on the engine when the report came)
 //   foreign waiting = max(0, waiting − the router's own requests the running count cannot hold)
 //   external prefill blocks = foreign waiting × the routed prompt's blocks
 //   external decode blocks  = foreign running × blocks per running request
@@ -10,7 +10,11 @@
 // where blocks per running request is (KV-cache usage × KV blocks) / running when the engine reports both,
 // else the routed prompt's blocks. The router's own requests are counted as running first: most of them are.
 // A request the engine has not told us the size of is assumed to be the size of the one being routed.
-import type { EngineLoad } from "./active-load.js";
+//
+// The router's own requests are counted as they were when the report arrived, not as they are when a
+// decision is made: a report is up to one scrape interval old, and a request of the router's that has
+// finished since would otherwise be taken for another client's. The router's current bookings count
+// separately, in the cost's booked terms.
 
 /** What an engine reports about its own queue, whoever sent the requests (vLLM's or SGLang's /metrics). */
 export interface EngineReport {
@@ -33,12 +37,13 @@ export interface ExternalLoad {
 
 export const NO_EXTERNAL_LOAD: ExternalLoad = Object.freeze({ requests: 0, prefillBlocks: 0, decodeBlocks: 0 });
 
-export function externalLoad(report: EngineReport | null, own: EngineLoad, promptBlocks: number): ExternalLoad {
+/** `ownRequests`: the router's own requests in flight on the engine when the report arrived. */
+export function externalLoad(report: EngineReport | null, ownRequests: number, promptBlocks: number): ExternalLoad {
   if (report === null) return NO_EXTERNAL_LOAD;
   const running = Math.max(0, report.running);
   const waiting = Math.max(0, report.waiting);
-  const foreignRunning = Math.max(0, running - own.requests);
-  const foreignWaiting = Math.max(0, waiting - Math.max(0, own.requests - running));
+  const foreignRunning = Math.max(0, running - ownRequests);
+  const foreignWaiting = Math.max(0, waiting - Math.max(0, ownRequests - running));
   const perRunning =
     report.kvCacheUsage !== null && report.numBlocks !== null && running > 0
       ? (Math.min(1, Math.max(0, report.kvCacheUsage)) * report.numBlocks) / running

@@ -1,5 +1,5 @@
 import { ActiveLoad, type Booking } from "./active-load.js";
-import { externalLoad, type EngineReport } from "./external-load.js";
+import { externalLoad, NO_EXTERNAL_LOAD, type EngineReport } from "./external-load.js";
 import { pickByCost, pickLeastLoaded, score, type PolicyName, type Scored } from "./policy.js";
 
 export interface SchedulerOptions {
@@ -26,8 +26,11 @@ export class Scheduler {
   readonly overlapWeight: number;
   readonly temperature: number;
   readonly active = new ActiveLoad();
-  /** The latest fresh report of each engine that reports its own load (see external-load.ts). */
-  readonly #reports = new Map<number, EngineReport>();
+  /**
+   * The latest fresh report of each engine that reports its own load, with the router's own requests on
+   * the engine when it arrived (see external-load.ts).
+   */
+  readonly #reports = new Map<number, { report: EngineReport; ownRequests: number }>();
   /** Available engines, ascending: kept sorted on change rather than on every decision. */
   #available: number[] = [];
   readonly #random: () => number;
@@ -53,12 +56,12 @@ export class Scheduler {
    */
   setReport(engine: number, report: EngineReport | null): void {
     if (report === null) this.#reports.delete(engine);
-    else this.#reports.set(engine, report);
+    else this.#reports.set(engine, { report, ownRequests: this.active.load(engine).requests });
   }
 
   /** The engine's latest fresh report, or null. */
   report(engine: number): EngineReport | null {
-    return this.#reports.get(engine) ?? null;
+    return this.#reports.get(engine)?.report ?? null;
   }
 
   /**
@@ -71,7 +74,9 @@ export class Scheduler {
     const scored = score(
       engines.map((engine) => {
         const load = this.active.snapshot(engine);
-        return { engine, overlapBlocks: Math.min(overlaps[engine] ?? 0, promptBlocks), load, external: externalLoad(this.#reports.get(engine) ?? null, load, promptBlocks) };
+        const reported = this.#reports.get(engine);
+        const external = reported ? externalLoad(reported.report, reported.ownRequests, promptBlocks) : NO_EXTERNAL_LOAD;
+        return { engine, overlapBlocks: Math.min(overlaps[engine] ?? 0, promptBlocks), load, external };
       }),
       promptBlocks,
       this.overlapWeight,

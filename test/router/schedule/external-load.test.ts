@@ -2,30 +2,29 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { externalLoad, NO_EXTERNAL_LOAD, Scheduler, type EngineReport } from "../../../src/router/schedule/index.js";
 
-const own = (requests: number, prefillBlocks = 0, decodeBlocks = 0) => ({ requests, prefillBlocks, decodeBlocks });
 const report = (running: number, waiting: number, kvCacheUsage: number | null = null, numBlocks: number | null = null): EngineReport => ({ running, waiting, kvCacheUsage, numBlocks });
 
 describe("external load: an engine's own report beyond the router's bookings, in blocks", () => {
   it("is nothing without a report", () => {
-    expect(externalLoad(null, own(3), 10)).toEqual(NO_EXTERNAL_LOAD);
+    expect(externalLoad(null, 3, 10)).toEqual(NO_EXTERNAL_LOAD);
   });
 
   it("counts requests beyond the router's own, the router's counted as running first", () => {
     // 5 running and 2 waiting on the engine, 3 of them the router's: 2 foreign running, 2 foreign waiting.
-    expect(externalLoad(report(5, 2), own(3), 10)).toEqual({ requests: 4, prefillBlocks: 2 * 10, decodeBlocks: 2 * 10 });
+    expect(externalLoad(report(5, 2), 3, 10)).toEqual({ requests: 4, prefillBlocks: 2 * 10, decodeBlocks: 2 * 10 });
     // The router's 6 requests fill the 5 running and 1 of the waiting: 1 foreign waiting.
-    expect(externalLoad(report(5, 2), own(6), 10)).toEqual({ requests: 1, prefillBlocks: 10, decodeBlocks: 0 });
+    expect(externalLoad(report(5, 2), 6, 10)).toEqual({ requests: 1, prefillBlocks: 10, decodeBlocks: 0 });
     // A report older than the router's latest bookings can show fewer requests than it has: no external load.
-    expect(externalLoad(report(1, 0), own(4), 10)).toEqual({ requests: 0, prefillBlocks: 0, decodeBlocks: 0 });
+    expect(externalLoad(report(1, 0), 4, 10)).toEqual({ requests: 0, prefillBlocks: 0, decodeBlocks: 0 });
   });
 
   it("sizes a foreign running request by the engine's KV usage per running request when it reports both", () => {
     // 4 running hold 40% of 1000 blocks: 100 blocks each; 3 of them are foreign.
-    expect(externalLoad(report(4, 0, 0.4, 1000), own(1), 10)).toEqual({ requests: 3, prefillBlocks: 0, decodeBlocks: 300 });
+    expect(externalLoad(report(4, 0, 0.4, 1000), 1, 10)).toEqual({ requests: 3, prefillBlocks: 0, decodeBlocks: 300 });
     // Usage without a capacity (or the reverse) says nothing about sizes: the routed prompt stands in.
-    expect(externalLoad(report(4, 0, 0.4, null), own(1), 10).decodeBlocks).toBe(30);
+    expect(externalLoad(report(4, 0, 0.4, null), 1, 10).decodeBlocks).toBe(30);
     // A usage outside [0, 1] is clamped.
-    expect(externalLoad(report(2, 0, 7, 100), own(0), 10).decodeBlocks).toBe(100);
+    expect(externalLoad(report(2, 0, 7, 100), 0, 10).decodeBlocks).toBe(100);
   });
 
   it("property: requests = max(0, running + waiting − own); blocks are non-negative and grow with the report", () => {
@@ -33,11 +32,11 @@ describe("external load: an engine's own report beyond the router's bookings, in
     fc.assert(
       fc.property(counts, counts, counts, fc.integer({ min: 1, max: 1000 }), fc.option(fc.double({ min: 0, max: 1, noNaN: true })), (running, waiting, mine, blocks, usage) => {
         const r = report(running, waiting, usage, usage === null ? null : 4096);
-        const load = externalLoad(r, own(mine), blocks);
+        const load = externalLoad(r, mine, blocks);
         expect(load.requests).toBe(Math.max(0, running + waiting - mine));
         expect(load.prefillBlocks).toBeGreaterThanOrEqual(0);
         expect(load.decodeBlocks).toBeGreaterThanOrEqual(0);
-        const more = externalLoad(report(running, waiting + 1, usage, usage === null ? null : 4096), own(mine), blocks);
+        const more = externalLoad(report(running, waiting + 1, usage, usage === null ? null : 4096), mine, blocks);
         expect(more.prefillBlocks + more.decodeBlocks).toBeGreaterThanOrEqual(load.prefillBlocks + load.decodeBlocks);
       }),
     );
@@ -45,6 +44,18 @@ describe("external load: an engine's own report beyond the router's bookings, in
 });
 
 describe("the scheduler with external load", () => {
+  it("counts the router's own requests as they were when the report came, so that its finished ones are not taken for others'", () => {
+    const s = new Scheduler({ random: () => 0 });
+    s.setAvailable(0, true);
+    const booking = s.active.book(0, 160, 10, 16);
+    s.setReport(0, report(1, 0)); // the engine reports the router's own request
+    expect(s.decide(8, [0])!.scored[0]!.external).toEqual(NO_EXTERNAL_LOAD);
+    booking.release(); // it finished; the report (until the next one) still shows it, and still is not external
+    expect(s.decide(8, [0])!.scored[0]!.external).toEqual(NO_EXTERNAL_LOAD);
+    s.setReport(0, report(1, 0)); // a new report with one running request: now it is another client's
+    expect(s.decide(8, [0])!.scored[0]!.external.requests).toBe(1);
+  });
+
   it("adds it to the cost as a separate input, and drops it when the report is withdrawn", () => {
     const s = new Scheduler({ random: () => 0 });
     s.setAvailable(0, true);
