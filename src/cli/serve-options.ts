@@ -27,6 +27,9 @@ engines:
   --sim-blocks N               KV-cache blocks per simulated engine (default 8192)
   --sim-max-model-len N        context length of the simulated engines (default 32768; at most
                                blocks × block size)
+  --sim-engine-speeds S1,S2,...
+                               one speed per simulated engine (0.5: every step takes twice as long);
+                               sets their number. The router is not told: its time models find out
   --block-size N               hash prompts with N-token blocks; engines with another block size are
                                refused, also when their KV events show it (default: the first engine's;
                                16, vLLM's default, for HTTP engines, which cannot say)
@@ -77,6 +80,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
       "sim-speedup": { type: "string" },
       "sim-blocks": { type: "string" },
       "sim-max-model-len": { type: "string" },
+      "sim-engine-speeds": { type: "string" },
       "block-size": { type: "string" },
       "served-model-name": { type: "string" },
       host: { type: "string" },
@@ -103,9 +107,14 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
   const logLevel = values["log-level"] ?? "info";
   if (!LOG_LEVELS.includes(logLevel)) throw new Error(`--log-level must be one of ${LOG_LEVELS.join(", ")}, got ${JSON.stringify(logLevel)}`);
   const engines = (values.engine ?? []).map(parseEngineSpec);
+  const simSpeeds = values["sim-engine-speeds"] === undefined ? [] : values["sim-engine-speeds"].split(",").map((part) => num("sim-engine-speeds", part.trim(), 1, 1e-3, 1e3));
+  if (simSpeeds.length > 0 && values.sim !== undefined && Number(values.sim) !== simSpeeds.length) {
+    throw new Error(`--sim ${values.sim} disagrees with the ${simSpeeds.length} speeds of --sim-engine-speeds`);
+  }
   return {
     engines,
-    sim: int("sim", values.sim, 4, 1, 64),
+    sim: simSpeeds.length > 0 ? simSpeeds.length : int("sim", values.sim, 4, 1, 64),
+    simSpeeds,
     simHttp: values["sim-http"] ?? false,
     engineMetricsIntervalMs: Math.round(1000 * num("engine-metrics-interval", values["engine-metrics-interval"], 1, 0, 3600)),
     simSpeedup: num("sim-speedup", values["sim-speedup"], 1, 0, 1e6),

@@ -1,12 +1,14 @@
 // `kvroute simulate`: routing policies compared on a trace, on virtual time, with simulated engines.
 import { availableParallelism } from "node:os";
 import { parseArgs } from "node:util";
+import { join } from "node:path";
 import { int } from "../tools/replay/format.js";
 import { POLICIES, type PolicyName } from "../router/schedule/index.js";
 import { H100_8B, type EngineSettings } from "../tools/policy-sim/engine-settings.js";
 import type { JobProgress } from "../tools/policy-sim/policy-job.js";
-import { simulate } from "../tools/policy-sim/simulate.js";
-import { reportTable } from "../tools/policy-sim/table.js";
+import { simulate, type SimulateOptions } from "../tools/policy-sim/simulate.js";
+import { reportTable, sweepTable } from "../tools/policy-sim/table.js";
+import type { SimulationReport } from "../tools/policy-sim/report.js";
 import type { TraceSpec } from "../tools/policy-sim/trace-spec.js";
 import { parseWorkloadSpec } from "../tools/trace/workload.js";
 import { numberOption, UsageError, type NumberRule } from "./usage.js";
@@ -31,10 +33,13 @@ trace:
 
 routing:
   --policy LIST                one or more of ${POLICIES.join(", ")}, comma-separated
-                               (default: all four)
+                               (default: all of them). kv: the cost is predicted time (the router's
+                               default); kv-blocks: the cost in blocks, weighted by --overlap-weight
   --engines N                  engines in the fleet (default 8)
-  --overlap-weight W           kv cost = W × blocks to prefill + decode blocks (default 1)
-  --temperature T              kv: 0 (default) takes the cheapest engine; above 0 samples
+  --engine-speeds S1,S2,...    one speed per engine, relative to the timing below (0.5: every step takes
+                               twice as long); sets the number of engines. The router is not told
+  --overlap-weight W           kv-blocks cost = W × blocks to prefill + decode blocks (default 1)
+  --temperature T              kv, kv-blocks: 0 (default) takes the cheapest engine; above 0 samples
   --kv-event-delay-ms X        a step's KV events reach the index X ms after the step ends (default 0:
                                as it ends)
   --seed N                     seeds the random policy, tie-breaks and the engines' outputs (default 0)
@@ -51,6 +56,8 @@ engines (defaults: one H100 SXM 80 GB serving an 8B model in bf16, e.g. Llama 3.
   --ms-per-kv-block X          per KV block the step's sequences hold (default ${D.timing.msPerKvBlock})
 
 output:
+  --sweep KEY=V1,V2,...        run once per value of one numeric option (e.g. speedup=1,2 or
+                               overlap-weight=1,4,8) and print the runs in one table
   --jobs N                     policies simulated at once, in worker threads (default: the smaller of
                                the number of policies and of CPU cores; 1 runs them in this thread)
   --out DIR                    also write DIR/<policy>/summary.json, requests.jsonl and report.html
@@ -62,7 +69,8 @@ Columns: hit ratio = engine-counted cached prompt tokens / prompt tokens; TTFT a
 time; req/s and out tok/s over virtual time; busy max/mean and req max/mean = the busiest engine's
 step time and request count over the mean across engines (1.00x is perfectly even); virtual s/wall s =
 simulation speed. The bound is the hit ratio one unbounded prefix cache shared by every engine would
-reach on the same prompts at the same block size.
+reach on the same prompts at the same block size; the fleet bound, one LRU cache of all the engines'
+blocks together.
 
 Exit status: 0 done, 1 the simulation failed (e.g. a bad line under --strict), 2 bad options.`;
 
@@ -89,7 +97,9 @@ const OPTIONS = {
   "prefill-ms-per-token": { type: "string" },
   "decode-ms-per-seq": { type: "string" },
   "ms-per-kv-block": { type: "string" },
+  "engine-speeds": { type: "string" },
   jobs: { type: "string" },
+  sweep: { type: "string" },
   out: { type: "string" },
   json: { type: "boolean", default: false },
   quiet: { type: "boolean", default: false },
@@ -118,6 +128,18 @@ function policies(text: string | undefined): PolicyName[] {
   }
   if (new Set(names).size !== names.length) throw new UsageError(`--policy names a policy twice: ${JSON.stringify(text)}`);
   return names as PolicyName[];
+}
+
+/** `--engine-speeds 1,1,0.5,0.5`: one speed per engine, relative to the timing options. */
+function engineSpeeds(text: string | undefined): number[] | undefined {
+  if (text === undefined) return undefined;
+  const speeds = text.split(",").map((part) => {
+    const speed = Number(part.trim());
+    if (part.trim() === "" || !(speed > 0 && Number.isFinite(speed))) throw new UsageError(`--engine-speeds takes numbers above 0, comma-separated; got ${JSON.stringify(part)}`);
+    return speed;
+  });
+  if (speeds.length > 4096) throw new UsageError(`--engine-speeds gives ${speeds.length} engines; at most 4096`);
+  return speeds;
 }
 
 function traceSpec(v: Values): TraceSpec {
@@ -195,28 +217,67 @@ export async function simulateCommand(argv: string[], io: Io = { stdout: process
   }
 }
 
+/** Options a sweep may vary: the numeric ones. */
+const SWEEPABLE = [
+  "speedup", "engines", "overlap-weight", "temperature", "kv-event-delay-ms", "seed", "blocks", "engine-block-size", "max-num-seqs",
+  "max-num-batched-tokens", "max-model-len", "step-overhead-ms", "prefill-ms-per-token", "decode-ms-per-seq", "ms-per-kv-block", "max-requests",
+] as const;
+
+function parseSweep(text: string): { key: (typeof SWEEPABLE)[number]; values: string[] } {
+  const eq = text.indexOf("=");
+  const key = text.slice(0, eq) as (typeof SWEEPABLE)[number];
+  const values = text.slice(eq + 1).split(",").map((s) => s.trim());
+  if (eq < 1 || !SWEEPABLE.includes(key)) throw new UsageError(`--sweep takes KEY=V1,V2,... with KEY one of ${SWEEPABLE.join(", ")}; got ${JSON.stringify(text)}`);
+  if (values.length < 2 || values.some((s) => s === "")) throw new UsageError(`--sweep ${key}: give at least two values, comma-separated`);
+  return { key, values };
+}
+
 async function run(v: Values, io: Io): Promise<number> {
+  if (v.sweep === undefined) {
+    const { spec, options } = planRun(v, io);
+    const report = await simulate(spec, options);
+    io.stdout.write(v.json ? `${JSON.stringify(report, null, 2)}\n` : reportTable(report));
+    if (v.out !== undefined && !v.json) io.stdout.write(`results      ${v.out}/<policy>/ (summary.json, requests.jsonl, report.html)\n`);
+    return 0;
+  }
+  const { key, values } = parseSweep(v.sweep);
+  if (v[key] !== undefined) throw new UsageError(`--sweep ${key} and --${key} both set it; give one`);
+  // Every value's options are checked before the first run starts: a typo does not cost the runs before it.
+  const plans = values.map((value) => ({ value, ...planRun({ ...v, [key]: value, ...(v.out !== undefined ? { out: join(v.out, `${key}=${value}`) } : {}) }, io) }));
+  const runs: { value: string; report: SimulationReport }[] = [];
+  for (const { value, spec, options } of plans) runs.push({ value, report: await simulate(spec, options) });
+  io.stdout.write(v.json ? `${JSON.stringify({ sweep: { key, values }, runs }, null, 2)}\n` : sweepTable(key, runs));
+  return 0;
+}
+
+/** The trace and the simulation options the command line asks for; throws a UsageError naming a bad one. */
+function planRun(v: Values, io: Io): { spec: TraceSpec; options: SimulateOptions } {
   const spec = traceSpec(v);
   const chosen = policies(v.policy);
   const engine = engineSettings(v);
-  const engines = num(v, "engines", 8, { integer: true, min: 1, max: 4096 });
+  const speeds = engineSpeeds(v["engine-speeds"]);
+  const engines = speeds ? speeds.length : num(v, "engines", 8, { integer: true, min: 1, max: 4096 });
+  if (speeds && v.engines !== undefined && Number(v.engines) !== speeds.length) {
+    throw new UsageError(`--engines ${v.engines} disagrees with the ${speeds.length} speeds of --engine-speeds`);
+  }
   const maxRequests = v["max-requests"] === undefined ? undefined : num(v, "max-requests", 0, { integer: true, min: 1 });
   const jobs = num(v, "jobs", Math.min(chosen.length, availableParallelism()), { integer: true, min: 1, max: 64 });
-  const report = await simulate(spec, {
-    policies: chosen,
-    engines,
-    engine,
-    overlapWeight: num(v, "overlap-weight", 1),
-    temperature: num(v, "temperature", 0),
-    kvEventDelayMs: num(v, "kv-event-delay-ms", 0),
-    seed: num(v, "seed", 0, { integer: true }),
-    speedup: num(v, "speedup", 1, { above: true }),
-    jobs,
-    ...(maxRequests !== undefined ? { maxRequests } : {}),
-    ...(v.out !== undefined ? { outDir: v.out } : {}),
-    ...(v.quiet ? {} : { onProgress: progressWriter(io, v.json) }),
-  });
-  io.stdout.write(v.json ? `${JSON.stringify(report, null, 2)}\n` : reportTable(report));
-  if (v.out !== undefined && !v.json) io.stdout.write(`results      ${v.out}/<policy>/ (summary.json, requests.jsonl, report.html)\n`);
-  return 0;
+  return {
+    spec,
+    options: {
+      policies: chosen,
+      engines,
+      engine,
+      ...(speeds ? { engineSpeeds: speeds } : {}),
+      overlapWeight: num(v, "overlap-weight", 1),
+      temperature: num(v, "temperature", 0),
+      kvEventDelayMs: num(v, "kv-event-delay-ms", 0),
+      seed: num(v, "seed", 0, { integer: true }),
+      speedup: num(v, "speedup", 1, { above: true }),
+      jobs,
+      ...(maxRequests !== undefined ? { maxRequests } : {}),
+      ...(v.out !== undefined ? { outDir: v.out } : {}),
+      ...(v.quiet ? {} : { onProgress: progressWriter(io, v.json) }),
+    },
+  };
 }

@@ -12,6 +12,8 @@ export type SimulatorThreadOptions = Omit<SimulatorOptions & HttpSimulatorOption
 export interface SimulatorThreadData {
   count: number;
   options: SimulatorThreadOptions;
+  /** Engine i runs speeds[i] times as fast as `options.timing` (default 1 for all). */
+  speeds: number[];
 }
 
 export interface SimulatedEngineAddress {
@@ -32,8 +34,9 @@ export interface SimulatorThread {
  * Starts `count` simulated engines in one worker thread, on ephemeral loopback ports, named sim-0..N-1
  * and seeded 0..N-1 (so their outputs differ), speaking msgpack or (with `http`) vLLM's HTTP API.
  */
-export function startSimulatorThread(count: number, options: SimulatorThreadOptions = {}): Promise<SimulatorThread> {
-  const data: SimulatorThreadData = { count, options };
+export function startSimulatorThread(count: number, options: SimulatorThreadOptions = {}, speeds: number[] = []): Promise<SimulatorThread> {
+  if (speeds.length !== 0 && speeds.length !== count) throw new RangeError(`${speeds.length} engine speeds for ${count} engines`);
+  const data: SimulatorThreadData = { count, options, speeds };
   const worker = new Worker(distFile("src/mock-engine/thread.js"), { workerData: data });
   return new Promise((resolve, reject) => {
     const onExit = (code: number) => reject(new Error(`the simulator thread exited (code ${code}) before its engines started`));

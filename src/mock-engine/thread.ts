@@ -4,16 +4,18 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { startHttpSimulator } from "./http-server.js";
 import { startSimulator } from "./server.js";
+import { atSpeed, DEFAULT_TIMING } from "./timing.js";
 import type { SimulatorThreadData, SimulatorThreadMessage } from "./thread-host.js";
 
-const { count, options } = workerData as SimulatorThreadData;
+const { count, options, speeds } = workerData as SimulatorThreadData;
 const port = parentPort!;
 
 const engines: Array<{ url: string; kvEventsEndpoint: string | null; replayEndpoint: string | null; close(): Promise<void> }> = [];
 try {
   for (let i = 0; i < count; i++) {
+    const timing = atSpeed({ ...DEFAULT_TIMING, ...options.timing }, speeds[i] ?? 1);
     const seed = (options.seed ?? 0) + i;
-    engines.push(options.http ? await startHttpSimulator({ ...options, seed }) : await startSimulator({ ...options, engineId: `sim-${i}`, seed }));
+    engines.push(options.http ? await startHttpSimulator({ ...options, timing, seed }) : await startSimulator({ ...options, timing, engineId: `sim-${i}`, seed }));
   }
   const ready: SimulatorThreadMessage = {
     type: "ready",

@@ -34,3 +34,14 @@ export function stepDurationMs(model: TimingModel, work: StepWork): number {
     model.msPerKvBlock * work.kvBlocks
   );
 }
+
+/** The timing of an engine `speed` times as fast: every part of every step takes 1/speed as long. */
+export function atSpeed(model: TimingModel, speed: number): TimingModel {
+  if (!(speed > 0 && Number.isFinite(speed))) throw new RangeError(`an engine's speed must be a number above 0, got ${speed}`);
+  return {
+    stepOverheadMs: model.stepOverheadMs / speed,
+    prefillMsPerToken: model.prefillMsPerToken / speed,
+    decodeMsPerSeq: model.decodeMsPerSeq / speed,
+    msPerKvBlock: model.msPerKvBlock / speed,
+  };
+}

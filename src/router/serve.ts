@@ -21,6 +21,8 @@ export interface RouterOptions {
   simSpeedup: number;
   simBlocks: number | undefined;
   simMaxModelLen: number | undefined;
+  /** Simulated engine i runs simSpeeds[i] times as fast as the default timing (empty: all at 1). */
+  simSpeeds: number[];
   /** The block size prompts are hashed with; null: the first engine's (16 for HTTP engines). */
   blockSize: number | null;
   /** How often HTTP engines' /metrics are read for their load, in ms; 0: never. */
@@ -72,7 +74,7 @@ export async function startRouter(options: RouterOptions, log: Logger): Promise<
         ...(options.blockSize ? { blockSize: options.blockSize } : {}),
         ...(options.simBlocks ? { numBlocks: options.simBlocks } : {}),
         ...(options.simMaxModelLen ? { maxModelLen: options.simMaxModelLen } : {}),
-      });
+      }, options.simSpeeds);
       closers.push(() => sims!.close());
       // An HTTP engine announces no KV-event endpoint: it is given, as it would be on the command line.
       engines = sims.engines.map((e, i) => ({
@@ -93,7 +95,12 @@ export async function startRouter(options: RouterOptions, log: Logger): Promise<
         fleet.refuse(notice.engine, `its KV events carry blocks of ${notice.eventBlockSize} tokens, but the router hashes blocks of ${notice.engineBlockSize} (set --block-size to the engine's block size)`);
       }
     });
-    const core = new RoutingCore({ scheduler, cachedTokensFallback: options.cachedTokensFallback, blockSize: () => fleet.blockSize! });
+    const core = new RoutingCore({
+      scheduler,
+      cachedTokensFallback: options.cachedTokensFallback,
+      blockSize: () => fleet.blockSize!,
+      onTtft: (engine, predicted, observed) => metrics.ttftPrediction(fleet.engines[engine]!.name, predicted / 1000, observed / 1000),
+    });
     const pool = await PreparePool.start({
       tokenizerDir: options.tokenizer,
       index: kv.shared,
@@ -106,6 +113,7 @@ export async function startRouter(options: RouterOptions, log: Logger): Promise<
       fleet.engines.map((e) => {
         const load = scheduler.active.load(e.id);
         const report = scheduler.report(e.id);
+        const timing = scheduler.model(e.id).timing;
         return {
           engine: e.name,
           up: e.state === "up",
@@ -113,6 +121,8 @@ export async function startRouter(options: RouterOptions, log: Logger): Promise<
           prefillBlocks: load.prefillBlocks,
           decodeBlocks: load.decodeBlocks,
           reported: report ? { running: report.running, waiting: report.waiting } : null,
+          prefillTokensPerSecond: timing.prefillMsPerToken > 0 ? 1000 / timing.prefillMsPerToken : 0,
+          decodeStepSeconds: timing.stepMs / 1000,
         };
       }),
     );

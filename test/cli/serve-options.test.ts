@@ -35,7 +35,7 @@ describe("kvroute serve options", () => {
 
   const bad: [string[], RegExp][] = [
     [["--port", "70000"], /--port must be an integer of at least 0 and at most 65535, got "70000"/],
-    [["--policy", "fastest"], /--policy must be one of kv, round-robin, random, least-loaded/],
+    [["--policy", "fastest"], /--policy must be one of kv, kv-blocks, round-robin, random, least-loaded/],
     [["--cached-tokens-fallback", "maybe"], /--cached-tokens-fallback must be router or none/],
     [["--workers", "1.5"], /--workers must be an integer/],
     [["--temperature=-1"], /--temperature must be a number of at least 0/],

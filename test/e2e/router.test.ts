@@ -183,7 +183,7 @@ describe("kvroute serve against three simulated engines", () => {
       ["max_tokens beyond the context", "/v1/completions", { model: MODEL, prompt: "x", max_tokens: 40_000 }, 400, /maximum context length is 32768 tokens/, "max_tokens"],
       ["a prompt filling the context", "/v1/completions", { model: MODEL, prompt: tokens(32_768, 5) }, 400, /maximum context length/, "prompt"],
       ["temperature out of range", "/v1/completions", { model: MODEL, prompt: "x", temperature: 3 }, 400, /'temperature' must be between 0 and 2/, "temperature"],
-      ["n above what is supported", "/v1/completions", { model: MODEL, prompt: "x", n: 2 }, 400, /'n' above 1 is not supported/, "n"],
+      ["n above what is supported", "/v1/completions", { model: MODEL, prompt: "x", n: 2 }, 400, /'n' other than 1 is not supported/, "n"],
       ["an unknown model", "/v1/completions", { model: "gpt-17", prompt: "x" }, 404, /The model `gpt-17` does not exist/, "model"],
     ];
     for (const [what, path, body, status, message, param] of cases) {

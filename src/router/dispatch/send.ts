@@ -33,6 +33,8 @@ export async function* sendAttempt(core: RoutingCore, attempt: Attempt, target: 
     cachedTokensSource: core.expectedSource(attempt.engine),
   });
   let started = false;
+  const sentAt = performance.now();
+  let last = sentAt;
   try {
     const events = target.engine.generate(
       {
@@ -45,13 +47,18 @@ export async function* sendAttempt(core: RoutingCore, attempt: Attempt, target: 
     );
     for await (const event of events) {
       if (event.type === "delta") {
+        const now = performance.now();
+        const tokens = event.tokenCount ?? event.tokenIds.length;
         if (!started) {
           started = true;
-          attempt.firstToken();
+          attempt.firstToken(now - sentAt);
+          // The first delta may carry more than the first token; only later deltas time the engine's steps.
+          attempt.generated(tokens, null);
           yield start();
+        } else {
+          attempt.generated(tokens, now - last);
         }
-        const tokens = event.tokenCount ?? event.tokenIds.length;
-        attempt.generated(tokens);
+        last = now;
         yield { type: "delta", text: event.text, tokenCount: tokens };
       } else if (event.type === "finish") {
         if (!started) yield start();

@@ -10,6 +10,12 @@ export type ErrorType =
   | "server_error";
 
 export class ApiError extends Error {
+  /**
+   * Set when the connection cannot carry another request after this answer (its framing is unknown, or
+   * the rest of its body is still arriving): the answer goes out, then the connection is closed.
+   */
+  closeConnection = false;
+
   constructor(
     readonly status: number,
     message: string,
@@ -18,6 +24,12 @@ export class ApiError extends Error {
     readonly code: string | null = null,
   ) {
     super(message);
+  }
+
+  /** The same error, answered and then the connection closed. */
+  closing(): this {
+    this.closeConnection = true;
+    return this;
   }
 
   toBody(): { error: { message: string; type: ErrorType; param: string | null; code: string | null } } {
@@ -70,6 +82,7 @@ export const STATUS_TEXT: Record<number, string> = {
   401: "401 Unauthorized",
   404: "404 Not Found",
   405: "405 Method Not Allowed",
+  408: "408 Request Timeout",
   413: "413 Payload Too Large",
   415: "415 Unsupported Media Type",
   422: "422 Unprocessable Entity",

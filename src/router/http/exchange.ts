@@ -1,5 +1,5 @@
 import type { HttpResponse } from "uWebSockets.js";
-import { ApiError, statusLine } from "./errors.js";
+import { statusLine, type ApiError } from "./errors.js";
 
 export type Headers = Record<string, string>;
 
@@ -13,6 +13,9 @@ export class Exchange {
   #responded = false;
   /** Made when first asked for: most requests (health checks, errors) never need one. */
   #controller: AbortController | null = null;
+
+  /** A HEAD request: answered as its GET would be, without the body. */
+  head = false;
 
   constructor(readonly res: HttpResponse) {
     res.onAborted(() => {
@@ -34,43 +37,21 @@ export class Exchange {
     return !this.#aborted && !this.#responded;
   }
 
-  /**
-   * Reads the whole body, refusing more than `limit` bytes with a 413. Must be called synchronously in the
-   * route handler (uWS delivers the body only to a handler registered there).
-   */
-  readBody(limit: number, declaredLength: string): Promise<Buffer> {
-    return new Promise((resolve, reject) => {
-      const declared = declaredLength === "" ? 0 : Number(declaredLength);
-      if (declared > limit) {
-        reject(tooLarge(limit));
-        return;
-      }
-      const chunks: Buffer[] = [];
-      let size = 0;
-      let failed = false;
-      this.res.onData((chunk, isLast) => {
-        if (failed) return;
-        size += chunk.byteLength;
-        if (size > limit) {
-          failed = true;
-          reject(tooLarge(limit));
-          return;
-        }
-        // uWS reuses the chunk's memory after this callback returns: copy it.
-        chunks.push(Buffer.copyBytesFrom(new Uint8Array(chunk)));
-        if (isLast) resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
-      });
-    });
-  }
-
-  /** Sends a complete response. `close` also closes the connection (used when the body was not read). */
+  /** Sends a complete response (its headers alone for HEAD). `close` also closes the connection. */
   send(status: number, body: string, headers: Headers, close = false): void {
     if (!this.open) return;
     this.#responded = true;
     this.res.cork(() => {
       this.res.writeStatus(statusLine(status));
       for (const key in headers) this.res.writeHeader(key, headers[key]!);
-      this.res.end(body, close);
+      if (this.head) {
+        // The length the GET would have. endWithoutBody() of uWS 20.30 sends nothing at all when given any
+        // argument; no HEAD answer needs the connection closed (HEAD routes read no body).
+        this.res.writeHeader("content-length", String(Buffer.byteLength(body)));
+        this.res.endWithoutBody();
+      } else {
+        this.res.end(body, close);
+      }
     });
   }
 
@@ -79,9 +60,7 @@ export class Exchange {
   }
 
   error(err: ApiError, headers: Headers = {}): void {
-    // A body we refused part-way is still arriving: close the connection rather than read it.
-    const close = err.status === 413;
-    this.send(err.status, JSON.stringify(err.toBody()), { "content-type": "application/json", ...headers }, close);
+    this.send(err.status, JSON.stringify(err.toBody()), { "content-type": "application/json", ...headers }, err.closeConnection);
   }
 
   /** Starts a server-sent-event stream; headers go out with the first frame. */
@@ -98,10 +77,6 @@ export class Exchange {
   close(): void {
     if (!this.#aborted) this.res.close();
   }
-}
-
-function tooLarge(limit: number): ApiError {
-  return new ApiError(413, `the request body is larger than the limit of ${limit} bytes`, "invalid_request_error", "body", "body_too_large");
 }
 
 /**

@@ -28,15 +28,19 @@ export async function handleGenerate(
   startedAt: number,
   options: GenerateOptions,
 ): Promise<void> {
-  // The client leaving cancels every engine request; in a batch, so does one prompt failing (a signal of
-  // its own, linked to the client's). A single prompt needs no more than the client's signal.
-  const batch = request.prompts.length > 1 ? new AbortController() : null;
-  const onClientAbort = () => batch!.abort(ex.signal.reason);
+  // The client leaving cancels every engine request; in a batch, so does one prompt failing. Each prompt of
+  // a batch gets a signal of its own, linked to the client's by one listener: the engine client listens on
+  // the signal it is given, and a dozen prompts on one signal trip Node's MaxListenersExceededWarning.
+  // A single prompt needs no more than the client's signal.
+  const batch = request.prompts.length > 1 ? request.prompts.map(() => new AbortController()) : null;
+  const abortBatch = (reason: unknown) => {
+    for (const controller of batch!) controller.abort(reason);
+  };
+  const onClientAbort = () => abortBatch(ex.signal.reason);
   if (batch) ex.signal.addEventListener("abort", onClientAbort, { once: true });
-  const signal = batch ? batch.signal : ex.signal;
   let lanes: Lane[] = [];
   try {
-    const iterables = await Promise.all(request.prompts.map((p) => backend.generate(generateInput(request, p), signal)));
+    const iterables = await Promise.all(request.prompts.map((p, i) => backend.generate(generateInput(request, p), batch ? batch[i]!.signal : ex.signal)));
     lanes = iterables.map((it, index) => ({ index, events: it[Symbol.asyncIterator](), start: null }));
     const failure = await startAll(lanes);
     if (failure) throw generationError(failure.code, failure.message, failure.status);
@@ -52,7 +56,7 @@ export async function handleGenerate(
     }
     record.ttft = timing.ttft;
   } catch (err) {
-    batch?.abort(err);
+    if (batch) abortBatch(err);
     throw err;
   } finally {
     if (batch) ex.signal.removeEventListener("abort", onClientAbort);

@@ -190,29 +190,59 @@ function parseCacheSalt(f: Fields): string | undefined {
   return salt;
 }
 
+interface Refused {
+  key: string;
+  /** The values that ask for nothing (absent and null always do). */
+  unused: (value: unknown, endpoint: Endpoint) => boolean;
+  message: string;
+}
+
+const is = (...values: unknown[]) => (v: unknown) => values.includes(v);
+const emptyArray = (v: unknown) => Array.isArray(v) && v.length === 0;
+const emptyObject = (v: unknown) => typeof v === "object" && v !== null && !Array.isArray(v) && Object.keys(v).length === 0;
+const never = () => false;
+const PROTOCOL = "is not supported by kvroute's engine protocol";
+
 /**
- * Fields the OpenAI API defines that kvroute's engine protocol cannot honour. Silently ignoring them would
- * return something other than what was asked for, so a non-default value is refused by name.
+ * Fields of the OpenAI API (and vLLM's extensions) that kvroute's engine protocol cannot honour. Silently
+ * ignoring them would return something other than what was asked for, so any value but the one that asks
+ * for nothing is refused by name, with one error per field whatever the value's type.
  */
+const REFUSED: Refused[] = [
+  { key: "n", unused: is(1), message: "'n' other than 1 is not supported; send one request per completion" },
+  { key: "best_of", unused: is(1), message: "'best_of' other than 1 is not supported" },
+  { key: "use_beam_search", unused: is(false), message: "'use_beam_search' is not supported" },
+  { key: "echo", unused: is(false), message: "'echo' is not supported" },
+  { key: "suffix", unused: is(""), message: "'suffix' is not supported" },
+  { key: "presence_penalty", unused: is(0), message: `'presence_penalty' other than 0 ${PROTOCOL}` },
+  { key: "frequency_penalty", unused: is(0), message: `'frequency_penalty' other than 0 ${PROTOCOL}` },
+  { key: "repetition_penalty", unused: is(1), message: `'repetition_penalty' other than 1 ${PROTOCOL}` },
+  { key: "min_p", unused: is(0), message: `'min_p' other than 0 ${PROTOCOL}` },
+  { key: "logit_bias", unused: emptyObject, message: "'logit_bias' is not supported" },
+  // Completions take a count of alternatives (0: none asked for), chat a boolean.
+  { key: "logprobs", unused: (v, endpoint) => v === false || (endpoint === "completions" && v === 0), message: `'logprobs' ${PROTOCOL} yet` },
+  { key: "top_logprobs", unused: is(0), message: `'top_logprobs' ${PROTOCOL} yet` },
+  { key: "prompt_logprobs", unused: never, message: `'prompt_logprobs' ${PROTOCOL} yet` },
+  { key: "tools", unused: emptyArray, message: "'tools' are not supported" },
+  // Without tools, "none" and "auto" both mean no tool call.
+  { key: "tool_choice", unused: is("none", "auto"), message: "'tool_choice' is not supported ('tools' are not)" },
+  { key: "functions", unused: emptyArray, message: "'functions' are not supported" },
+  { key: "function_call", unused: is("none", "auto"), message: "'function_call' is not supported ('functions' are not)" },
+  {
+    key: "response_format",
+    unused: (v) => typeof v === "object" && v !== null && Object.keys(v).length === 1 && (v as { type?: unknown }).type === "text",
+    message: `'response_format' other than {"type": "text"} is not supported`,
+  },
+  ...["guided_json", "guided_regex", "guided_choice", "guided_grammar", "structured_outputs"].map((key) => ({
+    key,
+    unused: never,
+    message: `'${key}' (structured output) is not supported`,
+  })),
+];
+
 function rejectUnsupported(f: Fields, endpoint: Endpoint): void {
-  const n = f.integer("n", 1, 1024);
-  if (n !== undefined && n > 1) throw badField("n", `'n' above 1 is not supported (got ${n}); send ${n} requests instead`, "unsupported_value");
-  const bestOf = f.integer("best_of", 1, 1024);
-  if (bestOf !== undefined && bestOf > 1) throw badField("best_of", "'best_of' above 1 is not supported", "unsupported_value");
-  if (f.boolean("echo")) throw badField("echo", "'echo' is not supported", "unsupported_value");
-  if (f.string("suffix")) throw badField("suffix", "'suffix' is not supported", "unsupported_value");
-  for (const key of ["presence_penalty", "frequency_penalty"]) {
-    const v = f.number(key, -2, 2);
-    if (v !== undefined && v !== 0) throw badField(key, `'${key}' is not supported by kvroute's engine protocol`, "unsupported_value");
-  }
-  const bias = f.record("logit_bias");
-  if (bias && Object.keys(bias).length > 0) throw badField("logit_bias", "'logit_bias' is not supported", "unsupported_value");
-  const logprobs = f.raw("logprobs");
-  if (logprobs !== undefined && logprobs !== null && logprobs !== false && !(endpoint === "completions" && logprobs === 0)) {
-    throw badField("logprobs", "'logprobs' is not supported by kvroute's engine protocol yet", "unsupported_value");
-  }
-  const tools = f.raw("tools");
-  if (endpoint === "chat" && Array.isArray(tools) && tools.length > 0) {
-    throw badField("tools", "'tools' are not supported", "unsupported_value");
+  for (const { key, unused, message } of REFUSED) {
+    const v = f.raw(key);
+    if (v !== undefined && v !== null && !unused(v, endpoint)) throw badField(key, message, "unsupported_value");
   }
 }

@@ -1,7 +1,9 @@
 import uWS, { type HttpRequest, type HttpResponse, type TemplatedApp, type us_listen_socket } from "uWebSockets.js";
 import type { Backend } from "../types.js";
+import { BodyReader } from "./body.js";
 import { ApiError, toApiError } from "./errors.js";
 import { Exchange } from "./exchange.js";
+import { declaredLength } from "./framing.js";
 import { handleGenerate } from "./generate.js";
 import { generateInput, parseRequest, type ApiRequest } from "./request.js";
 import { noTelemetry, type RequestRecord, type Telemetry } from "./telemetry.js";
@@ -12,16 +14,31 @@ export interface FrontendOptions {
   /** When set, /v1/* requires `Authorization: Bearer <apiKey>`; /health and /metrics stay open. */
   apiKey?: string | undefined;
   maxBodyBytes: number;
+  /** A request body of which no byte arrives for this long gets a 408 (default 10 s). */
+  bodyIdleTimeoutMs?: number;
+  /** A body over maxBodyBytes is read on and dropped up to this many bytes (default 256 MiB) ... */
+  discardMaxBytes?: number;
+  /** ... and for this long (default 30 s), so that its client gets the 413; then the connection is closed. */
+  discardMaxMs?: number;
   /** How long a stream waits for a slow client to drain before dropping it. */
   drainTimeoutMs?: number;
   telemetry?: Telemetry;
 }
 
-type Handler = (ex: Exchange, req: HttpRequest) => void;
+type Handler = (ex: Exchange, req: HttpRequest, bodyLength: number) => void;
 
-/** The OpenAI-compatible HTTP server on uWebSockets.js. */
+export const DEFAULT_BODY_IDLE_TIMEOUT_MS = 10_000;
+export const DEFAULT_DISCARD_MAX_BYTES = 256 * 1024 * 1024;
+export const DEFAULT_DISCARD_MAX_MS = 30_000;
+
+/**
+ * The OpenAI-compatible HTTP server on uWebSockets.js. HEAD is answered wherever GET is. What uWS 20.30
+ * itself refuses (HTTP/1.0, a request pipelined behind one still being answered, chunk extensions) is
+ * described in docs/operations.md, with the proxy setting that covers it.
+ */
 export class Frontend {
   readonly #app: TemplatedApp;
+  readonly #bodies: BodyReader;
   #listenSocket: us_listen_socket | null = null;
   #port = 0;
   readonly #telemetry: Telemetry;
@@ -31,16 +48,31 @@ export class Frontend {
     private readonly options: FrontendOptions,
   ) {
     this.#telemetry = options.telemetry ?? noTelemetry;
+    this.#bodies = new BodyReader({
+      maxBytes: options.maxBodyBytes,
+      idleTimeoutMs: options.bodyIdleTimeoutMs ?? DEFAULT_BODY_IDLE_TIMEOUT_MS,
+      discardMaxBytes: options.discardMaxBytes ?? DEFAULT_DISCARD_MAX_BYTES,
+      discardMaxMs: options.discardMaxMs ?? DEFAULT_DISCARD_MAX_MS,
+    });
     const routes: Record<string, Record<string, Handler>> = {
-      "/v1/completions": { post: (ex, req) => this.#generate(ex, req, "completions") },
-      "/v1/chat/completions": { post: (ex, req) => this.#generate(ex, req, "chat") },
-      "/v1/route": { post: (ex, req) => this.#route(ex, req) },
+      "/v1/completions": { post: (ex, req, length) => this.#generate(ex, req, length, "completions") },
+      "/v1/chat/completions": { post: (ex, req, length) => this.#generate(ex, req, length, "chat") },
+      "/v1/route": { post: (ex, req, length) => this.#route(ex, req, length) },
       "/v1/models": { get: (ex, req) => this.#authorized(ex, req) && ex.json(200, { object: "list", data: backend.models() }) },
       "/health": { get: (ex) => this.#health(ex) },
       "/metrics": { get: (ex) => void this.#metrics(ex) },
     };
     this.#app = uWS.App().any("/*", (res: HttpResponse, req: HttpRequest) => {
       const ex = new Exchange(res);
+      const length = declaredLength(req);
+      if (length instanceof ApiError) {
+        // Answered from the next turn of the event loop, not here: uWS parses whatever follows this request
+        // in the same read as soon as the handler returns, and it would serve a request hidden there even
+        // after a closing answer. With this one still unanswered it closes the connection instead (as it
+        // does for any pipelined request); when nothing follows, the 400 goes out and the connection closes.
+        setImmediate(() => ex.error(length));
+        return;
+      }
       const url = req.getUrl();
       const path = url.length > 1 && url.endsWith("/") ? url.slice(0, -1) : url;
       const methods = routes[path];
@@ -48,13 +80,15 @@ export class Frontend {
         ex.error(new ApiError(404, `no route for ${req.getMethod().toUpperCase()} ${url}`, "not_found_error", null, "not_found"));
         return;
       }
-      const handler = methods[req.getMethod()];
+      const method = req.getMethod();
+      ex.head = method === "head" && methods.get !== undefined;
+      const handler = methods[ex.head ? "get" : method];
       if (!handler) {
-        const allowed = Object.keys(methods).map((m) => m.toUpperCase()).join(", ");
-        ex.error(new ApiError(405, `${req.getMethod().toUpperCase()} is not allowed on ${path}; use ${allowed}`, "invalid_request_error", null, "method_not_allowed"), { allow: allowed });
+        const allowed = Object.keys(methods).flatMap((m) => (m === "get" ? ["GET", "HEAD"] : [m.toUpperCase()])).join(", ");
+        ex.error(new ApiError(405, `${method.toUpperCase()} is not allowed on ${path}; use ${allowed}`, "invalid_request_error", null, "method_not_allowed"), { allow: allowed });
         return;
       }
-      handler(ex, req);
+      handler(ex, req, length);
     });
   }
 
@@ -66,6 +100,7 @@ export class Frontend {
           return;
         }
         this.#listenSocket = socket;
+        this.#bodies.start();
         this.#port = uWS.us_socket_local_port(socket as unknown as uWS.us_socket);
         resolve(this.#port);
       });
@@ -80,6 +115,7 @@ export class Frontend {
   close(): void {
     if (this.#listenSocket) uWS.us_listen_socket_close(this.#listenSocket);
     this.#listenSocket = null;
+    this.#bodies.stop();
   }
 
   #authorized(ex: Exchange, req: HttpRequest): boolean {
@@ -93,9 +129,8 @@ export class Frontend {
   }
 
   /** Reads and parses the JSON body; answers the error itself and returns null when the body is bad. */
-  async #body(ex: Exchange, contentLength: string, contentType: string): Promise<unknown> {
-    const bytes = ex.readBody(this.options.maxBodyBytes, contentLength);
-    const raw = await bytes;
+  async #body(ex: Exchange, length: number, contentType: string): Promise<unknown> {
+    const raw = await this.#bodies.read(ex, length);
     if (contentType !== "" && !contentType.includes("json")) {
       throw new ApiError(415, `the request body must be JSON (content-type application/json), got ${contentType}`, "invalid_request_error", "body", "unsupported_media_type");
     }
@@ -106,7 +141,7 @@ export class Frontend {
     }
   }
 
-  #generate(ex: Exchange, req: HttpRequest, endpoint: "completions" | "chat"): void {
+  #generate(ex: Exchange, req: HttpRequest, length: number, endpoint: "completions" | "chat"): void {
     const startedAt = performance.now();
     const record: RequestRecord = {
       endpoint: endpoint === "chat" ? "/v1/chat/completions" : "/v1/completions",
@@ -131,7 +166,7 @@ export class Frontend {
       done();
       return;
     }
-    const body = this.#body(ex, req.getHeader("content-length"), req.getHeader("content-type"));
+    const body = this.#body(ex, length, req.getHeader("content-type"));
     void (async () => {
       try {
         const request = parseRequest(endpoint, await body);
@@ -153,9 +188,9 @@ export class Frontend {
     })();
   }
 
-  #route(ex: Exchange, req: HttpRequest): void {
+  #route(ex: Exchange, req: HttpRequest, length: number): void {
     if (!this.#authorized(ex, req)) return;
-    const body = this.#body(ex, req.getHeader("content-length"), req.getHeader("content-type"));
+    const body = this.#body(ex, length, req.getHeader("content-type"));
     void (async () => {
       try {
         const json = await body;

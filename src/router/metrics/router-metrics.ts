@@ -15,7 +15,13 @@ export interface EngineGaugeSource {
   decodeBlocks: number;
   /** The engine's own count of its requests (its metrics; every client's), when it reports one. */
   reported: { running: number; waiting: number } | null;
+  /** What the router's time model has learned of the engine. */
+  prefillTokensPerSecond: number;
+  decodeStepSeconds: number;
 }
+
+/** Observed over predicted TTFT: 1 is a perfect prediction. */
+const RATIO_BUCKETS = [0.25, 0.5, 0.67, 0.8, 0.9, 1, 1.1, 1.25, 1.5, 2, 4];
 
 /**
  * Prometheus metrics of the router. Request-level figures arrive through the Telemetry interface; engine
@@ -39,6 +45,11 @@ export class RouterMetrics implements Telemetry {
   readonly #engineRequests: Gauge<"engine">;
   readonly #engineBlocks: Gauge<"engine" | "phase">;
   readonly #engineReported: Gauge<"engine" | "state">;
+  readonly #enginePrefillRate: Gauge<"engine">;
+  readonly #engineStep: Gauge<"engine">;
+  readonly #ttftRatio: Histogram<"engine">;
+  readonly #ttftPredicted: Counter<"engine">;
+  readonly #ttftObserved: Counter<"engine">;
   readonly #scrapeHooks: (() => void | Promise<void>)[] = [];
 
   constructor() {
@@ -64,6 +75,11 @@ export class RouterMetrics implements Telemetry {
       labelNames: ["engine", "state"],
       registers,
     });
+    this.#enginePrefillRate = new Gauge({ name: "kvroute_engine_prefill_tokens_per_second", help: "Prompt tokens per second the router's time model has learned for the engine", labelNames: ["engine"], registers });
+    this.#engineStep = new Gauge({ name: "kvroute_engine_decode_step_seconds", help: "Time of one decode step with nothing else running, as the router's time model has learned it", labelNames: ["engine"], registers });
+    this.#ttftRatio = new Histogram({ name: "kvroute_ttft_observed_over_predicted", help: "Per request: the TTFT observed at the router over the TTFT the time model predicted for its engine", labelNames: ["engine"], buckets: RATIO_BUCKETS, registers });
+    this.#ttftPredicted = new Counter({ name: "kvroute_ttft_predicted_seconds_total", help: "Sum of predicted TTFTs, per engine (beside the observed sum, it shows the model's bias)", labelNames: ["engine"], registers });
+    this.#ttftObserved = new Counter({ name: "kvroute_ttft_observed_seconds_total", help: "Sum of observed TTFTs (from sending to the engine to its first token), per engine", labelNames: ["engine"], registers });
   }
 
   requestDone(r: RequestRecord): void {
@@ -102,6 +118,13 @@ export class RouterMetrics implements Telemetry {
     this.#predictedHitRatio.observe(promptTokens > 0 ? cachedTokens / promptTokens : 0);
   }
 
+  /** A first token came: the time model had predicted `predicted` seconds, it took `observed`. */
+  ttftPrediction(engine: string, predicted: number, observed: number): void {
+    if (predicted > 0) this.#ttftRatio.observe({ engine }, observed / predicted);
+    this.#ttftPredicted.inc({ engine }, Math.max(0, predicted));
+    this.#ttftObserved.inc({ engine }, Math.max(0, observed));
+  }
+
   overhead(stage: OverheadStage, seconds: number): void {
     this.#overhead.observe({ stage }, seconds);
   }
@@ -117,11 +140,15 @@ export class RouterMetrics implements Telemetry {
       this.#engineRequests.reset();
       this.#engineBlocks.reset();
       this.#engineReported.reset();
+      this.#enginePrefillRate.reset();
+      this.#engineStep.reset();
       for (const e of read()) {
         if (e.reported) {
           this.#engineReported.set({ engine: e.engine, state: "running" }, e.reported.running);
           this.#engineReported.set({ engine: e.engine, state: "waiting" }, e.reported.waiting);
         }
+        this.#enginePrefillRate.set({ engine: e.engine }, e.prefillTokensPerSecond);
+        this.#engineStep.set({ engine: e.engine }, e.decodeStepSeconds);
         this.#engineUp.set({ engine: e.engine }, e.up ? 1 : 0);
         this.#engineRequests.set({ engine: e.engine }, e.activeRequests);
         this.#engineBlocks.set({ engine: e.engine, phase: "prefill" }, e.prefillBlocks);

@@ -1,11 +1,24 @@
-// Work booked on each engine by requests in flight, in KV blocks. A request's prefill blocks (the prompt
-// blocks the engine must still compute) count until its first token; from then on, the blocks its
-// sequence occupies (prompt plus generated tokens) count as decode blocks until it ends.
+// Work booked on each engine by requests in flight. A request's prefill (the prompt blocks and tokens the
+// engine must still compute) counts until its first token; from then on, the request is decoding and the
+// blocks its sequence occupies (prompt plus generated tokens) count as decode blocks until it ends.
+//
+// Invariant: each figure is the sum over the engine's unreleased bookings of that booking's share.
 
 export interface EngineLoad {
+  /** Prompt blocks still to compute, of requests before their first token. */
   prefillBlocks: number;
+  /** Prompt tokens still to compute (not cached), of requests before their first token. */
+  prefillTokens: number;
+  /** Blocks held by requests past their first token. */
   decodeBlocks: number;
+  /** Requests past their first token. */
+  decodeRequests: number;
+  /** Requests in flight, prefilling or decoding. */
   requests: number;
+}
+
+function idle(): EngineLoad {
+  return { prefillBlocks: 0, prefillTokens: 0, decodeBlocks: 0, decodeRequests: 0, requests: 0 };
 }
 
 export class ActiveLoad {
@@ -14,7 +27,7 @@ export class ActiveLoad {
   load(engine: number): EngineLoad {
     let load = this.#loads.get(engine);
     if (!load) {
-      load = { prefillBlocks: 0, decodeBlocks: 0, requests: 0 };
+      load = idle();
       this.#loads.set(engine, load);
     }
     return load;
@@ -23,7 +36,7 @@ export class ActiveLoad {
   /** A copy of an engine's load, for a decision that must not change when later bookings do. */
   snapshot(engine: number): EngineLoad {
     const l = this.#loads.get(engine);
-    return l ? { prefillBlocks: l.prefillBlocks, decodeBlocks: l.decodeBlocks, requests: l.requests } : { prefillBlocks: 0, decodeBlocks: 0, requests: 0 };
+    return l ? { ...l } : idle();
   }
 
   /**
@@ -39,6 +52,8 @@ export class Booking {
   #phase: "prefill" | "decode" | "released" = "prefill";
   #decodeBlocks = 0;
   #tokens: number;
+  /** Prompt tokens the engine must compute: all but the full blocks it holds. */
+  readonly prefillTokens: number;
 
   constructor(
     private readonly active: ActiveLoad,
@@ -48,8 +63,10 @@ export class Booking {
     private readonly blockSize: number,
   ) {
     this.#tokens = promptTokens;
+    this.prefillTokens = promptTokens - (Math.floor(promptTokens / blockSize) - prefillBlocks) * blockSize;
     const load = active.load(engine);
     load.prefillBlocks += prefillBlocks;
+    load.prefillTokens += this.prefillTokens;
     load.requests += 1;
   }
 
@@ -59,6 +76,8 @@ export class Booking {
     this.#phase = "decode";
     const load = this.active.load(this.engine);
     load.prefillBlocks -= this.prefillBlocks;
+    load.prefillTokens -= this.prefillTokens;
+    load.decodeRequests += 1;
     this.#setDecodeBlocks(load);
   }
 
@@ -73,7 +92,12 @@ export class Booking {
   release(): void {
     if (this.#phase === "released") return;
     const load = this.active.load(this.engine);
-    if (this.#phase === "prefill") load.prefillBlocks -= this.prefillBlocks;
+    if (this.#phase === "prefill") {
+      load.prefillBlocks -= this.prefillBlocks;
+      load.prefillTokens -= this.prefillTokens;
+    } else {
+      load.decodeRequests -= 1;
+    }
     load.decodeBlocks -= this.#decodeBlocks;
     load.requests -= 1;
     this.#phase = "released";

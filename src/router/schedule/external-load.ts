@@ -31,11 +31,13 @@ export interface EngineReport {
 export interface ExternalLoad {
   /** Requests on the engine beyond the router's own. */
   requests: number;
+  /** Of those, the ones running (decoding, or prefilling in a step). */
+  running: number;
   prefillBlocks: number;
   decodeBlocks: number;
 }
 
-export const NO_EXTERNAL_LOAD: ExternalLoad = Object.freeze({ requests: 0, prefillBlocks: 0, decodeBlocks: 0 });
+export const NO_EXTERNAL_LOAD: ExternalLoad = Object.freeze({ requests: 0, running: 0, prefillBlocks: 0, decodeBlocks: 0 });
 
 /** `ownRequests`: the router's own requests in flight on the engine when the report arrived. */
 export function externalLoad(report: EngineReport | null, ownRequests: number, promptBlocks: number): ExternalLoad {
@@ -50,6 +52,7 @@ export function externalLoad(report: EngineReport | null, ownRequests: number, p
       : promptBlocks;
   return {
     requests: foreignRunning + foreignWaiting,
+    running: foreignRunning,
     prefillBlocks: foreignWaiting * promptBlocks,
     decodeBlocks: Math.round(foreignRunning * perRunning),
   };

@@ -4,5 +4,7 @@ export { externalLoad, NO_EXTERNAL_LOAD, type EngineReport, type ExternalLoad } 
 export { cachedTokens, expectedSource, type CachedTokens, type CachedTokensFallback } from "./cached-tokens.js";
 export { POLICIES, type PolicyName, type Scored } from "./policy.js";
 export { MAX_ATTEMPTS, shouldRetry, type Failure } from "./retry.js";
-export { Attempt, RoutingCore, type RetryOutcome, type RoutablePrompt, type RoutingCoreOptions } from "./routing-core.js";
-export { Scheduler, type Decision, type SchedulerOptions } from "./scheduler.js";
+export { RobustFit, type RobustFitOptions } from "./robust-fit.js";
+export { Attempt, RoutingCore, type RetryOutcome, type RoutingCoreOptions } from "./routing-core.js";
+export { Scheduler, type Decision, type RoutablePrompt, type SchedulerOptions } from "./scheduler.js";
+export { DEFAULT_PRIOR, EngineTimeModel, type EngineTiming, type TimeFeatures, type TimeModelOptions } from "./time-model.js";

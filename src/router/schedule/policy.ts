@@ -1,16 +1,30 @@
 // Choosing an engine for a prompt.
 //
-// kv (the default): cost = overlap_weight × prefill_blocks + decode_blocks, where prefill_blocks are the
-// prompt blocks the engine does not hold plus the prefill already booked on it, and decode_blocks the
-// blocks of its running requests. Both include the engine's external load (work the router did not book,
-// from the engine's metrics; external-load.ts), kept apart from the bookings in each candidate. Temperature 0 takes the cheapest (ties: fewest active blocks, then at
-// random); above 0 samples softmax(-normalized cost / temperature), costs normalized to [0, 1].
+// kv (the default): the cost is time: what the request waits, plus what it makes others wait. For each
+// engine the time model (time-model.ts) predicts this request's TTFT there, from the prefill queued on it,
+// the prompt tokens it does not hold, its decoding load and its own learned speed. To that it adds the
+// engine time its uncached prefill takes (p × U): every step that carries a chunk of the prompt is that
+// much longer for the sequences decoding there, and a request that arrives behind it waits for it. It is
+// counted once, as one stream there sees it, not once per decoding stream: summed over the streams it
+// would outweigh the request's own TTFT many times over and send every long prompt away from its cache.
+// A cached prefix is thus worth its compute twice: once in this request's wait, once in the fleet's.
+// The cheapest engine wins.
+// kv-blocks: cost = overlap_weight × prefill_blocks + decode_blocks, where prefill_blocks are the prompt
+// blocks the engine does not hold plus the prefill already booked on it, and decode_blocks the blocks of
+// its running requests: blocks to compute and blocks held weighed as if they cost the same.
+// Either way temperature 0 takes the cheapest (ties: fewest active blocks, then at random); above 0
+// samples softmax(-normalized cost / temperature), costs normalized to [0, 1].
+// Both costs take the engine's external load (work the router did not book, from the engine's own
+// metrics; external-load.ts) on top of the router's bookings: into the time model's features (queued
+// prompt tokens, decoding sequences and their blocks, requests), or into the block counts. Each candidate
+// keeps it apart from the bookings.
 // round-robin, random and least-loaded ignore the cache; they are the baselines a deployment compares against.
 import type { EngineLoad } from "./active-load.js";
 import type { ExternalLoad } from "./external-load.js";
+import type { EngineTimeModel, TimeFeatures } from "./time-model.js";
 
-export type PolicyName = "kv" | "round-robin" | "random" | "least-loaded";
-export const POLICIES: readonly PolicyName[] = ["kv", "round-robin", "random", "least-loaded"];
+export type PolicyName = "kv" | "kv-blocks" | "round-robin" | "random" | "least-loaded";
+export const POLICIES: readonly PolicyName[] = ["kv", "kv-blocks", "round-robin", "random", "least-loaded"];
 
 export interface Candidate {
   engine: number;
@@ -22,32 +36,45 @@ export interface Candidate {
 }
 
 export interface Scored extends Candidate {
+  /** In the policy's unit: ms for kv, blocks for kv-blocks (0 for the baselines). */
   cost: number;
   activeBlocks: number;
+  /** The time model's TTFT for this request on this engine (ms), whatever the policy. */
+  predictedTtftMs: number;
+  /** What the prediction was made from; kept to calibrate the model when the first token comes. */
+  features: TimeFeatures;
 }
 
-export interface PolicyOptions {
+export interface ScoreContext {
+  policy: PolicyName;
   overlapWeight: number;
-  temperature: number;
-  random: () => number;
+  promptTokens: number;
+  promptBlocks: number;
+  blockSize: number;
+  model: (engine: number) => EngineTimeModel;
 }
 
-export function score(candidates: Candidate[], promptBlocks: number, overlapWeight: number): Scored[] {
+export function score(candidates: Candidate[], ctx: ScoreContext): Scored[] {
   return candidates.map((c) => {
-    const prefill = c.load.prefillBlocks + c.external.prefillBlocks;
-    const decode = c.load.decodeBlocks + c.external.decodeBlocks;
-    return {
-      engine: c.engine,
-      overlapBlocks: c.overlapBlocks,
-      load: c.load,
-      external: c.external,
-      activeBlocks: prefill + decode,
-      cost: overlapWeight * (promptBlocks - c.overlapBlocks + prefill) + decode,
+    const x = c.external;
+    const features: TimeFeatures = {
+      queuedTokens: c.load.prefillTokens + x.prefillBlocks * ctx.blockSize,
+      uncachedTokens: ctx.promptTokens - c.overlapBlocks * ctx.blockSize,
+      decoding: c.load.decodeRequests + x.running,
+      decodeBlocks: c.load.decodeBlocks + x.decodeBlocks,
+      requests: c.load.requests + x.requests,
     };
+    const predictedTtftMs = ctx.model(c.engine).ttft(features);
+    const prefillBlocks = c.load.prefillBlocks + x.prefillBlocks;
+    const decodeBlocks = c.load.decodeBlocks + x.decodeBlocks;
+    let cost = 0;
+    if (ctx.policy === "kv") cost = predictedTtftMs + ctx.model(c.engine).prefillTime(features);
+    else if (ctx.policy === "kv-blocks") cost = ctx.overlapWeight * (ctx.promptBlocks - c.overlapBlocks + prefillBlocks) + decodeBlocks;
+    return { ...c, activeBlocks: prefillBlocks + decodeBlocks, cost, predictedTtftMs, features };
   });
 }
 
-/** Index into `scored` of the engine the kv policy picks. */
+/** Index into `scored` of the engine a cost policy picks. */
 export function pickByCost(scored: Scored[], temperature: number, random: () => number): number {
   if (temperature > 0) return sampleSoftmax(scored, temperature, random);
   let best: number[] = [];

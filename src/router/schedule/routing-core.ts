@@ -1,8 +1,9 @@
 // The routing core: every rule a request's routing follows, shared by `kvroute serve` and `kvroute
 // simulate`, with no sockets and no clock. It decides (prepared prompt → scored engines), sets the output
 // budget, books the request against its engine's load and moves the booking along with what the engine
-// reports, applies the retry rule and the cached-tokens rule. Sending is not its business: the live
-// dispatcher and the simulator each drive an Attempt with what their engines do.
+// reports, feeds the engine's time model with the TTFT and the gaps it observes, and applies the retry
+// rule and the cached-tokens rule. Sending is not its business: the live dispatcher and the simulator each
+// drive an Attempt with what their engines do, and tell it how long things took (the core reads no clock).
 //
 // Invariant: every Attempt's booking is released exactly once, by finish(), fail() or release(),
 // whichever comes first; later calls change nothing.
@@ -11,21 +12,15 @@ import type { Booking } from "./active-load.js";
 import { outputBudget } from "./budget.js";
 import { cachedTokens, expectedSource, type CachedTokens, type CachedTokensFallback } from "./cached-tokens.js";
 import { shouldRetry, type Failure } from "./retry.js";
-import type { Decision, Scheduler } from "./scheduler.js";
-
-/** A prompt as routing sees it: its length, its full blocks, and each engine's overlap with it. */
-export interface RoutablePrompt {
-  promptTokens: number;
-  blocks: number;
-  /** Leading blocks of the prompt each engine holds, indexed by engine. */
-  overlaps: ArrayLike<number>;
-}
+import type { Decision, RoutablePrompt, Scheduler } from "./scheduler.js";
 
 export interface RoutingCoreOptions {
   scheduler: Scheduler;
   cachedTokensFallback: CachedTokensFallback;
   /** Tokens per block, for booking and for the cached-tokens estimate. */
   blockSize: () => number;
+  /** Told of every first token: the time model's prediction for its engine, and what it took (ms). */
+  onTtft?: (engine: number, predictedMs: number, observedMs: number) => void;
 }
 
 export type RetryOutcome =
@@ -40,6 +35,7 @@ export class RoutingCore {
   readonly scheduler: Scheduler;
   readonly cachedTokensFallback: CachedTokensFallback;
   readonly #blockSize: () => number;
+  readonly #onTtft: ((engine: number, predictedMs: number, observedMs: number) => void) | undefined;
   /** Per engine: whether its last answer carried its own cached-token count. */
   readonly #reportedCachedTokens = new Map<number, boolean>();
 
@@ -47,6 +43,7 @@ export class RoutingCore {
     this.scheduler = options.scheduler;
     this.cachedTokensFallback = options.cachedTokensFallback;
     this.#blockSize = options.blockSize;
+    this.#onTtft = options.onTtft;
   }
 
   /** The output budget; throws a RouterError (context_length_exceeded) when the request cannot fit. */
@@ -56,7 +53,7 @@ export class RoutingCore {
 
   /** Scores the available engines (minus `exclude`) and picks one; null when none is available. */
   decide(prompt: RoutablePrompt, exclude?: ReadonlySet<number>): Decision | null {
-    return this.scheduler.decide(prompt.blocks, prompt.overlaps, exclude);
+    return this.scheduler.decide(prompt, this.#blockSize(), exclude);
   }
 
   /** Books a decided request on its engine: the first attempt. */
@@ -74,8 +71,14 @@ export class RoutingCore {
   }
 
   /** @internal Called by Attempt. */
+  firstToken(decision: Decision, ttftMs: number): void {
+    this.scheduler.model(decision.engine).observeTtft(decision.chosen.features, ttftMs);
+    this.#onTtft?.(decision.engine, decision.chosen.predictedTtftMs, ttftMs);
+  }
+
+  /** @internal Called by Attempt. */
   book(decision: Decision, prompt: RoutablePrompt): Booking {
-    return this.scheduler.book(decision, prompt.promptTokens, prompt.blocks, this.#blockSize());
+    return this.scheduler.book(decision, prompt, this.#blockSize());
   }
 
   /** @internal Called by Attempt. */
@@ -116,13 +119,21 @@ export class Attempt {
     return this.decision.overlapBlocks;
   }
 
-  /** The first output token arrived: the prompt is computed. */
-  firstToken(): void {
+  /** The first output token arrived, `ttftMs` after the request was sent: the prompt is computed. */
+  firstToken(ttftMs: number): void {
     this.#booking.started();
+    this.#core.firstToken(this.decision, ttftMs);
   }
 
-  /** `count` more output tokens arrived. */
-  generated(count: number): void {
+  /**
+   * `count` more output tokens arrived, `gapMs` after the previous ones (null when the engine sent them
+   * with the first token, or when the gap is not known).
+   */
+  generated(count: number, gapMs: number | null): void {
+    if (gapMs !== null && count > 0) {
+      const load = this.#core.scheduler.active.load(this.engine);
+      this.#core.scheduler.model(this.engine).observeGap(load.decodeRequests, load.decodeBlocks, gapMs / count);
+    }
     this.#booking.generated(count);
   }
 

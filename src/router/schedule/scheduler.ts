@@ -1,25 +1,40 @@
 import { ActiveLoad, type Booking } from "./active-load.js";
 import { externalLoad, NO_EXTERNAL_LOAD, type EngineReport } from "./external-load.js";
 import { pickByCost, pickLeastLoaded, score, type PolicyName, type Scored } from "./policy.js";
+import { DEFAULT_PRIOR, EngineTimeModel, type TimeModelOptions } from "./time-model.js";
 
 export interface SchedulerOptions {
   policy?: PolicyName;
+  /** kv-blocks: the cost's weight on blocks to prefill (default 1). */
   overlapWeight?: number;
   temperature?: number;
+  /** Every engine's time model starts from this (default: DEFAULT_PRIOR, C 8192, 256 sequences). */
+  timeModel?: TimeModelOptions;
   /** Injected for reproducible simulations; Math.random otherwise. */
   random?: () => number;
+}
+
+/** A prompt as routing sees it: its length, its full blocks, and each engine's overlap with it. */
+export interface RoutablePrompt {
+  promptTokens: number;
+  blocks: number;
+  /** Leading blocks of the prompt each engine holds, indexed by engine. */
+  overlaps: ArrayLike<number>;
 }
 
 export interface Decision {
   engine: number;
   overlapBlocks: number;
+  /** The chosen engine's scoring. */
+  chosen: Scored;
   /** Every engine considered, with its cost, in engine order. */
   scored: Scored[];
 }
 
 /**
- * Picks an engine per prompt and keeps the books on what each engine is doing. Engines are the small
- * integers the prefix index uses; only available ones are considered.
+ * Picks an engine per prompt and keeps the books on what each engine is doing, and what each engine's
+ * time model has learned of it. Engines are the small integers the prefix index uses; only available ones
+ * are considered.
  */
 export class Scheduler {
   readonly policy: PolicyName;
@@ -34,6 +49,8 @@ export class Scheduler {
   /** Available engines, ascending: kept sorted on change rather than on every decision. */
   #available: number[] = [];
   readonly #random: () => number;
+  readonly #timeModel: TimeModelOptions;
+  readonly #models = new Map<number, EngineTimeModel>();
   #nextRoundRobin = 0;
 
   constructor(options: SchedulerOptions = {}) {
@@ -41,6 +58,7 @@ export class Scheduler {
     this.overlapWeight = options.overlapWeight ?? 1;
     this.temperature = options.temperature ?? 0;
     this.#random = options.random ?? Math.random;
+    this.#timeModel = options.timeModel ?? { prior: DEFAULT_PRIOR };
     if (!(this.overlapWeight >= 0)) throw new RangeError(`overlap weight must be >= 0, got ${this.overlapWeight}`);
     if (!(this.temperature >= 0)) throw new RangeError(`temperature must be >= 0, got ${this.temperature}`);
   }
@@ -64,35 +82,42 @@ export class Scheduler {
     return this.#reports.get(engine)?.report ?? null;
   }
 
-  /**
-   * Chooses an engine for a prompt of `promptBlocks` full blocks, given each engine's overlap (indexed by
-   * engine). Returns null when no engine is available (minus `exclude`).
-   */
-  decide(promptBlocks: number, overlaps: ArrayLike<number>, exclude?: ReadonlySet<number>): Decision | null {
+  /** The engine's time model, made from the prior the first time it is asked for. */
+  model(engine: number): EngineTimeModel {
+    let model = this.#models.get(engine);
+    if (!model) {
+      model = new EngineTimeModel(this.#timeModel);
+      this.#models.set(engine, model);
+    }
+    return model;
+  }
+
+  /** Chooses an engine for a prompt; null when no engine is available (minus `exclude`). */
+  decide(prompt: RoutablePrompt, blockSize: number, exclude?: ReadonlySet<number>): Decision | null {
     const engines = exclude && exclude.size > 0 ? this.#available.filter((e) => !exclude.has(e)) : this.#available;
     if (engines.length === 0) return null;
     const scored = score(
       engines.map((engine) => {
         const load = this.active.snapshot(engine);
         const reported = this.#reports.get(engine);
-        const external = reported ? externalLoad(reported.report, reported.ownRequests, promptBlocks) : NO_EXTERNAL_LOAD;
-        return { engine, overlapBlocks: Math.min(overlaps[engine] ?? 0, promptBlocks), load, external };
+        const external = reported ? externalLoad(reported.report, reported.ownRequests, prompt.blocks) : NO_EXTERNAL_LOAD;
+        return { engine, overlapBlocks: Math.min(prompt.overlaps[engine] ?? 0, prompt.blocks), load, external };
       }),
-      promptBlocks,
-      this.overlapWeight,
+      { policy: this.policy, overlapWeight: this.overlapWeight, promptTokens: prompt.promptTokens, promptBlocks: prompt.blocks, blockSize, model: (e) => this.model(e) },
     );
     const chosen = scored[this.#pick(scored)]!;
-    return { engine: chosen.engine, overlapBlocks: chosen.overlapBlocks, scored };
+    return { engine: chosen.engine, overlapBlocks: chosen.overlapBlocks, chosen, scored };
   }
 
   /** Books a dispatched request on its engine; the booking must be released when the request ends. */
-  book(decision: Decision, promptTokens: number, promptBlocks: number, blockSize: number): Booking {
-    return this.active.book(decision.engine, promptTokens, promptBlocks - decision.overlapBlocks, blockSize);
+  book(decision: Decision, prompt: RoutablePrompt, blockSize: number): Booking {
+    return this.active.book(decision.engine, prompt.promptTokens, prompt.blocks - decision.overlapBlocks, blockSize);
   }
 
   #pick(scored: Scored[]): number {
     switch (this.policy) {
       case "kv":
+      case "kv-blocks":
         return pickByCost(scored, this.temperature, this.#random);
       case "least-loaded":
         return pickLeastLoaded(scored, this.#random);

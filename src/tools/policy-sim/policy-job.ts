@@ -7,21 +7,22 @@ import { policyReport, type PolicyReport, type TraceFigures } from "./report.js"
 import { simulatePolicy, type SimulationOptions } from "./run.js";
 import { openTraceSpec, type TraceSpec } from "./trace-spec.js";
 
-export type JobOptions = Omit<SimulationOptions, "onResult" | "onProgress" | "bound">;
+export type JobOptions = Omit<SimulationOptions, "onResult" | "onProgress" | "bounds">;
 
 export interface PolicyJob {
   trace: TraceSpec;
   options: JobOptions;
   /** When set, the policy's summary.json, requests.jsonl and report.html go to outDir/<policy>/. */
   outDir?: string;
-  /** Also compute the shared-cache bound over the prompts (one job of a run is enough). */
+  /** Also compute the hit-ratio bounds over the prompts (one job of a run is enough). */
   bound?: boolean;
 }
 
 export interface JobResult {
   report: PolicyReport;
   trace: TraceFigures;
-  bound: CacheBound | null;
+  /** The unbounded and the fleet-capacity bound, when asked for. */
+  bounds: { unbounded: CacheBound; fleet: CacheBound } | null;
 }
 
 export interface JobProgress {
@@ -35,10 +36,11 @@ export async function runPolicyJob(job: PolicyJob, onProgress?: (p: JobProgress)
   const trace = await openTraceSpec(job.trace);
   const { maxRequests } = job.options;
   const folder = job.outDir === undefined ? null : await ResultsFolder.create(join(job.outDir, job.options.policy));
-  const bound = job.bound ? new SharedCacheBound(job.options.engine.blockSize) : null;
+  const { blockSize, numBlocks } = job.options.engine;
+  const bounds = job.bound ? [new SharedCacheBound(blockSize), new SharedCacheBound(blockSize, job.options.engines * numBlocks)] : null;
   const run = await simulatePolicy(trace, {
     ...job.options,
-    ...(bound !== null ? { bound } : {}),
+    ...(bounds !== null ? { bounds } : {}),
     ...(folder !== null ? { onResult: (r) => folder.write(r) } : {}),
     ...(onProgress !== undefined
       ? { onProgress: (sent, virtualMs) => onProgress({ sent, virtualMs, fraction: maxRequests !== undefined ? sent / maxRequests : trace.progress() }) }
@@ -49,6 +51,6 @@ export async function runPolicyJob(job: PolicyJob, onProgress?: (p: JobProgress)
   return {
     report: policyReport(run),
     trace: { name: trace.name, format: r.format, records: r.records, bad_lines: r.badLines },
-    bound: bound?.result() ?? null,
+    bounds: bounds === null ? null : { unbounded: bounds[0]!.result(), fleet: bounds[1]!.result() },
   };
 }

@@ -39,6 +39,8 @@ export interface PolicyReport {
 export interface BoundReport {
   hit_ratio: number | null;
   block_size: number;
+  /** Null for the unbounded cache. */
+  capacity_blocks: number | null;
   cached_tokens: number;
   prompt_tokens: number;
 }
@@ -54,7 +56,10 @@ export interface SimulationReport {
   trace: TraceFigures;
   settings: Record<string, string | number | boolean | null>;
   policies: PolicyReport[];
+  /** One unbounded cache shared by all engines. */
   bound: BoundReport;
+  /** One LRU cache of the fleet's total blocks. */
+  fleet_bound: BoundReport;
   wall_sec: number;
 }
 
@@ -98,5 +103,5 @@ export function policyReport(run: PolicyRun): PolicyReport {
 }
 
 export function boundReport(b: CacheBound): BoundReport {
-  return { hit_ratio: b.hitRatio, block_size: b.blockSize, cached_tokens: b.cachedTokens, prompt_tokens: b.promptTokens };
+  return { hit_ratio: b.hitRatio, block_size: b.blockSize, capacity_blocks: b.capacityBlocks, cached_tokens: b.cachedTokens, prompt_tokens: b.promptTokens };
 }

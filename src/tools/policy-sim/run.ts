@@ -12,11 +12,12 @@ import { KvEventApplier } from "../../router/kv-index/kv-events/applier.js";
 import { PrefixIndex } from "../../router/kv-index/prefix-index/index.js";
 import type { RequestResult } from "../replay/result.js";
 import { ReplayStats, type ReplaySummary } from "../replay/stats.js";
-import { RoutingCore, Scheduler, type Attempt, type PolicyName } from "../../router/schedule/index.js";
+import { DEFAULT_PRIOR, RoutingCore, Scheduler, type Attempt, type PolicyName } from "../../router/schedule/index.js";
 import { RouterError } from "../../router/types.js";
 import type { CoreFinish, CoreOutput } from "../../mock-engine/core.js";
 import { SimRequestError } from "../../mock-engine/core.js";
 import type { SimKvEvent } from "../../mock-engine/kv-events.js";
+import { atSpeed } from "../../mock-engine/timing.js";
 import { Rng } from "../../mock-engine/sampler.js";
 import { createPromptSynthesizer } from "../trace/synthesis.js";
 import type { TraceRecord, TraceSource } from "../trace/types.js";
@@ -31,6 +32,11 @@ export interface SimulationOptions {
   /** Number of engines. */
   engines: number;
   engine: EngineSettings;
+  /**
+   * Each engine's speed relative to `engine`'s timing (default 1 for all): an engine at 0.5 takes twice as
+   * long for every step. The router is not told; its time models find out.
+   */
+  engineSpeeds?: readonly number[];
   /** The kv policy's cost weight on blocks to prefill (default 1). */
   overlapWeight?: number;
   /** The kv policy's softmax temperature (default 0: cheapest engine). */
@@ -46,8 +52,8 @@ export interface SimulationOptions {
   /** Prompt synthesis: token ids below vocabSize, another seed for other tokens (defaults as in replay). */
   vocabSize?: number;
   promptSeed?: number;
-  /** Every routed prompt is also added to this bound (its hashes are at hand here). */
-  bound?: SharedCacheBound;
+  /** Every routed prompt is also added to these bounds (its hashes are at hand here). */
+  bounds?: SharedCacheBound[];
   onResult?: (result: RequestResult) => void;
   /** Called every 256 requests with the requests sent and the virtual time. */
   onProgress?: (sent: number, virtualMs: number) => void;
@@ -104,7 +110,9 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
   if (!(speedup > 0 && Number.isFinite(speedup))) throw new RangeError(`speedup must be a number above 0, got ${speedup}`);
   if (!(delayMs >= 0 && Number.isFinite(delayMs))) throw new RangeError(`kvEventDelayMs must be a number of at least 0, got ${delayMs}`);
   if (!Number.isSafeInteger(o.engines) || o.engines < 1 || o.engines > 4096) throw new RangeError(`engines must be an integer from 1 to 4096, got ${o.engines}`);
-  if (o.bound && o.bound.blockSize !== blockSize) throw new RangeError(`the bound counts ${o.bound.blockSize}-token blocks, the engines ${blockSize}-token ones`);
+  for (const b of o.bounds ?? []) {
+    if (b.blockSize !== blockSize) throw new RangeError(`a bound counts ${b.blockSize}-token blocks, the engines ${blockSize}-token ones`);
+  }
 
   const hasher = await createBlockHasher();
   const root = rootSeed({ model: SIM_MODEL });
@@ -112,11 +120,21 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
   const index = PrefixIndex.create({ capacity: Math.ceil(o.engines * settings.numBlocks * 1.25), maxEngines: o.engines });
   const applier = new KvEventApplier(index, hasher);
   const rng = new Rng(seed);
-  const scheduler = new Scheduler({ policy: o.policy, overlapWeight: o.overlapWeight ?? 1, temperature: o.temperature ?? 0, random: () => rng.nextFloat() });
+  const scheduler = new Scheduler({
+    policy: o.policy,
+    overlapWeight: o.overlapWeight ?? 1,
+    temperature: o.temperature ?? 0,
+    // The router knows the engines' batch limits (they are configuration) but not their speed: every
+    // engine's time model starts from the default prior and learns the rest from its requests.
+    timeModel: { prior: DEFAULT_PRIOR, maxBatchedTokens: settings.maxNumBatchedTokens, maxNumSeqs: settings.maxNumSeqs },
+    random: () => rng.nextFloat(),
+  });
   // The engines always count cached tokens, so the fallback never applies; "router" is serve's default.
   const core = new RoutingCore({ scheduler, cachedTokensFallback: "router", blockSize: () => blockSize });
   // One seed for every engine: a request's output then depends on its prompt alone, whichever engine serves it.
-  const engines = Array.from({ length: o.engines }, (_, id) => new SimEngine(id, settings, seed, hasher));
+  const speeds = o.engineSpeeds ?? [];
+  if (speeds.length !== 0 && speeds.length !== o.engines) throw new RangeError(`engineSpeeds gives ${speeds.length} speeds for ${o.engines} engines`);
+  const engines = Array.from({ length: o.engines }, (_, id) => new SimEngine(id, { ...settings, timing: atSpeed(settings.timing, speeds[id] ?? 1) }, seed, hasher));
   for (const engine of engines) {
     applier.addEngine(engine.id, { model: SIM_MODEL, blockSize });
     scheduler.setAvailable(engine.id, true);
@@ -183,7 +201,7 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
       return;
     }
     const hashed = hasher.hashBlocks(tokens, blockSize, root, hashes);
-    o.bound?.add(hashed, tokens.length);
+    for (const b of o.bounds ?? []) b.add(hashed, tokens.length);
     const prompt = { promptTokens: tokens.length, blocks: hashed.length, overlaps: index.overlaps(hashed, overlaps) };
     const decision = core.decide(prompt)!;
     const attempt = core.begin(decision, prompt);
@@ -232,16 +250,17 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
     const f = inflight.get(out.id)!;
     if (f.firstMs < 0) {
       f.firstMs = now;
-      f.attempt.firstToken();
+      f.attempt.firstToken(now - f.arrivalMs);
+      f.attempt.generated(out.tokenIds.length, null);
     } else {
       const gap = now - f.lastMs;
       stats.itl.record(gap);
       f.gaps++;
       f.gapSumMs += gap;
       if (gap > f.gapMaxMs) f.gapMaxMs = gap;
+      f.attempt.generated(out.tokenIds.length, gap);
     }
     f.lastMs = now;
-    f.attempt.generated(out.tokenIds.length);
     if (out.finish) finish(f, out.finish);
   };
 

@@ -53,6 +53,7 @@ export async function simulate(spec: TraceSpec, o: SimulateOptions): Promise<Sim
     trace: first.trace,
     settings: {
       engines: options.engines,
+      engine_speeds: options.engineSpeeds ? options.engineSpeeds.join(",") : null,
       speedup: options.speedup ?? 1,
       kv_event_delay_ms: options.kvEventDelayMs ?? 0,
       seed: options.seed ?? 0,
@@ -71,7 +72,8 @@ export async function simulate(spec: TraceSpec, o: SimulateOptions): Promise<Sim
       jobs,
     },
     policies: results.map((r) => r.report),
-    bound: boundReport(first.bound!),
+    bound: boundReport(first.bounds!.unbounded),
+    fleet_bound: boundReport(first.bounds!.fleet),
     wall_sec: (performance.now() - wallStart) / 1000,
   };
 }

@@ -16,6 +16,35 @@ function align(rows: string[][]): string {
     .join("\n");
 }
 
+/** The runs of a sweep over one setting, in one table: each value's policies side by side. */
+export function sweepTable(key: string, runs: readonly { value: string; report: SimulationReport }[]): string {
+  const header = [key, "policy", "hit ratio", "of fleet bound", "TTFT mean", "TTFT p50", "TTFT p99", "ITL mean", "ITL p99", "E2E p50", "busy max/mean"];
+  const rows = runs.flatMap(({ value, report }) =>
+    report.policies.map((p) => [
+      value,
+      p.policy,
+      pct(p.hit_ratio),
+      p.hit_ratio === null || !report.fleet_bound.hit_ratio ? "n/a" : pct(p.hit_ratio / report.fleet_bound.hit_ratio),
+      ms(p.ttft_ms.mean),
+      ms(p.ttft_ms.p50),
+      ms(p.ttft_ms.p99),
+      p.itl_ms.mean.toFixed(1),
+      p.itl_ms.p99.toFixed(1),
+      ms(p.e2e_ms.p50),
+      x(p.balance.busy_time),
+    ]),
+  );
+  const first = runs[0]!.report;
+  return [
+    `kvroute simulate: ${first.trace.name}, ${int(first.trace.records)} records, sweeping ${key}; latencies in ms of virtual time`,
+    "",
+    align([header, ...rows]),
+    "",
+    ...runs.map(({ value, report }) => `${key}=${value}: bound ${pct(report.bound.hit_ratio)} unbounded, ${pct(report.fleet_bound.hit_ratio)} at the fleet's capacity`),
+    "",
+  ].join("\n");
+}
+
 export function reportTable(r: SimulationReport): string {
   const header = ["policy", "hit ratio", "TTFT mean", "TTFT p50", "TTFT p99", "E2E p50", "E2E p99", "req/s", "out tok/s", "busy max/mean", "req max/mean", "failed", "wall s", "virtual s/wall s"];
   const rows = r.policies.map((p) => [
@@ -35,12 +64,14 @@ export function reportTable(r: SimulationReport): string {
     int(p.speed),
   ]);
   const b = r.bound;
+  const f = r.fleet_bound;
   return [
     `kvroute simulate: ${r.trace.name}, ${int(r.trace.records)} records (${int(r.trace.bad_lines)} bad lines skipped), ${r.settings.engines} engines; latencies in ms of virtual time`,
     "",
     align([header, ...rows]),
     "",
     `bound        ${pct(b.hit_ratio)} hit ratio for one unbounded cache shared by all engines (${b.block_size}-token blocks, ${int(b.cached_tokens)} of ${int(b.prompt_tokens)} prompt tokens)`,
+    `fleet bound  ${pct(f.hit_ratio)} hit ratio for one LRU cache of the fleet's ${int(f.capacity_blocks ?? 0)} blocks (${int(f.cached_tokens)} prompt tokens)`,
     `wall time    ${r.wall_sec.toFixed(1)} s in all`,
     "",
   ].join("\n");

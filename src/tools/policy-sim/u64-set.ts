@@ -1,7 +1,7 @@
 // A set of 64-bit block hashes in one typed array (open addressing, linear probing), for the millions of
 // distinct blocks of a long trace: 8 bytes a slot, where a Set<bigint> takes over 50 bytes an entry. The
 // hashes are XXH64 values, so their low word is already a good slot index.
-import { HI, LO } from "../../router/kv-index/prefix-index/layout.js";
+import { HI, LO } from "../../util/u64.js";
 
 const MAX_LOAD = 0.7;
 

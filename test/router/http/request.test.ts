@@ -1,3 +1,4 @@
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { ApiError } from "../../../src/router/http/errors.js";
 import { parseRequest } from "../../../src/router/http/request.js";
@@ -66,7 +67,7 @@ describe("completions bodies", () => {
     ["temperature negative", { prompt: "x", temperature: -0.1 }, "temperature", /between 0 and 2/],
     ["top_p 0", { prompt: "x", top_p: 0 }, "top_p", /greater than 0/],
     ["top_k 0", { prompt: "x", top_k: 0 }, "top_k", /-1 \(disabled\) or at least 1/],
-    ["n above 1", { prompt: "x", n: 3 }, "n", /'n' above 1 is not supported/],
+    ["n above 1", { prompt: "x", n: 3 }, "n", /'n' other than 1 is not supported/],
     ["too many stops", { prompt: "x", stop: ["a", "b", "c", "d", "e"] }, "stop", /at most 4/],
     ["min above max", { prompt: "x", max_tokens: 2, min_tokens: 5 }, "min_tokens", /must not exceed/],
     ["stream_options without stream", { prompt: "x", stream_options: { include_usage: true } }, "stream_options", /only allowed when 'stream' is true/],
@@ -128,4 +129,70 @@ describe("chat bodies", () => {
       expect(err.message).toMatch(message);
     });
   }
+});
+
+describe("fields kvroute cannot honour", () => {
+  // Per field: a value that asks for the feature, and the values that ask for nothing.
+  const refused: [string, unknown, unknown[]][] = [
+    ["n", 2, [1]],
+    ["best_of", 3, [1]],
+    ["use_beam_search", true, [false]],
+    ["echo", true, [false]],
+    ["suffix", "tail", [""]],
+    ["presence_penalty", 0.5, [0]],
+    ["frequency_penalty", -1, [0]],
+    ["repetition_penalty", 1.2, [1]],
+    ["min_p", 0.1, [0]],
+    ["logit_bias", { "17": 5 }, [{}]],
+    ["logprobs", true, [false]],
+    ["top_logprobs", 3, [0]],
+    ["prompt_logprobs", 1, []],
+    ["tools", [{ type: "function", function: { name: "f" } }], [[]]],
+    ["tool_choice", "required", ["none", "auto"]],
+    ["functions", [{ name: "f" }], [[]]],
+    ["function_call", { name: "f" }, ["none", "auto"]],
+    ["response_format", { type: "json_object" }, [{ type: "text" }]],
+    ["guided_json", { type: "object" }, []],
+    ["guided_regex", "a+", []],
+    ["guided_choice", ["a", "b"], []],
+    ["guided_grammar", "root ::= x", []],
+    ["structured_outputs", { json: {} }, []],
+  ];
+  const chat = (extra: Record<string, unknown>) => ({ model: "m", messages: [{ role: "user", content: "x" }], ...extra });
+  const completion = (extra: Record<string, unknown>) => ({ model: "m", prompt: "x", ...extra });
+
+  for (const [key, asking, unused] of refused) {
+    it(`refuses '${key}' with one error whatever the type of its value, and takes the values that ask for nothing`, () => {
+      const expected = error(() => parseRequest("chat", chat({ [key]: asking })));
+      expect(expected.toBody().error).toMatchObject({ type: "invalid_request_error", param: key, code: "unsupported_value" });
+      expect(expected.message).toContain(`'${key}'`);
+      for (const endpoint of ["chat", "completions"] as const) {
+        const body = endpoint === "chat" ? chat : completion;
+        for (const v of [null, ...unused]) expect(() => parseRequest(endpoint, body({ [key]: v }))).not.toThrow();
+        fc.assert(
+          fc.property(
+            fc.jsonValue().filter((v) => v !== null && !unused.some((u) => JSON.stringify(u) === JSON.stringify(v))),
+            (v) => {
+              // Completions count logprobs; 0 asks for none there.
+              if (endpoint === "completions" && key === "logprobs" && v === 0) return;
+              const err = error(() => parseRequest(endpoint, body({ [key]: v })));
+              expect({ status: err.status, message: err.message, param: err.param, code: err.code }).toEqual({
+                status: 400,
+                message: expected.message,
+                param: key,
+                code: "unsupported_value",
+              });
+            },
+          ),
+          { numRuns: 60 },
+        );
+      }
+    });
+  }
+
+  it("refuses chat 'tools' given as a string exactly as it refuses a tools array", () => {
+    const asString = error(() => parseRequest("chat", chat({ tools: "x" })));
+    const asArray = error(() => parseRequest("chat", chat({ tools: [{ type: "function", function: { name: "f" } }] })));
+    expect(asString.toBody()).toEqual(asArray.toBody());
+  });
 });

@@ -129,12 +129,12 @@ describe("bookings through an attempt", () => {
     const c = core(1);
     const p = prompt(160, [4]);
     const a = c.begin(c.decide(p)!, p);
-    expect(c.scheduler.active.load(0)).toEqual({ prefillBlocks: 6, decodeBlocks: 0, requests: 1 });
-    a.firstToken();
-    a.generated(1);
-    expect(c.scheduler.active.load(0)).toEqual({ prefillBlocks: 0, decodeBlocks: 11, requests: 1 });
-    a.generated(31);
-    expect(c.scheduler.active.load(0)).toEqual({ prefillBlocks: 0, decodeBlocks: 12, requests: 1 });
+    expect(c.scheduler.active.load(0)).toMatchObject({ prefillBlocks: 6, prefillTokens: 96, decodeBlocks: 0, requests: 1 });
+    a.firstToken(100);
+    a.generated(1, null);
+    expect(c.scheduler.active.load(0)).toMatchObject({ prefillBlocks: 0, decodeBlocks: 11, requests: 1 });
+    a.generated(31, 5);
+    expect(c.scheduler.active.load(0)).toMatchObject({ prefillBlocks: 0, decodeBlocks: 12, requests: 1 });
     expect(a.finish(64, 160)).toEqual({ cachedTokens: 64, source: "engine" });
     a.release();
     a.finish(64, 160);

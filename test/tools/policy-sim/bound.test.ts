@@ -1,4 +1,4 @@
-// The hit-ratio bound of one unbounded shared cache, against examples worked out by hand.
+// The hit-ratio bounds (one unbounded shared cache, one LRU cache of the fleet's blocks), against examples worked out by hand.
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -25,8 +25,24 @@ it("counts the leading blocks an earlier prompt had, never the last token's bloc
   expect(add(range(1, 9))).toBe(4);
   // The same first block with another token in it: nothing shared.
   expect(add([1, 2, 3, 5, 5, 6, 7, 8, 9])).toBe(0);
-  expect(bound.result()).toEqual({ blockSize: 4, promptTokens: 40, cachedTokens: 12, hitRatio: 12 / 40 });
+  expect(bound.result()).toEqual({ blockSize: 4, capacityBlocks: null, promptTokens: 40, cachedTokens: 12, hitRatio: 12 / 40 });
   expect(() => bound.add(new BigUint64Array(3), 8)).toThrow(RangeError);
+});
+
+it("with a fleet's capacity, keeps the most recent blocks, a prompt's first block the most recent of its own", async () => {
+  const hasher = await createBlockHasher();
+  const lru = new SharedCacheBound(4, 3);
+  const unbounded = new SharedCacheBound(4);
+  const add = (tokens: number[]) => {
+    const hashes = hasher.hashBlocks(tokens, 4, rootSeed({ model: "m" }));
+    return [lru.add(hashes, tokens.length), unbounded.add(hashes, tokens.length)];
+  };
+  expect(add(range(1, 9))).toEqual([0, 0]); // a1 a2: cache (oldest first) a2 a1
+  expect(add(range(9, 17))).toEqual([0, 0]); // b1 b2: a2 is evicted; a1 b2 b1
+  // A again with a ninth token: a1 is still held, a2 is not.
+  expect(add([...range(1, 9), 100])).toEqual([4, 8]);
+  expect(lru.result()).toMatchObject({ capacityBlocks: 3, cachedTokens: 4, promptTokens: 25 });
+  expect(unbounded.result()).toMatchObject({ capacityBlocks: null, cachedTokens: 8 });
 });
 
 it("is reported beside the policies, over the prompts the simulation routes", async () => {
@@ -45,7 +61,7 @@ it("is reported beside the policies, over the prompts the simulation routes", as
   writeFileSync(file, `${lines.map((l) => JSON.stringify(l)).join("\n")}\n`);
   const bound = async (engine: typeof H100_8B, maxRequests?: number) =>
     (await simulate({ file, blockSize: 16 }, { engines: 2, engine, policies: ["kv", "random"], ...(maxRequests ? { maxRequests } : {}) })).bound;
-  expect(await bound(H100_8B)).toEqual({ block_size: 16, prompt_tokens: 124, cached_tokens: 64, hit_ratio: 64 / 124 });
+  expect(await bound(H100_8B)).toEqual({ block_size: 16, capacity_blocks: null, prompt_tokens: 124, cached_tokens: 64, hit_ratio: 64 / 124 });
   // Engines with 8-token blocks split each id's block in two: 32 + 16 + 24.
   expect(await bound({ ...H100_8B, blockSize: 8 })).toMatchObject({ block_size: 8, cached_tokens: 72 });
   // Requests the router refuses (B: 40 prompt tokens and 4 to generate over a 36-token context; A just

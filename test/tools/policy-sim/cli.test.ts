@@ -30,6 +30,7 @@ describe("kvroute simulate", () => {
     expect(stdout).toMatch(/^kv\s+\d+\.\d\d%\s/m);
     expect(stdout).toMatch(/^round-robin\s+\d+\.\d\d%\s/m);
     expect(stdout).toMatch(/^bound\s+\d+\.\d\d% hit ratio for one unbounded cache shared by all engines \(16-token blocks/m);
+    expect(stdout).toMatch(/^fleet bound\s+\d+\.\d\d% hit ratio for one LRU cache of the fleet's 55,296 blocks/m);
     expect(stderr).toMatch(/^kvroute simulate: kv: 30 requests/m);
   });
 
@@ -38,7 +39,7 @@ describe("kvroute simulate", () => {
     const { code, stdout } = await kvroute(["simulate", ...small, "--policy", "least-loaded,random", "--json", "--quiet", "--out", out]);
     expect(code).toBe(0);
     const report = JSON.parse(stdout) as SimulationReport;
-    expect(Object.keys(report).sort()).toEqual(["bound", "policies", "settings", "trace", "wall_sec"]);
+    expect(Object.keys(report).sort()).toEqual(["bound", "fleet_bound", "policies", "settings", "trace", "wall_sec"]);
     expect(report.policies.map((p) => p.policy)).toEqual(["least-loaded", "random"]);
     for (const p of report.policies) {
       expect(Object.keys(p).sort()).toEqual(
@@ -57,6 +58,8 @@ describe("kvroute simulate", () => {
     }
     expect(report.bound).toMatchObject({ block_size: 16 });
     expect(report.bound.hit_ratio).toBeGreaterThanOrEqual(Math.max(...report.policies.map((p) => p.hit_ratio!)));
+    expect(report.fleet_bound).toMatchObject({ block_size: 16, capacity_blocks: 2 * 27_648 });
+    expect(report.fleet_bound.hit_ratio).toBeLessThanOrEqual(report.bound.hit_ratio!);
     expect(report.settings).toMatchObject({ engines: 2, blocks: 27_648, max_model_len: 131_072 });
   });
 
@@ -64,7 +67,12 @@ describe("kvroute simulate", () => {
     const bad = async (args: string[], message: string) => {
       expect(await kvroute(["simulate", ...args])).toMatchObject({ code: 2, stderr: expect.stringContaining(message) });
     };
-    await bad([...small, "--policy", "kv,fastest"], '--policy: "fastest" is not one of kv, round-robin, random, least-loaded');
+    await bad([...small, "--policy", "kv,fastest"], '--policy: "fastest" is not one of kv, kv-blocks, round-robin, random, least-loaded');
+    await bad([...small, "--engine-speeds", "1,0,1"], '--engine-speeds takes numbers above 0, comma-separated; got "0"');
+    await bad([...small, "--engine-speeds", "1,1,1"], "--engines 2 disagrees with the 3 speeds of --engine-speeds");
+    await bad([...small, "--sweep", "policy=kv,random"], "--sweep takes KEY=V1,V2,... with KEY one of speedup");
+    await bad([...small, "--sweep", "speedup=1"], "--sweep speedup: give at least two values");
+    await bad([...small, "--sweep", "speedup=1,0"], '--speedup must be a number above 0, got "0"');
     await bad([...small, "--policy", "kv,kv"], "--policy names a policy twice");
     await bad([...small, "--engines", "0"], '--engines must be an integer of at least 1 and at most 4096, got "0"');
     await bad([...small, "--speedup", "0"], '--speedup must be a number above 0, got "0"');
@@ -73,6 +81,22 @@ describe("kvroute simulate", () => {
     await bad(["--generate", "groups=x"], "--generate:");
     await bad([...small, "--format", "parquet"], "--format must be auto, mooncake or azure");
     await bad([...small, "--nope"], "Unknown option '--nope'");
+  });
+
+  it("sweeps a setting: one run per value, in one table, and the runs in JSON", async () => {
+    const args = ["simulate", "--trace", fixture("mooncake-conversation-200.jsonl"), "--max-requests", "20", "--engine-speeds", "1,0.5", "--policy", "kv,round-robin", "--sweep", "speedup=1,4", "--quiet"];
+    const table = await kvroute(args);
+    expect(table.code).toBe(0);
+    expect(table.stdout).toMatch(/^speedup\s+policy\s+hit ratio\s+of fleet bound\s+TTFT mean/m);
+    for (const value of ["1", "4"]) {
+      expect(table.stdout).toMatch(new RegExp(`^${value}\\s+kv\\s+\\d+\\.\\d\\d%`, "m"));
+      expect(table.stdout).toMatch(new RegExp(`^${value}\\s+round-robin\\s`, "m"));
+      expect(table.stdout).toMatch(new RegExp(`^speedup=${value}: bound \\d+\\.\\d\\d% unbounded`, "m"));
+    }
+    const json = await kvroute([...args, "--json"]);
+    const sweep = JSON.parse(json.stdout) as { sweep: { key: string; values: string[] }; runs: { value: string; report: SimulationReport }[] };
+    expect(sweep.sweep).toEqual({ key: "speedup", values: ["1", "4"] });
+    expect(sweep.runs.map((r) => [r.value, r.report.settings.speedup, r.report.settings.engine_speeds])).toEqual([["1", 1, "1,0.5"], ["4", 4, "1,0.5"]]);
   });
 
   it("skips and counts bad trace lines, or stops at the first with --strict", async () => {

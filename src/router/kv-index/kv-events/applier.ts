@@ -16,7 +16,7 @@
 
 import type { BlockHasher } from "../../prepare/hashing/index.js";
 import { rootSeed } from "../../prepare/hashing/index.js";
-import { HI, LO } from "../prefix-index/layout.js";
+import { HI, LO } from "../../../util/u64.js";
 import type { PrefixIndex } from "../prefix-index/index.js";
 import { EngineBlockMap } from "./block-map.js";
 import type { BlockRemovedEvent, BlockStoredEvent, KvEvent, KvEventBatch } from "./decode.js";

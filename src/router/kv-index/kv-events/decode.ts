@@ -14,7 +14,7 @@
 // caller to count. Anything else that does not fit is a KvEventDecodeError naming where and what.
 
 import { Unpackr } from "msgpackr";
-import { HI, LO } from "../prefix-index/layout.js";
+import { HI, LO } from "../../../util/u64.js";
 
 export type BlockHashKind = "uint64" | "bytes32" | "bytes" | "mixed";
 

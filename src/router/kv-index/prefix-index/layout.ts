@@ -17,7 +17,7 @@
 //
 // A record, 7 + 2 × words u32 (words = ceil(maxEngines / 32)):
 //   meta        bit 0 OCCUPIED, bits 1.. a counter bumped on every insertion and deletion: readers use it
-//               as a sequence lock, the writer as the entry's incarnation (reader.ts, writer.ts)
+//               as a sequence lock, the writer as the entry's incarnation (reader.ts, holes.ts)
 //   keyLo       the key's low half
 //   keyHi       the key's high half
 //   engines     words: the set of engines holding the block, one bit per engine
@@ -27,9 +27,12 @@
 //   slot        the set way pointing at this record
 //   children    words: per engine, whether it holds at least one child of this entry
 // Readers use only the first 3 + words fields; the rest belong to the writer and sit in the same record
-// so that a store touches one record, not one line per field. Fingerprints and record indices in the sets
+// so that a store touches one record, not one line per field. Of the writer's parts, entries.ts writes
+// meta, key and slot, holes.ts engines, parent, parentMeta and children, eviction.ts stamp. Fingerprints and record indices in the sets
 // only guide the search: a reader confirms every candidate on the record itself, so a stale way (a deleted
 // entry's, or one being rewritten) can only cost a wasted record read.
+
+import { LITTLE_ENDIAN } from "../../../util/u64.js";
 
 export const WAYS = 12;
 /** u32 words per set: fingerprints in words 0..2, the overflow count in word 3, record indices in words 4..15. */
@@ -51,6 +54,10 @@ export const R_META = 0;
 export const R_KEY_LO = 1;
 export const R_KEY_HI = 2;
 export const R_ENGINES = 3;
+
+/** Parent field values that are not records. */
+export const ROOT = 0xffffffff; // the block starts a prompt
+export const MISSING = 0xfffffffe; // the parent is not in the table
 
 const MAGIC = 0x6b76707b;
 
@@ -87,7 +94,7 @@ export interface Views {
   readonly slotAt: number;
   readonly childrenAt: number;
   readonly header: Int32Array;
-  /** Per engine: number of held blocks whose parent the engine does not hold (see writer.ts). */
+  /** Per engine: number of held blocks whose parent the engine does not hold (see holes.ts). */
   readonly holes: Int32Array;
   /** Per engine: number of entries naming it. */
   readonly blocks: Int32Array;
@@ -232,7 +239,6 @@ export class Placement {
   }
 }
 
-const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 const ONES = 0x01010101;
 
 /** A key's fingerprint, 1..255: its high byte (keys are hash outputs), with 0 kept for never-used ways. */
@@ -262,10 +268,6 @@ function byteBits(zero: number): number {
   const b = ((zero >>> 7) & 1) | ((zero >>> 14) & 2) | ((zero >>> 21) & 4) | ((zero >>> 28) & 8);
   return LITTLE_ENDIAN ? b : ((b & 1) << 3) | ((b & 2) << 1) | ((b & 4) >>> 1) | ((b & 8) >>> 3);
 }
-
-/** Indices of the low and high u32 halves of a u64 in a Uint32Array view of a BigUint64Array. */
-export const LO = LITTLE_ENDIAN ? 0 : 1;
-export const HI = 1 - LO;
 
 /** Word views of BigUint64Arrays, cached for the last array seen: the hot path reuses one array per thread. */
 export class WordView {

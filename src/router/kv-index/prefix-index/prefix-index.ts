@@ -1,11 +1,11 @@
+import { HI, LO } from "../../../util/u64.js";
+import { WRITER_BYTES_PER_RECORD, WRITER_BYTES_PER_SET } from "./entries.js";
 import {
   DEFAULT_MAX_ENGINES,
   H_EVICTIONS_HI,
   H_EVICTIONS_LO,
   H_SIZE,
   H_TOTAL_HOLES,
-  HI,
-  LO,
   WordView,
   allocate,
   bytesPerEntry,
@@ -15,7 +15,7 @@ import {
   type Views,
 } from "./layout.js";
 import { IndexReader } from "./reader.js";
-import { IndexWriter, WRITER_BYTES_PER_RECORD, WRITER_BYTES_PER_SET } from "./writer.js";
+import { IndexWriter, type WriterBookkeeping } from "./writer.js";
 
 export type { PrefixIndexShared } from "./layout.js";
 
@@ -48,11 +48,11 @@ export interface PrefixIndexStats {
  *
  * One thread writes (the instance from `create`); any number of threads read through `attach(shared)`,
  * without locks and without waiting for the writer. See reader.ts for what a concurrent read may see and
- * writer.ts for how the prefix search stays exact when an engine holds a block without its parent.
+ * holes.ts for how the prefix search stays exact when an engine holds a block without its parent.
  *
  * Memory is fixed at creation: `capacity` entry records and a hash table of sets over them (layout.ts).
  * A new block that finds no free record, or both of its sets full, evicts an entry (the least recently
- * stored leaf of its two sets, see writer.ts) and counts it in `evictions`; an insert never fails and the
+ * stored leaf of its two sets, see eviction.ts) and counts it in `evictions`; an insert never fails and the
  * table never grows.
  */
 export class PrefixIndex {
@@ -125,13 +125,6 @@ export class PrefixIndex {
     }
     this.#reader.overlaps(this.#words.of(hashes), hashes.length, result);
     return result;
-  }
-
-  /** Whether any engine holds the block. */
-  has(hash: bigint): boolean {
-    const one = BigUint64Array.of(hash);
-    const w = new Uint32Array(one.buffer);
-    return this.#reader.engines(w[LO]!, w[HI]!, new Uint32Array(this.#v.words));
   }
 
   /** The engines holding the block, ascending. */
@@ -224,9 +217,12 @@ export class PrefixIndex {
     };
   }
 
-  /** Recounts the writer's bookkeeping from scratch and lists disagreements (slow: for tests). */
-  audit(): string[] {
-    return this.#writable().audit();
+  /**
+   * The writer's private bookkeeping, read-only, for checks that recount it from the shared records (the
+   * tests' audit). A read-only view has none, and throws.
+   */
+  writerBookkeeping(): WriterBookkeeping {
+    return this.#writable();
   }
 
   #writable(): IndexWriter {

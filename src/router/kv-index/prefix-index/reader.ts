@@ -9,10 +9,9 @@
 // at a time by atomic OR/AND, so each engine a reader sees really held the block at some moment during
 // the read.
 
+import { HI, LO } from "../../../util/u64.js";
 import {
   H_TOTAL_HOLES,
-  HI,
-  LO,
   OCCUPIED,
   Placement,
   R_ENGINES,
@@ -122,7 +121,7 @@ export class IndexReader {
    * table reads for a prompt of n blocks, whatever the prefix length. Engines sharing a boundary share the
    * reads, because one table read returns every engine's bit.
    *
-   * The writer counts, per engine, the blocks it holds without their parent (holes; writer.ts keeps the count
+   * The writer counts, per engine, the blocks it holds without their parent (holes; holes.ts keeps the count
    * exact). For an engine with holes the search's answer is only an upper bound, so it is checked block by
    * block from the start, and lowered to the first block the engine does not hold. Only those engines pay
    * the linear walk, and only up to their search answer.

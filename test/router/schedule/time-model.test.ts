@@ -1,0 +1,168 @@
+// The time model: it converges on a synthetic engine whose rates it is not told, shrugs off outliers,
+// and makes the kv policy prefer a cached engine exactly when the predicted time says so.
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { DEFAULT_PRIOR, EngineTimeModel, RobustFit, Scheduler, type EngineTiming, type TimeFeatures } from "../../../src/router/schedule/index.js";
+
+/** A seeded generator, so the synthetic observations repeat. */
+function lcg(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+}
+
+const C = 8192;
+
+/** What an engine with `t` does: the time model's own equations, with noise. */
+function truth(t: EngineTiming) {
+  const step = (d: number, b: number) => t.stepMs + t.decodeMsPerSeq * d + t.msPerKvBlock * b;
+  const ttft = (f: TimeFeatures) => {
+    const n = Math.max(1, Math.ceil((f.queuedTokens + f.uncachedTokens) / (C - f.decoding)));
+    return t.firstTokenMs + t.prefillMsPerToken * (f.queuedTokens + f.uncachedTokens) + n * step(f.decoding, f.decodeBlocks);
+  };
+  return { step, ttft };
+}
+
+function features(random: () => number): TimeFeatures {
+  const decoding = Math.floor(random() * 40);
+  return {
+    queuedTokens: random() < 0.5 ? 0 : Math.floor(random() * 30_000),
+    uncachedTokens: 1 + Math.floor(random() * 40_000),
+    decoding,
+    decodeBlocks: decoding * Math.floor(200 + random() * 1000),
+    requests: decoding,
+  };
+}
+
+/** Feeds `n` TTFTs and, between them, gaps, as a router sees them; `outlier` may corrupt some. */
+function train(model: EngineTimeModel, t: EngineTiming, n: number, seed: number, outlier?: (random: () => number, value: number) => number) {
+  const random = lcg(seed);
+  const { step, ttft } = truth(t);
+  for (let i = 0; i < n; i++) {
+    const f = features(random);
+    const noise = () => 1 + 0.05 * (random() - 0.5);
+    let observed = ttft(f) * noise();
+    if (outlier) observed = outlier(random, observed);
+    model.observeTtft(f, observed);
+    for (let g = 0; g < 20; g++) {
+      let gap = step(f.decoding, f.decodeBlocks) * noise();
+      if (outlier) gap = outlier(random, gap);
+      model.observeGap(f.decoding, f.decodeBlocks, gap);
+    }
+  }
+}
+
+function relativeError(model: EngineTimeModel, t: EngineTiming, seed: number): number {
+  const random = lcg(seed);
+  const { ttft } = truth(t);
+  let worst = 0;
+  for (let i = 0; i < 200; i++) {
+    const f = features(random);
+    worst = Math.max(worst, Math.abs(model.ttft(f) - ttft(f)) / ttft(f));
+  }
+  return worst;
+}
+
+/** Twice as slow as the prior in every part, with a larger fixed cost. */
+const SLOW: EngineTiming = { firstTokenMs: 30, prefillMsPerToken: 0.08, stepMs: 12, decodeMsPerSeq: 0.06, msPerKvBlock: 0.0016 };
+const FAST: EngineTiming = { firstTokenMs: 2, prefillMsPerToken: 0.02, stepMs: 3, decodeMsPerSeq: 0.015, msPerKvBlock: 0.0004 };
+
+describe("the time model", () => {
+  it("converges from the prior on engines slower and faster than it", () => {
+    for (const [t, seed] of [[SLOW, 1], [FAST, 2]] as const) {
+      const model = new EngineTimeModel({ prior: DEFAULT_PRIOR, maxBatchedTokens: C });
+      const before = relativeError(model, t, 99);
+      train(model, t, 400, seed);
+      const after = relativeError(model, t, 99);
+      expect(before).toBeGreaterThan(0.4);
+      expect(after).toBeLessThan(0.08);
+      expect(model.timing.prefillMsPerToken).toBeCloseTo(t.prefillMsPerToken, 2);
+      expect(model.timing.stepMs / t.stepMs).toBeGreaterThan(0.9);
+      expect(model.timing.stepMs / t.stepMs).toBeLessThan(1.1);
+    }
+  });
+
+  it("is robust to outliers: a tenth of the observations ten times too slow barely move it", () => {
+    const clean = new EngineTimeModel({ prior: DEFAULT_PRIOR, maxBatchedTokens: C });
+    const dirty = new EngineTimeModel({ prior: DEFAULT_PRIOR, maxBatchedTokens: C });
+    train(clean, SLOW, 400, 3);
+    train(dirty, SLOW, 400, 3, (random, v) => (random() < 0.1 ? v * 10 : v));
+    // A least-squares fit would take the mean, which those outliers raise by 90%.
+    expect(relativeError(dirty, SLOW, 7)).toBeLessThan(0.15);
+    expect(dirty.timing.prefillMsPerToken / SLOW.prefillMsPerToken).toBeLessThan(1.15);
+    expect(Math.abs(dirty.timing.prefillMsPerToken - clean.timing.prefillMsPerToken) / clean.timing.prefillMsPerToken).toBeLessThan(0.15);
+  });
+
+  it("predicts more time for more queued work, more uncached tokens and more decoding load", () => {
+    const m = new EngineTimeModel({ prior: DEFAULT_PRIOR });
+    const base: TimeFeatures = { queuedTokens: 0, uncachedTokens: 4000, decoding: 0, decodeBlocks: 0, requests: 0 };
+    const t0 = m.ttft(base);
+    expect(m.ttft({ ...base, queuedTokens: 10_000 })).toBeGreaterThan(t0);
+    expect(m.ttft({ ...base, uncachedTokens: 8000 })).toBeGreaterThan(t0);
+    expect(m.ttft({ ...base, decoding: 20, decodeBlocks: 16_000, requests: 20 })).toBeGreaterThan(t0);
+    // Past max_num_seqs, a request waits for a slot.
+    expect(m.ttft({ ...base, requests: 300 })).toBeGreaterThan(m.ttft({ ...base, requests: 100 }));
+  });
+});
+
+describe("the kv policy", () => {
+  it("prefers a cached engine exactly when its predicted time is less", () => {
+    // Engine 0 holds `overlap` of a 512-block prompt but has `queued` prompt tokens booked ahead; engine 1
+    // is idle and holds nothing. Whatever the pair, the choice is the engine with the lower cost, and
+    // the cost is the predicted TTFT plus the engine time of the uncached prefill.
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 512 }), fc.integer({ min: 0, max: 60_000 }), fc.integer({ min: 0, max: 30 }), (overlap, queued, decoding) => {
+        const s = new Scheduler({ random: () => 0 });
+        s.setAvailable(0, true);
+        s.setAvailable(1, true);
+        if (queued > 0) s.active.book(0, queued, Math.ceil(queued / 16), 16);
+        for (let i = 0; i < decoding; i++) s.active.book(0, 1000, 0, 16).started();
+        const prompt = { promptTokens: 512 * 16, blocks: 512, overlaps: [overlap, 0] };
+        const d = s.decide(prompt, 16)!;
+        const [e0, e1] = d.scored;
+        expect(e0!.cost).toBeCloseTo(e0!.predictedTtftMs + s.model(0).prefillTime(e0!.features), 6);
+        expect(d.engine).toBe(e0!.cost <= e1!.cost ? 0 : 1);
+        // The cache wins when nothing else is in the way, and loses to a long enough queue.
+        if (queued === 0 && decoding === 0 && overlap > 0) expect(d.engine).toBe(0);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it("sends less work to an engine it has learned is slower, without being told", () => {
+    const s = new Scheduler({ random: () => 0 });
+    s.setAvailable(0, true);
+    s.setAvailable(1, true);
+    train(s.model(1), SLOW, 200, 5);
+    train(s.model(0), DEFAULT_PRIOR, 200, 6);
+    const prompt = { promptTokens: 8000, blocks: 500, overlaps: [0, 0] };
+    expect(s.decide(prompt, 16)!.engine).toBe(0);
+    // Even with the fast engine somewhat busier, the slow one is worse.
+    s.active.book(0, 3000, 188, 16);
+    expect(s.decide(prompt, 16)!.engine).toBe(0);
+  });
+});
+
+describe("the robust fit", () => {
+  it("recovers a line from noisy observations, and a floor holds", () => {
+    const fit = new RobustFit({ prior: [0, 0], priorVariance: [100, 100] });
+    const random = lcg(11);
+    for (let i = 0; i < 2000; i++) {
+      const x = random() * 10;
+      fit.observe([1, x], 3 + 2 * x + (random() - 0.5) * 0.1);
+    }
+    expect(fit.at(0)).toBeCloseTo(3, 1);
+    expect(fit.at(1)).toBeCloseTo(2, 1);
+    const floored = new RobustFit({ prior: [1], priorVariance: [10], floor: [0.5] });
+    for (let i = 0; i < 100; i++) floored.observe([1], -5);
+    expect(floored.at(0)).toBe(0.5);
+  });
+
+  it("ignores non-finite observations and refuses a malformed prior", () => {
+    const fit = new RobustFit({ prior: [1], priorVariance: [1] });
+    fit.observe([1], Number.NaN);
+    fit.observe([Number.POSITIVE_INFINITY], 1);
+    expect(fit.count).toBe(0);
+    expect(() => new RobustFit({ prior: [1, 2], priorVariance: [1] })).toThrow(RangeError);
+    expect(() => new RobustFit({ prior: [1], priorVariance: [0] })).toThrow(RangeError);
+  });
+});
