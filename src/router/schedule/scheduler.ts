@@ -1,5 +1,5 @@
 import { ActiveLoad, type Booking } from "./active-load.js";
-import { externalLoad, NO_EXTERNAL_LOAD, type EngineReport } from "./external-load.js";
+import { externalLoad, NO_EXTERNAL_LOAD, type EngineReport, type ExternalLoad } from "./external-load.js";
 import { pickByCost, pickLeastLoaded, score, type PolicyName, type Scored } from "./policy.js";
 import { DEFAULT_PRIOR, EngineTimeModel, type TimeModelOptions } from "./time-model.js";
 
@@ -82,6 +82,12 @@ export class Scheduler {
     return this.#reports.get(engine)?.report ?? null;
   }
 
+  /** The external load the engine's latest fresh report implies, for a prompt of `promptBlocks` blocks. */
+  external(engine: number, promptBlocks: number): ExternalLoad {
+    const reported = this.#reports.get(engine);
+    return reported ? externalLoad(reported.report, reported.ownRequests, promptBlocks) : NO_EXTERNAL_LOAD;
+  }
+
   /** The engine's time model, made from the prior the first time it is asked for. */
   model(engine: number): EngineTimeModel {
     let model = this.#models.get(engine);
@@ -99,9 +105,7 @@ export class Scheduler {
     const scored = score(
       engines.map((engine) => {
         const load = this.active.snapshot(engine);
-        const reported = this.#reports.get(engine);
-        const external = reported ? externalLoad(reported.report, reported.ownRequests, prompt.blocks) : NO_EXTERNAL_LOAD;
-        return { engine, overlapBlocks: Math.min(prompt.overlaps[engine] ?? 0, prompt.blocks), load, external };
+        return { engine, overlapBlocks: Math.min(prompt.overlaps[engine] ?? 0, prompt.blocks), load, external: this.external(engine, prompt.blocks) };
       }),
       { policy: this.policy, overlapWeight: this.overlapWeight, promptTokens: prompt.promptTokens, promptBlocks: prompt.blocks, blockSize, model: (e) => this.model(e) },
     );

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { externalLoad, NO_EXTERNAL_LOAD, Scheduler, type EngineReport } from "../../../src/router/schedule/index.js";
+import { externalLoad, NO_EXTERNAL_LOAD, RoutingCore, Scheduler, type EngineReport } from "../../../src/router/schedule/index.js";
 
 const report = (running: number, waiting: number, kvCacheUsage: number | null = null, numBlocks: number | null = null): EngineReport => ({ running, waiting, kvCacheUsage, numBlocks });
 
@@ -86,6 +86,24 @@ describe("the scheduler with external load", () => {
     expect(busy.scored[1]!.predictedTtftMs).toBeGreaterThan(idle.scored[1]!.predictedTtftMs);
     expect(busy.scored[1]!.cost).toBeGreaterThan(busy.scored[0]!.cost);
     expect(busy.engine).toBe(0);
+  });
+
+  it("the time model learns step times with the external decoding sequences counted, as it predicts with them", () => {
+    const learned = (report: EngineReport | null) => {
+      const scheduler = new Scheduler({ random: () => 0 });
+      scheduler.setAvailable(0, true);
+      scheduler.setReport(0, report);
+      const core = new RoutingCore({ scheduler, cachedTokensFallback: "router", blockSize: () => 16 });
+      const p = routable(4, [0]);
+      const attempt = core.begin(core.decide(p)!, p);
+      attempt.firstToken(20);
+      for (let i = 0; i < 300; i++) attempt.generated(1, 12);
+      attempt.release();
+      return scheduler.model(0).timing.stepMs;
+    };
+    // The same 12 ms gaps are slower steps for one sequence than for one among 200 others' (whose own
+    // share of the step the prior already accounts for): the engine is learned faster in the second case.
+    expect(learned(report(200, 0))).toBeLessThan(learned(null));
   });
 
   it("least-loaded counts external requests too", () => {
