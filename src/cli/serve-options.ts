@@ -1,6 +1,6 @@
 // `kvroute serve` options.
 import { parseArgs } from "node:util";
-import { DEFAULT_INLINE_MAX_TOKENS } from "../router/prepare/index.js";
+import { DEFAULT_INLINE_MAX_TOKENS, DEFAULT_TOKENIZE_CACHE_MB } from "../router/prepare/index.js";
 import { parseEngineSpec } from "../router/dispatch/engine-spec.js";
 import type { RouterOptions } from "../router/serve.js";
 import { POLICIES, type PolicyName } from "../router/schedule/index.js";
@@ -53,6 +53,9 @@ preparation:
   --workers N                  preparation pool threads (default: cores - 1, at least 1)
   --tokenizer DIR              Hugging Face model folder (tokenizer.json, tokenizer_config.json, chat
                                template); default: the Qwen3 tokenizer shipped with kvroute
+  --tokenize-cache-mb N        exact tokenization cache per pool thread, in MiB: token ids of the text
+                               between special tokens (a repeated system prompt is tokenized once); 0
+                               turns it off (default ${DEFAULT_TOKENIZE_CACHE_MB})
   --inline-max-tokens N        token-id prompts up to N tokens are prepared on the main thread
                                (default ${DEFAULT_INLINE_MAX_TOKENS})
   --index-capacity N           prefix-index entries (blocks) kept across the fleet (default 1048576)
@@ -93,6 +96,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
       "cached-tokens-fallback": { type: "string" },
       workers: { type: "string" },
       tokenizer: { type: "string" },
+      "tokenize-cache-mb": { type: "string" },
       "inline-max-tokens": { type: "string" },
       "index-capacity": { type: "string" },
       "log-level": { type: "string" },
@@ -132,6 +136,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     cachedTokensFallback: fallback,
     workers: values.workers === undefined ? undefined : int("workers", values.workers, 1, 1, 256),
     tokenizer: values.tokenizer ?? null,
+    tokenizeCacheMb: num("tokenize-cache-mb", values["tokenize-cache-mb"], DEFAULT_TOKENIZE_CACHE_MB, 0, 1 << 20),
     inlineMaxTokens: int("inline-max-tokens", values["inline-max-tokens"], DEFAULT_INLINE_MAX_TOKENS, 0, 1 << 30),
     indexCapacity: int("index-capacity", values["index-capacity"], 1 << 20, 1024, 1 << 28),
     logLevel,

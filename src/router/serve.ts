@@ -41,6 +41,8 @@ export interface RouterOptions {
   workers: number | undefined;
   /** Hugging Face model folder; null: the Qwen3 tokenizer shipped with kvroute. */
   tokenizer: string | null;
+  /** Per pool thread: the tokenization cache's budget in MiB (0: off). */
+  tokenizeCacheMb: number;
   inlineMaxTokens: number;
   indexCapacity: number;
 }
@@ -106,8 +108,12 @@ export async function startRouter(options: RouterOptions, log: Logger): Promise<
       index: kv.shared,
       ...(options.workers !== undefined ? { threads: options.workers } : {}),
       inlineMaxTokens: options.inlineMaxTokens,
+      tokenizeCacheMb: options.tokenizeCacheMb,
     });
     closers.push(() => pool.close());
+    const { source, encoder, cache } = pool.tokenizer;
+    log.info({ tokenizer: source, encoder, tokenizeCache: cache }, "tokenizer loaded");
+    if (cache.reason !== null && options.tokenizeCacheMb > 0) log.warn({ reason: cache.reason }, "the tokenization cache turned itself off for this tokenizer");
     watchKvEvents(metrics, kv, (id) => fleet.engines[id]?.name ?? String(id));
     metrics.engines(() =>
       fleet.engines.map((e) => {

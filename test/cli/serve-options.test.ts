@@ -16,11 +16,17 @@ describe("kvroute serve options", () => {
       cachedTokensFallback: "router",
       maxBodyBytes: 16 * 1024 * 1024,
       inlineMaxTokens: 8192,
+      tokenizeCacheMb: 32,
       apiKey: undefined,
       simHttp: false,
       engineMetricsIntervalMs: 1000,
       blockSize: null,
     });
+  });
+
+  it("reads the tokenization cache size, 0 turning it off", () => {
+    expect(parseServeArgs(["--tokenize-cache-mb", "0"], {})).toMatchObject({ tokenizeCacheMb: 0 });
+    expect(parseServeArgs(["--tokenize-cache-mb", "256"], {})).toMatchObject({ tokenizeCacheMb: 256 });
   });
 
   it("reads engines, simulated-engine settings and the API key from the environment", () => {
@@ -38,6 +44,7 @@ describe("kvroute serve options", () => {
     [["--policy", "fastest"], /--policy must be one of kv, kv-blocks, round-robin, random, least-loaded/],
     [["--cached-tokens-fallback", "maybe"], /--cached-tokens-fallback must be router or none/],
     [["--workers", "1.5"], /--workers must be an integer/],
+    [["--tokenize-cache-mb=-1"], /--tokenize-cache-mb must be a number of at least 0/],
     [["--temperature=-1"], /--temperature must be a number of at least 0/],
     [["--engine", "ftp://h:1"], /expected tcp:\/\/HOST:PORT .* or http:\/\/HOST:PORT/],
     [["--engine", "http://h"], /expected tcp:\/\/HOST:PORT/],

@@ -4,6 +4,7 @@ import { createBlockHasher } from "./hashing/index.js";
 import { PrefixIndex, type PrefixIndexShared } from "../kv-index/prefix-index/index.js";
 import { distFile } from "../../util/package-root.js";
 import { Preparer } from "./preparer.js";
+import { DEFAULT_TOKENIZE_CACHE_MB } from "./tokenize/index.js";
 import type { PrepareInput, PrepareResult, TokenizerInfo } from "./tasks.js";
 import type { PoolWorkerData } from "./worker.js";
 
@@ -13,6 +14,8 @@ export interface PreparePoolOptions {
   index: PrefixIndexShared;
   /** Pool threads (default: one per core, less the main thread's, at least 1). */
   threads?: number;
+  /** Each pool thread's exact tokenization cache, in MiB (default DEFAULT_TOKENIZE_CACHE_MB; 0 turns it off). */
+  tokenizeCacheMb?: number;
   /**
    * Token-id prompts up to this many tokens are prepared on the main thread: for them a round trip to a
    * pool thread costs more than the hashing and lookup (see `npm run bench:pool`).
@@ -47,7 +50,9 @@ export class PreparePool {
   static async start(options: PreparePoolOptions): Promise<PreparePool> {
     const threads = options.threads ?? Math.max(1, availableParallelism() - 1);
     if (!Number.isInteger(threads) || threads < 1) throw new RangeError(`pool threads must be a positive integer, got ${threads}`);
-    const workerData: PoolWorkerData = { tokenizerDir: options.tokenizerDir, index: options.index };
+    const cacheMb = options.tokenizeCacheMb ?? DEFAULT_TOKENIZE_CACHE_MB;
+    if (!Number.isFinite(cacheMb) || cacheMb < 0) throw new RangeError(`the tokenization cache size must be 0 or more MiB, got ${cacheMb}`);
+    const workerData: PoolWorkerData = { tokenizerDir: options.tokenizerDir, tokenizeCacheBytes: Math.floor(cacheMb * 1024 * 1024), index: options.index };
     const pool = new Piscina({
       filename: distFile("src/router/prepare/worker.js"),
       workerData,

@@ -1,5 +1,5 @@
 // Messages between the main thread and the preparation pool. Token arrays cross threads by transfer.
-import type { ChatMessage } from "./tokenize/index.js";
+import type { CacheInfo, ChatMessage, EncoderInfo } from "./tokenize/index.js";
 
 export type PrepareInput =
   | { kind: "text"; text: string }
@@ -44,4 +44,8 @@ export interface TokenizerInfo {
   vocabSize: number;
   modelMaxLength: number | null;
   hasChatTemplate: boolean;
+  /** Which encoder the pool threads use, and why (worth a log line at start). */
+  encoder: EncoderInfo;
+  /** Each pool thread's tokenization cache: its budget, or why it is off (worth a log line when off). */
+  cache: CacheInfo;
 }

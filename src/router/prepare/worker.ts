@@ -9,11 +9,14 @@ import type { PrepareResult, PrepareTask, TokenizerInfo } from "./tasks.js";
 
 export interface PoolWorkerData {
   tokenizerDir: string | null;
+  /** This thread's exact tokenization cache budget; 0 turns it off. */
+  tokenizeCacheBytes: number;
   index: PrefixIndexShared;
 }
 
 const data = workerData as PoolWorkerData;
-const tokenizer = await loadTokenizer(data.tokenizerDir ?? undefined);
+// Each thread has its own tokenizer, and so its own tokenization cache.
+const tokenizer = await loadTokenizer(data.tokenizerDir ?? undefined, { cacheBytes: data.tokenizeCacheBytes });
 const preparer = new Preparer(await createBlockHasher(), PrefixIndex.attach(data.index), tokenizer.vocabSize, tokenizer);
 
 /** Hands the result's arrays back to the main thread by transfer rather than by copy. */
@@ -34,6 +37,8 @@ export default function run(task: PrepareTask | { describe: true }): unknown {
       vocabSize: tokenizer.vocabSize,
       modelMaxLength: tokenizer.modelMaxLength,
       hasChatTemplate: tokenizer.hasChatTemplate,
+      encoder: tokenizer.encoder,
+      cache: tokenizer.cache,
     };
     return info;
   }

@@ -1,2 +1,14 @@
 export { defaultTokenizerDir, readTokenizerFiles, type TokenizerFiles } from "./files.js";
-export { loadTokenizer, TextTokenizer, type ChatMessage } from "./tokenizer.js";
+export {
+  DEFAULT_TOKENIZE_CACHE_MB,
+  loadTokenizer,
+  TextTokenizer,
+  type CacheInfo,
+  type ChatMessage,
+  type EncoderInfo,
+  type LimitedResult,
+  type LimitOptions,
+  type PiecewiseEncoding,
+  type TokenizerOptions,
+} from "./tokenizer.js";
+export { runPiecewise } from "./piecewise.js";

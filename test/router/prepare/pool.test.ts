@@ -1,0 +1,37 @@
+// The preparation pool hands the tokenization cache size to its threads and reports what they loaded.
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { PrefixIndex } from "../../../src/router/kv-index/prefix-index/index.js";
+import { rootSeed } from "../../../src/router/prepare/hashing/index.js";
+import { PreparePool } from "../../../src/router/prepare/index.js";
+import { loadTokenizer } from "../../../src/router/prepare/tokenize/index.js";
+
+let pool: PreparePool;
+beforeAll(async () => {
+  pool = await PreparePool.start({ tokenizerDir: null, index: PrefixIndex.create({ capacity: 1024, maxEngines: 8 }).shared, threads: 1, tokenizeCacheMb: 2 });
+}, 60_000);
+afterAll(async () => {
+  await pool.close();
+});
+
+it("starts threads with the cache size asked for, and says which encoder they use", () => {
+  expect(pool.tokenizer.cache).toEqual({ enabled: true, budgetBytes: 2 * 1024 * 1024, reason: null });
+  expect(pool.tokenizer.encoder).toEqual({ kind: "byte-level-bpe", note: "Qwen2 scanner" });
+});
+
+it("prepares a chat with a repeated system prompt to the ids the tokenizer gives, request after request", async () => {
+  const tokenizer = await loadTokenizer(undefined, { cacheBytes: 0 });
+  const system = "You answer questions about routing. ".repeat(50);
+  for (const question of ["What is a block?", "What is a prefix?", "What is a block?"]) {
+    const messages = [
+      { role: "system", content: system },
+      { role: "user", content: question },
+    ];
+    const result = await pool.prepare({ kind: "chat", messages, templateKwargs: {} }, 16, rootSeed({ model: "m" }));
+    expect(result.ok).toBe(true);
+    if (result.ok) expect(Array.from(result.tokens)).toEqual(Array.from(tokenizer.encodeChat(messages)));
+  }
+}, 30_000);
+
+it("refuses a negative cache size", async () => {
+  await expect(PreparePool.start({ tokenizerDir: null, index: PrefixIndex.create({ capacity: 1024, maxEngines: 8 }).shared, threads: 1, tokenizeCacheMb: -1 })).rejects.toThrow(/0 or more MiB/);
+});
