@@ -1,7 +1,9 @@
 // npm run bench:serve: the router under load on loopback, against a bare uWebSockets.js server as the
 // ceiling, in one run. The router runs as `kvroute serve` with zero-delay simulated engines, each server in
-// its own process; the load generator is wrk where installed (it leaves more of the two cores to the
-// servers), else autocannon. Latency at a fixed rate is measured with autocannon, which can hold a rate.
+// its own process, twice: in front of msgpack engines (kvroute's engine protocol) and in front of HTTP
+// engines (`--sim-http`: vLLM's OpenAI API), with the same load, rows alternating between the two. The load
+// generator is wrk where installed (it leaves more of the two cores to the servers), else autocannon.
+// Latency at a fixed rate is measured with autocannon, which can hold a rate.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -85,44 +87,61 @@ const peak = (url: string, body: string, seconds: number) => (hasWrk() ? Promise
 const bare = await start([distFile("bench/serve/bare-uws.js")], "stdout", (line) => (/^\d+$/.test(line) ? line : null));
 // Request logs off (--log-level warn): a log line per request is not what this measures. The URL comes from
 // the plain-text welcome on stderr.
-const router = await start(
-  [distFile("src/cli/main.js"), "serve", "--port", "0", "--sim", "4", "--sim-speedup", "0", "--log-level", "warn", "--workers", "1"],
-  "stderr",
-  (line) => /^kvroute is serving .* at (http:\S+)$/.exec(line)?.[1] ?? null,
-);
+const ROUTER_ARGS = ["serve", "--port", "0", "--sim", "4", "--sim-speedup", "0", "--log-level", "warn", "--workers", "1"];
+const startRouter = (extra: string[]) => start([distFile("src/cli/main.js"), ...ROUTER_ARGS, ...extra], "stderr", (line) => /^kvroute is serving .* at (http:\S+)$/.exec(line)?.[1] ?? null);
+const [router, httpRouter] = await Promise.all([startRouter([]), startRouter(["--sim-http"])]);
 
 try {
   const bareUrl = `http://127.0.0.1:${bare.value}/v1/completions`;
   const routerUrl = `${router.value}/v1/completions`;
+  const httpUrl = `${httpRouter.value}/v1/completions`;
   const plain = JSON.stringify({ model: MODEL, prompt, max_tokens: 1 });
   const streamed = JSON.stringify({ model: MODEL, prompt, max_tokens: 16, ignore_eos: true, stream: true });
   const tool = hasWrk() ? "wrk -t1" : "autocannon";
-  console.log(`bench:serve  ${tool}, ${CONNECTIONS} connections, ${SECONDS} s per row; router: kvroute serve --sim 4 --sim-speedup 0 --workers 1 --log-level warn; ${machineLine()}`);
+  console.log(
+    `bench:serve  ${tool}, ${CONNECTIONS} connections, ${SECONDS} s per row; router: kvroute serve --sim 4 --sim-speedup 0 --workers 1 --log-level warn ` +
+      `(msgpack engines; HTTP engines with --sim-http); ${machineLine()}`,
+  );
 
-  // Warm up both servers (JIT, connection pools, the engines' caches).
+  // Warm up every server (JIT, connection pools, the engines' caches).
   const warmup = Math.min(2, SECONDS);
   await peak(bareUrl, plain, warmup);
-  await peak(routerUrl, plain, warmup);
-  await peak(routerUrl, streamed, warmup);
+  for (const url of [routerUrl, httpUrl]) {
+    await peak(url, plain, warmup);
+    await peak(url, streamed, warmup);
+  }
 
   const ceiling = await peak(bareUrl, plain, SECONDS);
   const a = await peak(routerUrl, plain, SECONDS);
+  const aHttp = await peak(httpUrl, plain, SECONDS);
   const b = await peak(routerUrl, streamed, SECONDS);
+  const bHttp = await peak(httpUrl, streamed, SECONDS);
   const halfRate = Math.max(1, Math.round(a.rps / 2));
   const aHalf = await cannon(routerUrl, plain, SECONDS, halfRate);
 
-  const row = (name: string, l: Load) => [name, fixed(l.rps, 0), fixed(l.p50, 2), fixed(l.p99, 2), `${fixed((100 * l.rps) / ceiling.rps, 1)}%`, String(l.errors)];
+  const row = (name: string, l: Load, vs?: Load) => [
+    name,
+    fixed(l.rps, 0),
+    fixed(l.p50, 2),
+    fixed(l.p99, 2),
+    `${fixed((100 * l.rps) / ceiling.rps, 1)}%`,
+    vs ? `${fixed(l.rps / vs.rps, 2)}x` : "",
+    String(l.errors),
+  ];
   printTable(
     "requests per second and latency (ms)",
-    ["load", "req/s", "p50", "p99", "of ceiling", "errors"],
+    ["load", "req/s", "p50", "p99", "of ceiling", "req/s vs msgpack", "errors"],
     [
       row("ceiling: bare uWebSockets.js, fixed body", ceiling),
       row("(a) router, 256-token ids, max_tokens 1", a),
+      row("(a) router, same, HTTP engines", aHttp, a),
       row("(b) router, same, streaming 16 tokens", b),
+      row("(b) router, same, streaming, HTTP engines", bHttp, b),
       row(`(a) at half its peak (${halfRate} req/s, autocannon)`, aHalf),
     ],
   );
 } finally {
   bare.child.kill();
   router.child.kill();
+  httpRouter.child.kill();
 }

@@ -22,9 +22,14 @@ export {
   type PolicyName,
   type RoutablePrompt,
   type Scored,
+  externalLoad,
+  type EngineReport,
+  type ExternalLoad,
 } from "./router/schedule/index.js";
 export { Fleet, type EngineHandle, type EngineState } from "./router/dispatch/fleet.js";
 export { MsgpackEngine } from "./router/dispatch/msgpack-engine.js";
+export { HttpEngine, type HttpEngineOptions } from "./router/dispatch/http-engine.js";
+export { parseEngineSpec, type EngineKind, type EngineSpec } from "./router/dispatch/engine-spec.js";
 export type { Engine, EngineInfo, EngineListener, KvEventSource } from "./router/dispatch/engine.js";
 // Preparation: block hashing (the tokenizer and the pool are in ./router/prepare/).
 export * from "./router/prepare/hashing/index.js";
@@ -68,8 +73,10 @@ export type {
   WireMessage,
 } from "./engine-protocol/index.js";
 // The mock engine: a simulated vLLM engine (its inner pieces are in ./mock-engine/index.js).
-export { DEFAULT_TIMING, encodeKvEventBatch, EngineCore, EOS_TOKEN_ID, SimRequestError, SIMULATOR_VERSION, startSimulator } from "./mock-engine/index.js";
+export { DEFAULT_TIMING, encodeKvEventBatch, EngineCore, EOS_TOKEN_ID, SimRequestError, SIMULATOR_VERSION, startHttpSimulator, startSimulator } from "./mock-engine/index.js";
 export type {
+  HttpSimulatorHandle,
+  HttpSimulatorOptions,
   CoreFinish,
   CoreOutput,
   CoreRequest,

@@ -12,10 +12,16 @@ The OpenAI-compatible router. With no --engine it starts simulated engines itsel
 
 engines:
   --engine URL[,kv=URL][,replay=URL][,name=NAME]
-                               an engine speaking the kvroute engine protocol, e.g. tcp://10.0.0.5:9000;
-                               repeat for each engine. kv= and replay= override the KV-event and replay
-                               endpoints the engine announces; name= names it in headers and metrics
+                               an engine, repeated for each one: tcp://HOST:PORT speaks kvroute's engine
+                               protocol (the vLLM worker in python/); http://HOST:PORT is an OpenAI-compatible
+                               server (\`vllm serve\`, SGLang). kv= is its KV-event publisher (tcp://HOST:PORT;
+                               an HTTP engine without it is routed by load alone), replay= its replay
+                               endpoint; name= names it in headers and metrics
+  --engine-metrics-interval S  read HTTP engines' /metrics every S seconds, so that their load from other
+                               clients counts (default 1; 0: never)
   --sim N                      simulated engines to start when no --engine is given (default 4)
+  --sim-http                   the simulated engines serve vLLM's OpenAI HTTP API and are reached as HTTP
+                               engines (default: kvroute's engine protocol)
   --sim-speedup X              their modelled time runs X times faster than real time; 0: no delay at all
                                (default 1: a realistic pace)
   --sim-blocks N               KV-cache blocks per simulated engine (default 8192)
@@ -25,7 +31,8 @@ engines:
                                one speed per simulated engine (0.5: every step takes twice as long);
                                sets their number. The router is not told: its time models find out
   --block-size N               hash prompts with N-token blocks; engines with another block size are
-                               refused (default: the first engine's)
+                               refused, also when their KV events show it (default: the first engine's;
+                               16, vLLM's default, for HTTP engines, which cannot say)
   --served-model-name NAME     the model name clients use (default: the engines' model name)
 
 HTTP:
@@ -70,7 +77,9 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     allowPositionals: false,
     options: {
       engine: { type: "string", multiple: true },
+      "engine-metrics-interval": { type: "string" },
       sim: { type: "string" },
+      "sim-http": { type: "boolean" },
       "sim-speedup": { type: "string" },
       "sim-blocks": { type: "string" },
       "sim-max-model-len": { type: "string" },
@@ -110,6 +119,8 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     engines,
     sim: simSpeeds.length > 0 ? simSpeeds.length : int("sim", values.sim, 4, 1, 64),
     simSpeeds,
+    simHttp: values["sim-http"] ?? false,
+    engineMetricsIntervalMs: Math.round(1000 * num("engine-metrics-interval", values["engine-metrics-interval"], 1, 0, 3600)),
     simSpeedup: num("sim-speedup", values["sim-speedup"], 1, 0, 1e6),
     simBlocks: values["sim-blocks"] === undefined ? undefined : int("sim-blocks", values["sim-blocks"], 0, 1, 1 << 26),
     simMaxModelLen: values["sim-max-model-len"] === undefined ? undefined : int("sim-max-model-len", values["sim-max-model-len"], 0, 1, 1 << 24),

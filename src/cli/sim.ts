@@ -1,20 +1,28 @@
-// `kvroute sim`: runs the simulated vLLM engine as its own process.
+// `kvroute sim`: runs the simulated vLLM engine as its own process, speaking kvroute's engine protocol or,
+// with --http, vLLM's OpenAI HTTP API.
 import { parseArgs } from "node:util";
 import type { LogFn } from "../engine-protocol/log.js";
+import { startHttpSimulator } from "../mock-engine/http-server.js";
 import { startSimulator, type SimulatorOptions } from "../mock-engine/server.js";
 import { DEFAULT_TIMING } from "../mock-engine/timing.js";
 import { numberOption } from "./usage.js";
 
 export const SIM_USAGE = `usage: kvroute sim [options]
 
-A simulated vLLM engine: speaks the engine protocol on TCP and publishes vLLM's KV events on ZMQ.
-Prints one JSON line on stdout once it listens: {"url", "kv_events", "replay", ...}.
+A simulated vLLM engine: speaks the engine protocol on TCP (or, with --http, vLLM's OpenAI HTTP API) and
+publishes vLLM's KV events on ZMQ. Prints one JSON line on stdout once it listens: {"url", "kv_events",
+"replay", ...}.
 
 listening:
   --host HOST                    address to listen on (default 127.0.0.1)
-  --port PORT                    engine-protocol TCP port (default 0: any free port)
+  --port PORT                    TCP port (default 0: any free port)
   --model NAME                   served model name (default Qwen/Qwen3-0.6B)
   --engine-id ID                 name in the handshake (default kvroute-sim@HOST:PORT)
+  --http                         serve vLLM's OpenAI surface instead, as \`vllm serve\` does: GET /health,
+                                 /v1/models, /metrics (vLLM's metric names), POST /v1/completions
+                                 (token-id or text prompts; text is taken one token per UTF-8 byte)
+  --enable-prompt-tokens-details with --http: usage carries prompt_tokens_details.cached_tokens when it is
+                                 not 0, as vLLM's flag of that name
 
 KV events:
   --kv-events ENDPOINT           ZMQ PUB endpoint to bind (default tcp://127.0.0.1:*; "none": off)
@@ -29,6 +37,7 @@ engine:
   --max-num-seqs N               most sequences running at once (default 256)
   --max-num-batched-tokens N     most tokens computed per step, chunking long prefills (default 8192)
   --max-model-len N              context length (default 32768)
+  --vocab-size N                 prompt token ids must be below N (default 151936)
   --seed N                       seeds output tokens and block hashes (default 0)
   --eos-probability P            chance per token of stopping at EOS, unless ignore_eos (default 0)
 
@@ -48,8 +57,14 @@ function endpoint(value: string | undefined): string | null | undefined {
   return value === "none" ? null : value;
 }
 
+/** The simulator's settings, and which surface it serves. */
+export interface SimArgs extends SimulatorOptions {
+  http: boolean;
+  enablePromptTokensDetails: boolean;
+}
+
 /** Parses `kvroute sim` arguments; throws with a message naming the bad option. */
-export function parseSimArgs(argv: string[]): SimulatorOptions | "help" {
+export function parseSimArgs(argv: string[]): SimArgs | "help" {
   const { values } = parseArgs({
     args: argv,
     strict: true,
@@ -69,6 +84,9 @@ export function parseSimArgs(argv: string[]): SimulatorOptions | "help" {
       "max-num-seqs": { type: "string" },
       "max-num-batched-tokens": { type: "string" },
       "max-model-len": { type: "string" },
+      "vocab-size": { type: "string" },
+      http: { type: "boolean" },
+      "enable-prompt-tokens-details": { type: "boolean" },
       seed: { type: "string" },
       "eos-probability": { type: "string" },
       "step-overhead-ms": { type: "string" },
@@ -97,7 +115,11 @@ export function parseSimArgs(argv: string[]): SimulatorOptions | "help" {
   if (decode !== undefined) timing.decodeMsPerSeq = decode;
   const kv = numberOption("ms-per-kv-block", values["ms-per-kv-block"]);
   if (kv !== undefined) timing.msPerKvBlock = kv;
-  const options: SimulatorOptions = {
+  if (values["enable-prompt-tokens-details"] && !values.http) throw new RangeError("--enable-prompt-tokens-details needs --http");
+  if (values["no-cached-tokens"] && values.http) throw new RangeError("--no-cached-tokens is for the engine protocol; with --http, leave out --enable-prompt-tokens-details");
+  const options: SimArgs = {
+    http: values.http ?? false,
+    enablePromptTokensDetails: values["enable-prompt-tokens-details"] ?? false,
     host: values.host,
     port: numberOption("port", values.port, { integer: true }),
     model: values.model,
@@ -112,6 +134,7 @@ export function parseSimArgs(argv: string[]): SimulatorOptions | "help" {
     maxNumSeqs: numberOption("max-num-seqs", values["max-num-seqs"], { integer: true }),
     maxNumBatchedTokens: numberOption("max-num-batched-tokens", values["max-num-batched-tokens"], { integer: true }),
     maxModelLen: numberOption("max-model-len", values["max-model-len"], { integer: true }),
+    vocabSize: numberOption("vocab-size", values["vocab-size"], { integer: true, min: 1 }),
     seed: numberOption("seed", values.seed, { integer: true }),
     eosProbability: numberOption("eos-probability", values["eos-probability"]),
     speedup: numberOption("speedup", values.speedup),
@@ -128,7 +151,7 @@ export function parseSimArgs(argv: string[]): SimulatorOptions | "help" {
 }
 
 export async function runSim(argv: string[]): Promise<number> {
-  let options: SimulatorOptions | "help";
+  let options: SimArgs | "help";
   try {
     options = parseSimArgs(argv);
   } catch (error) {
@@ -139,14 +162,23 @@ export async function runSim(argv: string[]): Promise<number> {
     console.log(SIM_USAGE);
     return 0;
   }
-  let sim;
+  let sim: { url: string; kvEventsEndpoint: string | null; replayEndpoint: string | null; close(): Promise<void> };
+  let info: { model: string; blockSize: number; numBlocks: number | null; maxModelLen: number };
   try {
-    sim = await startSimulator(options);
+    if (options.http) {
+      const http = await startHttpSimulator(options);
+      const c = http.core.options;
+      sim = http;
+      info = { model: http.model, blockSize: c.blockSize, numBlocks: c.numBlocks, maxModelLen: c.maxModelLen };
+    } else {
+      const tcp = await startSimulator(options);
+      sim = tcp;
+      info = tcp.info;
+    }
   } catch (error) {
     console.error(`kvroute sim: ${(error as Error).message}`);
     return 1;
   }
-  const { info } = sim;
   console.log(
     JSON.stringify({
       url: sim.url,

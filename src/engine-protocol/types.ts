@@ -95,6 +95,11 @@ export interface DeltaEvent {
   tokenIds: number[];
   text: string;
   logprobs?: TokenLogprobs[];
+  /**
+   * Output tokens in this delta, for an engine that reports how many but not which (an OpenAI-compatible
+   * HTTP engine); absent: tokenIds.length.
+   */
+  tokenCount?: number;
 }
 
 export interface EngineUsage {
@@ -122,6 +127,8 @@ export interface ErrorEvent {
   message: string;
   /** Output tokens this request had received before the error: 0 means it is safe to retry elsewhere. */
   tokensProduced: number;
+  /** The engine's own HTTP status, for an HTTP engine that refused the request with one. */
+  upstreamStatus?: number;
 }
 
 /** A stream ends after one finish or one error event. */

@@ -1,9 +1,13 @@
 import { Worker } from "node:worker_threads";
 import { distFile } from "../util/package-root.js";
+import type { HttpSimulatorOptions } from "./http-server.js";
 import type { SimulatorOptions } from "./server.js";
 
 /** Options that can cross to the simulator thread (no callbacks). */
-export type SimulatorThreadOptions = Omit<SimulatorOptions, "log" | "kvEventSink" | "engineId" | "port">;
+export type SimulatorThreadOptions = Omit<SimulatorOptions & HttpSimulatorOptions, "log" | "kvEventSink" | "engineId" | "port"> & {
+  /** Serve vLLM's OpenAI HTTP API (http-server.ts) instead of the msgpack engine protocol. */
+  http?: boolean;
+};
 
 export interface SimulatorThreadData {
   count: number;
@@ -13,6 +17,7 @@ export interface SimulatorThreadData {
 }
 
 export interface SimulatedEngineAddress {
+  /** tcp://HOST:PORT, or http://HOST:PORT for an HTTP simulator. */
   url: string;
   kvEventsEndpoint: string | null;
   replayEndpoint: string | null;
@@ -27,7 +32,7 @@ export interface SimulatorThread {
 
 /**
  * Starts `count` simulated engines in one worker thread, on ephemeral loopback ports, named sim-0..N-1
- * and seeded 0..N-1 (so their outputs differ).
+ * and seeded 0..N-1 (so their outputs differ), speaking msgpack or (with `http`) vLLM's HTTP API.
  */
 export function startSimulatorThread(count: number, options: SimulatorThreadOptions = {}, speeds: number[] = []): Promise<SimulatorThread> {
   if (speeds.length !== 0 && speeds.length !== count) throw new RangeError(`${speeds.length} engine speeds for ${count} engines`);

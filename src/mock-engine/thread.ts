@@ -1,18 +1,21 @@
 // Worker-thread entry that runs simulated engines off the router's event loop (used by `kvroute serve`
-// when no engines are given). Each engine still speaks real TCP and publishes on real ZMQ sockets.
+// when no engines are given). Each engine still speaks real TCP (msgpack or HTTP) and publishes on real ZMQ
+// sockets.
 import { parentPort, workerData } from "node:worker_threads";
-import { startSimulator, type SimulatorHandle } from "./server.js";
+import { startHttpSimulator } from "./http-server.js";
+import { startSimulator } from "./server.js";
 import { atSpeed, DEFAULT_TIMING } from "./timing.js";
 import type { SimulatorThreadData, SimulatorThreadMessage } from "./thread-host.js";
 
 const { count, options, speeds } = workerData as SimulatorThreadData;
 const port = parentPort!;
 
-const engines: SimulatorHandle[] = [];
+const engines: Array<{ url: string; kvEventsEndpoint: string | null; replayEndpoint: string | null; close(): Promise<void> }> = [];
 try {
   for (let i = 0; i < count; i++) {
     const timing = atSpeed({ ...DEFAULT_TIMING, ...options.timing }, speeds[i] ?? 1);
-    engines.push(await startSimulator({ ...options, timing, engineId: `sim-${i}`, seed: (options.seed ?? 0) + i }));
+    const seed = (options.seed ?? 0) + i;
+    engines.push(options.http ? await startHttpSimulator({ ...options, timing, seed }) : await startSimulator({ ...options, timing, engineId: `sim-${i}`, seed }));
   }
   const ready: SimulatorThreadMessage = {
     type: "ready",

@@ -50,7 +50,7 @@ export class Router implements Backend {
   }
 
   health(): HealthReport {
-    const engines = this.o.fleet.engines.map((e) => ({ engine: e.name, state: e.state, ...(e.reason ? { reason: e.reason } : {}) }));
+    const engines = this.o.fleet.engines.map((e) => ({ engine: e.name, state: e.state, ...(e.reason ? { reason: e.reason } : {}), ...(e.routing ? { routing: e.routing } : {}) }));
     return { ready: this.o.fleet.up.length > 0, engines };
   }
 
@@ -72,6 +72,7 @@ export class Router implements Backend {
         overlap_blocks: s.overlapBlocks,
         cost: s.cost,
         active_blocks: s.activeBlocks,
+        external_blocks: s.external.prefillBlocks + s.external.decodeBlocks,
       })),
     };
   }

@@ -16,13 +16,17 @@ export interface RouterOptions {
   /** The engines; none: start `sim` simulated engines in a worker thread. */
   engines: EngineSpec[];
   sim: number;
+  /** Simulated engines serve vLLM's OpenAI HTTP API (and are reached as HTTP engines) instead of msgpack. */
+  simHttp: boolean;
   simSpeedup: number;
   simBlocks: number | undefined;
   simMaxModelLen: number | undefined;
   /** Simulated engine i runs simSpeeds[i] times as fast as the default timing (empty: all at 1). */
   simSpeeds: number[];
-  /** The block size prompts are hashed with; null: the first engine's. */
+  /** The block size prompts are hashed with; null: the first engine's (16 for HTTP engines). */
   blockSize: number | null;
+  /** How often HTTP engines' /metrics are read for their load, in ms; 0: never. */
+  engineMetricsIntervalMs: number;
   servedModelName: string | null;
   host: string;
   /** 0: any free port. */
@@ -67,22 +71,32 @@ export async function startRouter(options: RouterOptions, log: Logger): Promise<
     let sims: SimulatorThread | null = null;
     if (engines.length === 0) {
       sims = await startSimulatorThread(options.sim, {
+        http: options.simHttp,
         speedup: options.simSpeedup,
         ...(options.blockSize ? { blockSize: options.blockSize } : {}),
         ...(options.simBlocks ? { numBlocks: options.simBlocks } : {}),
         ...(options.simMaxModelLen ? { maxModelLen: options.simMaxModelLen } : {}),
       }, options.simSpeeds);
       closers.push(() => sims!.close());
-      engines = sims.engines.map((e, i) => ({ ...parseEngineSpec(e.url), name: `sim-${i}` }));
-      log.info({ engines: engines.length, speedup: options.simSpeedup }, "no --engine given: started simulated engines");
+      // An HTTP engine announces no KV-event endpoint: it is given, as it would be on the command line.
+      engines = sims.engines.map((e, i) => ({
+        ...parseEngineSpec(options.simHttp && e.kvEventsEndpoint ? `${e.url},kv=${e.kvEventsEndpoint}${e.replayEndpoint ? `,replay=${e.replayEndpoint}` : ""}` : e.url),
+        name: `sim-${i}`,
+      }));
+      log.info({ engines: engines.length, speedup: options.simSpeedup, api: options.simHttp ? "http" : "msgpack" }, "no --engine given: started simulated engines");
     }
     // The index's engine sets are sized for the fleet: 8 bytes per entry for every 32 engines.
     const kv = await KvEventThread.start({ capacity: options.indexCapacity, maxEngines: Math.ceil(engines.length / 32) * 32 });
     closers.push(() => kv.close());
     const metrics = new RouterMetrics();
     const scheduler = new Scheduler({ policy: options.policy, overlapWeight: options.overlapWeight, temperature: options.temperature });
-    const fleet = new Fleet(engines, { blockSize: options.blockSize, scheduler, kv, log });
+    const fleet = new Fleet(engines, { blockSize: options.blockSize, metricsIntervalMs: options.engineMetricsIntervalMs, scheduler, kv, log });
     closers.push(() => fleet.close());
+    kv.onNotice((notice) => {
+      if (notice.kind === "block_size_mismatch") {
+        fleet.refuse(notice.engine, `its KV events carry blocks of ${notice.eventBlockSize} tokens, but the router hashes blocks of ${notice.engineBlockSize} (set --block-size to the engine's block size)`);
+      }
+    });
     const core = new RoutingCore({
       scheduler,
       cachedTokensFallback: options.cachedTokensFallback,
@@ -104,6 +118,7 @@ export async function startRouter(options: RouterOptions, log: Logger): Promise<
     metrics.engines(() =>
       fleet.engines.map((e) => {
         const load = scheduler.active.load(e.id);
+        const report = scheduler.report(e.id);
         const timing = scheduler.model(e.id).timing;
         return {
           engine: e.name,
@@ -111,6 +126,7 @@ export async function startRouter(options: RouterOptions, log: Logger): Promise<
           activeRequests: load.requests,
           prefillBlocks: load.prefillBlocks,
           decodeBlocks: load.decodeBlocks,
+          reported: report ? { running: report.running, waiting: report.waiting } : null,
           prefillTokensPerSecond: timing.prefillMsPerToken > 0 ? 1000 / timing.prefillMsPerToken : 0,
           decodeStepSeconds: timing.stepMs / 1000,
         };

@@ -42,15 +42,19 @@ export type GenerationEvent =
   | { type: "start"; engine: string; overlapBlocks: number; promptTokens: number; cachedTokensSource: CachedTokensSource }
   | { type: "delta"; text: string; tokenCount: number }
   | { type: "finish"; finishReason: string; usage: Usage }
-  /** The request failed; `code` says how (an engine protocol error code, or one of the router's). */
-  | { type: "error"; message: string; code: string };
+  /**
+   * The request failed; `code` says how (an engine protocol error code, or one of the router's). `status`:
+   * the HTTP status an HTTP engine refused the request with, which the client then gets too.
+   */
+  | { type: "error"; message: string; code: string; status?: number };
 
 export interface RouteReport {
   engine: string;
   overlap_blocks: number;
   block_size: number;
   prompt_tokens: number;
-  engines: { engine: string; overlap_blocks: number; cost: number; active_blocks: number }[];
+  /** `active_blocks` counts the router's bookings and the engine's external load; `external_blocks` the latter. */
+  engines: { engine: string; overlap_blocks: number; cost: number; active_blocks: number; external_blocks: number }[];
 }
 
 export interface ModelCard {
@@ -63,7 +67,11 @@ export interface ModelCard {
 
 export interface HealthReport {
   ready: boolean;
-  engines: { engine: string; state: string; reason?: string }[];
+  /**
+   * Per engine: its state, why it is down or refused, and how it is routed: by `cache` (its KV events are
+   * followed) or by `load` alone (it publishes none, or they cannot be followed).
+   */
+  engines: { engine: string; state: string; reason?: string; routing?: "cache" | "load" }[];
 }
 
 /** What the HTTP frontend needs from the router behind it. */

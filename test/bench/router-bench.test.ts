@@ -6,7 +6,7 @@ import { distFile } from "../../src/util/package-root.js";
 // that they run end to end and print every row, with tiny budgets. No duration is asserted.
 it("bench:serve prints the ceiling and every router row, without errors", () => {
   const out = execFileSync(process.execPath, [distFile("bench/serve.js")], { env: { ...process.env, BENCH_SECONDS: "1" }, encoding: "utf8" });
-  for (const row of ["ceiling: bare uWebSockets.js", "(a) router, 256-token ids", "(b) router, same, streaming 16 tokens", "(a) at half its peak"]) {
+  for (const row of ["ceiling: bare uWebSockets.js", "(a) router, 256-token ids", "(a) router, same, HTTP engines", "(b) router, same, streaming 16 tokens", "(b) router, same, streaming, HTTP engines", "(a) at half its peak"]) {
     expect(out).toMatch(new RegExp(`${row.replace(/[()]/g, "\\$&")}.*\\s0\\s*$`, "m")); // last column: 0 errors
   }
 }, 120_000);

@@ -18,6 +18,9 @@ describe("kvroute serve options", () => {
       inlineMaxTokens: 8192,
       tokenizeCacheMb: 32,
       apiKey: undefined,
+      simHttp: false,
+      engineMetricsIntervalMs: 1000,
+      blockSize: null,
     });
   });
 
@@ -30,20 +33,23 @@ describe("kvroute serve options", () => {
     const o = parseServeArgs(["--engine", "tcp://10.0.0.5:9000,kv=tcp://10.0.0.5:5557,name=a", "--engine", "tcp://h:1", "--sim-blocks", "20000", "--sim-max-model-len", "131072"], { KVROUTE_API_KEY: "k" });
     if (o === "help") throw new Error("unexpected help");
     expect(o.engines).toEqual([
-      { url: "tcp://10.0.0.5:9000", name: "a", kvEndpoint: "tcp://10.0.0.5:5557", replayEndpoint: null },
-      { url: "tcp://h:1", name: "h:1", kvEndpoint: null, replayEndpoint: null },
+      { url: "tcp://10.0.0.5:9000", kind: "msgpack", name: "a", kvEndpoint: "tcp://10.0.0.5:5557", replayEndpoint: null },
+      { url: "tcp://h:1", kind: "msgpack", name: "h:1", kvEndpoint: null, replayEndpoint: null },
     ]);
     expect(o).toMatchObject({ simBlocks: 20000, simMaxModelLen: 131072, apiKey: "k" });
   });
 
   const bad: [string[], RegExp][] = [
     [["--port", "70000"], /--port must be an integer of at least 0 and at most 65535, got "70000"/],
-    [["--policy", "fastest"], /--policy must be one of kv, round-robin, random, least-loaded/],
+    [["--policy", "fastest"], /--policy must be one of kv, kv-blocks, round-robin, random, least-loaded/],
     [["--cached-tokens-fallback", "maybe"], /--cached-tokens-fallback must be router or none/],
     [["--workers", "1.5"], /--workers must be an integer/],
     [["--tokenize-cache-mb=-1"], /--tokenize-cache-mb must be a number of at least 0/],
     [["--temperature=-1"], /--temperature must be a number of at least 0/],
-    [["--engine", "http://h:1"], /expected tcp:\/\/HOST:PORT/],
+    [["--engine", "ftp://h:1"], /expected tcp:\/\/HOST:PORT .* or http:\/\/HOST:PORT/],
+    [["--engine", "http://h"], /expected tcp:\/\/HOST:PORT/],
+    [["--engine", "http://h:1,replay=tcp://h:2"], /replay= needs kv= as well/],
+    [["--engine-metrics-interval=-1"], /--engine-metrics-interval must be a number of at least 0/],
     [["--engine", "tcp://h:1,colour=red"], /unknown option "colour"/],
     [["--engine", "tcp://h:1,kv=h:2"], /kv= must be tcp:\/\/HOST:PORT/],
     [["--nope"], /Unknown option '--nope'/],
@@ -53,6 +59,16 @@ describe("kvroute serve options", () => {
       expect(() => parseServeArgs(args, {})).toThrow(message);
     });
   }
+
+  it("reads HTTP engines (vLLM, SGLang) beside msgpack ones, and the simulated engines' API", () => {
+    const o = parseServeArgs(["--engine", "http://10.0.0.6:8000,kv=tcp://10.0.0.6:5557,replay=tcp://10.0.0.6:5558", "--engine", "https://[::1]:8443/", "--engine-metrics-interval", "0.5", "--sim-http"], {});
+    if (o === "help") throw new Error("unexpected help");
+    expect(o.engines).toEqual([
+      { url: "http://10.0.0.6:8000", kind: "http", name: "10.0.0.6:8000", kvEndpoint: "tcp://10.0.0.6:5557", replayEndpoint: "tcp://10.0.0.6:5558" },
+      { url: "https://[::1]:8443", kind: "http", name: "[::1]:8443", kvEndpoint: null, replayEndpoint: null },
+    ]);
+    expect(o).toMatchObject({ engineMetricsIntervalMs: 500, simHttp: true });
+  });
 
   it("parses engine specs on their own", () => {
     expect(parseEngineSpec("tcp://[::1]:9000").name).toBe("[::1]:9000");

@@ -3,7 +3,7 @@
 // python3-msgpack.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
-import { connect, type Socket } from "node:net";
+import { connect, createServer, type Socket } from "node:net";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { decodeBody, encodeFrame, FrameDecoder, type WireMessage } from "../../src/index.js";
@@ -36,23 +36,26 @@ export function workerUnavailable(): string | null {
 export interface RunningEngine {
   url: string;
   port: number;
+  /** The KV-event publisher's endpoint, when the engine has one. */
+  kvEvents: string | null;
+  replay: string | null;
   child: ChildProcess;
   /** Everything the process wrote to stderr so far. */
   stderr(): string;
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
-async function start(command: string, args: string[], env: NodeJS.ProcessEnv): Promise<RunningEngine> {
+async function start(command: string, args: string[], env: NodeJS.ProcessEnv, scheme: "tcp" | "http" = "tcp"): Promise<RunningEngine> {
   const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   let stderr = "";
   child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   const lines = createInterface({ input: child.stdout! });
-  const ready = await new Promise<{ url: string }>((resolve, reject) => {
+  const ready = await new Promise<{ url: string; kv_events?: string | null; replay?: string | null }>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${command} did not start within 20 s: ${stderr}`)), 20_000);
     lines.once("line", (line) => {
       clearTimeout(timer);
-      resolve(JSON.parse(line) as { url: string });
+      resolve(JSON.parse(line) as { url: string; kv_events?: string | null; replay?: string | null });
     });
     child.once("exit", (code) => {
       clearTimeout(timer);
@@ -62,8 +65,10 @@ async function start(command: string, args: string[], env: NodeJS.ProcessEnv): P
   lines.close();
   const port = Number(/:(\d+)$/.exec(ready.url)![1]);
   return {
-    url: `tcp://127.0.0.1:${port}`,
+    url: `${scheme}://127.0.0.1:${port}`,
     port,
+    kvEvents: ready.kv_events ?? null,
+    replay: ready.replay ?? null,
     child,
     stderr: () => stderr,
     async stop(signal: NodeJS.Signals = "SIGTERM") {
@@ -76,6 +81,23 @@ async function start(command: string, args: string[], env: NodeJS.ProcessEnv): P
 /** `kvroute sim`, slowed so a long stream can be interrupted: a decode step takes a few milliseconds. */
 export function startSimProcess(extra: string[] = []): Promise<RunningEngine> {
   return start(process.execPath, [distFile("src/cli/main.js"), "sim", "--port", "0", "--speedup", "0.5", "--kv-events", "none", ...extra], {});
+}
+
+/** `kvroute sim --http`, the stock `vllm serve` stand-in, with KV events on ZMQ unless told otherwise. */
+export function startHttpSimProcess(extra: string[] = []): Promise<RunningEngine> {
+  return start(process.execPath, [distFile("src/cli/main.js"), "sim", "--http", ...extra], {}, "http");
+}
+
+/** A TCP port free at the time of asking, for an engine that must come back on the same one. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const port = (server.address() as { port: number }).port;
+      server.close(() => resolve(port));
+    });
+  });
 }
 
 /** `python -m kvroute_vllm` on the fake AsyncLLM, with a few milliseconds per token. */

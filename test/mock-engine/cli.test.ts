@@ -32,4 +32,11 @@ describe("kvroute sim", () => {
       timing: { prefillMsPerToken: 0.1 },
     });
   });
+
+  it("serves vLLM's HTTP API with --http", () => {
+    expect(parseSimArgs(["--http", "--enable-prompt-tokens-details", "--vocab-size", "1000"])).toMatchObject({ http: true, enablePromptTokensDetails: true, vocabSize: 1000 });
+    expect(parseSimArgs([])).toMatchObject({ http: false, enablePromptTokensDetails: false });
+    expect(() => parseSimArgs(["--enable-prompt-tokens-details"])).toThrow(/needs --http/);
+    expect(() => parseSimArgs(["--http", "--no-cached-tokens"])).toThrow(/--no-cached-tokens is for the engine protocol/);
+  });
 });

@@ -1,24 +1,39 @@
-// `--engine tcp://HOST:PORT[,kv=tcp://HOST:PORT][,replay=tcp://HOST:PORT][,name=NAME]`
+// `--engine URL[,kv=tcp://HOST:PORT][,replay=tcp://HOST:PORT][,name=NAME]`, where URL is tcp://HOST:PORT (an
+// engine speaking kvroute's msgpack protocol) or http://HOST:PORT (an OpenAI-compatible server: `vllm serve`,
+// SGLang).
+
+/** How the router talks to an engine: its msgpack protocol over TCP, or the OpenAI API over HTTP. */
+export type EngineKind = "msgpack" | "http";
 
 export interface EngineSpec {
   url: string;
+  kind: EngineKind;
   /** Shown in headers, metrics and logs; defaults to HOST:PORT. */
   name: string;
-  /** Overrides the KV-event endpoint the engine announces in its handshake. */
+  /**
+   * The engine's KV-event publisher. A msgpack engine announces its own in the handshake and this overrides
+   * it; an HTTP engine has no handshake, so without it the engine is routed by load alone.
+   */
   kvEndpoint: string | null;
-  /** Overrides the replay endpoint the engine announces. */
+  /** The publisher's replay endpoint (overrides what a msgpack engine announces). */
   replayEndpoint: string | null;
 }
 
-const TCP = /^tcp:\/\/([^:/\s]+|\[[0-9a-fA-F:]+\]):(\d{1,5})$/;
+const HOST = String.raw`([^:/\s,]+|\[[0-9a-fA-F:]+\])`;
+const TCP = new RegExp(String.raw`^tcp://${HOST}:(\d{1,5})$`);
+const HTTP = new RegExp(String.raw`^https?://${HOST}:(\d{1,5})/?$`);
+
+const FORMS = "tcp://HOST:PORT (kvroute's engine protocol) or http://HOST:PORT (an OpenAI-compatible server), optionally followed by ,kv=URL ,replay=URL ,name=NAME";
 
 export function parseEngineSpec(text: string): EngineSpec {
-  const [url = "", ...options] = text.split(",");
-  const match = TCP.exec(url);
-  if (!match || Number(match[2]) < 1 || Number(match[2]) > 65535) {
-    throw new Error(`--engine ${JSON.stringify(text)}: expected tcp://HOST:PORT, optionally followed by ,kv=URL ,replay=URL ,name=NAME`);
+  const [first = "", ...options] = text.split(",");
+  const kind: EngineKind | null = TCP.test(first) ? "msgpack" : HTTP.test(first) ? "http" : null;
+  const match = kind === "msgpack" ? TCP.exec(first) : kind === "http" ? HTTP.exec(first) : null;
+  if (!kind || !match || Number(match[2]) < 1 || Number(match[2]) > 65535) {
+    throw new Error(`--engine ${JSON.stringify(text)}: expected ${FORMS}`);
   }
-  const spec: EngineSpec = { url, name: `${match[1]}:${match[2]}`, kvEndpoint: null, replayEndpoint: null };
+  const url = first.replace(/\/$/, "");
+  const spec: EngineSpec = { url, kind, name: `${match[1]}:${match[2]}`, kvEndpoint: null, replayEndpoint: null };
   for (const option of options) {
     const eq = option.indexOf("=");
     const key = option.slice(0, eq);
@@ -33,6 +48,9 @@ export function parseEngineSpec(text: string): EngineSpec {
     } else {
       throw new Error(`--engine ${JSON.stringify(text)}: unknown option ${JSON.stringify(key)} (known: kv, replay, name)`);
     }
+  }
+  if (spec.replayEndpoint !== null && spec.kvEndpoint === null && kind === "http") {
+    throw new Error(`--engine ${JSON.stringify(text)}: replay= needs kv= as well (an HTTP engine announces no KV-event endpoint)`);
   }
   return spec;
 }

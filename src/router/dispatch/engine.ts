@@ -1,8 +1,9 @@
-// The engine interface: what the fleet and the dispatcher need from one engine, whatever it speaks. The
-// msgpack engine protocol is the first implementation (msgpack-engine.ts); an engine of another kind plugs
-// in here without touching scheduling. Requests and events use the engine protocol's vocabulary
-// (GenerateRequest, EngineEvent), which every implementation translates its own wire into.
+// The engine interface: what the fleet and the dispatcher need from one engine, whatever it speaks: kvroute's
+// msgpack engine protocol (msgpack-engine.ts) or an OpenAI-compatible HTTP server (http-engine.ts). Requests
+// and events use the engine protocol's vocabulary (GenerateRequest, EngineEvent), which every implementation
+// translates its own wire into.
 import type { EngineEvent, GenerateRequest } from "../../engine-protocol/index.js";
+import type { EngineReport } from "../schedule/index.js";
 
 export type { EngineEvent, GenerateRequest };
 
@@ -40,6 +41,11 @@ export interface EngineListener {
   down(reason: string): void;
   /** Permanently unusable (e.g. it speaks another protocol version); it stops trying. */
   refused(reason: string): void;
+  /**
+   * The engine's own report of its queue (its metrics), or null when the last one is no longer fresh. Only
+   * engines that publish their load call it.
+   */
+  load?(report: EngineReport | null): void;
 }
 
 export interface Engine {

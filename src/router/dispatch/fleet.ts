@@ -1,13 +1,18 @@
-// The engines behind the router. The fleet starts each engine, checks that it serves the same model at
-// the same block size, and keeps the scheduler and the KV-event side in step with who is up: an engine
-// that drops leaves scheduling and its index entries are dropped (a restarted engine has an empty cache);
-// when it comes back, it rejoins.
+// The engines behind the router. The fleet starts each engine (msgpack or HTTP, from its spec), checks that
+// it serves the same model at the same block size, and keeps the scheduler and the KV-event side in step
+// with who is up: an engine that drops leaves scheduling and its index entries are dropped (a restarted
+// engine has an empty cache); when it comes back, it rejoins. Engines that report their own load (HTTP
+// engines, from their metrics) have it passed to the scheduler as external load while it is fresh.
 import type { Logger } from "pino";
 import type { KvEventThread } from "../kv-index/kv-events/index.js";
 import type { Scheduler } from "../schedule/index.js";
 import type { Engine, EngineInfo } from "./engine.js";
 import type { EngineSpec } from "./engine-spec.js";
+import { HttpEngine } from "./http-engine.js";
 import { MsgpackEngine } from "./msgpack-engine.js";
+
+/** vLLM's default block size, assumed for HTTP engines when --block-size is not given (they cannot say). */
+export const HTTP_DEFAULT_BLOCK_SIZE = 16;
 
 /** What the fleet tells the KV-event side about engines joining and leaving. */
 export type KvRegistry = Pick<KvEventThread, "addEngine" | "removeEngine">;
@@ -17,8 +22,12 @@ export type EngineState = "connecting" | "up" | "down" | "refused";
 export class EngineHandle {
   state: EngineState = "connecting";
   info: EngineInfo | null = null;
-  /** Why the engine is down or refused. */
+  /** Why the engine is down or refused (or, while connecting, why it is not up yet). */
   reason: string | null = null;
+  /** While up: whether its KV events are followed (cache-aware routing) or it is routed by load alone. */
+  routing: "cache" | "load" | null = null;
+  /** Whether its KV events were subscribed to (they must be dropped when it leaves). */
+  followed = false;
 
   constructor(
     /** The engine's number in the scheduler and the prefix index. */
@@ -33,8 +42,10 @@ export class EngineHandle {
 }
 
 export interface FleetOptions {
-  /** The block size the router hashes with; null: take the first engine's. */
+  /** The block size the router hashes with; null: take the first engine's (16 for HTTP engines). */
   blockSize: number | null;
+  /** How often HTTP engines' /metrics are read for their load; 0: never. */
+  metricsIntervalMs: number;
   scheduler: Scheduler;
   kv: KvRegistry;
   log: Logger;
@@ -84,7 +95,10 @@ export class Fleet {
       handle.engine.start({
         up: (info) => void this.#up(handle, info),
         down: (reason) => void this.#down(handle, reason),
-        refused: (reason) => this.#refuse(handle, reason),
+        refused: (reason) => this.refuse(handle.id, reason),
+        load: (report) => {
+          if (handle.state === "up" || report === null) this.options.scheduler.setReport(handle.id, report);
+        },
       });
     }
   }
@@ -111,13 +125,33 @@ export class Fleet {
 
   #createEngine(spec: EngineSpec): Engine {
     const log = this.options.log;
-    return new MsgpackEngine(spec.url, {
+    const common = {
       name: spec.name,
-      expectedBlockSize: this.options.blockSize,
       kvEndpoint: spec.kvEndpoint,
       replayEndpoint: spec.replayEndpoint,
-      log: (level, message) => log[level]({ engine: spec.name }, message),
-    });
+      log: (level: "debug" | "info" | "warn" | "error", message: string) => log[level]({ engine: spec.name }, message),
+    };
+    if (spec.kind === "http") {
+      return new HttpEngine(spec.url, { ...common, blockSize: this.options.blockSize ?? HTTP_DEFAULT_BLOCK_SIZE, metricsIntervalMs: this.options.metricsIntervalMs });
+    }
+    return new MsgpackEngine(spec.url, { ...common, expectedBlockSize: this.options.blockSize });
+  }
+
+  /**
+   * Takes an engine out for good (a handshake it failed, events it publishes at another block size): it
+   * leaves scheduling, its index entries are dropped, and it stops trying.
+   */
+  refuse(id: number, reason: string): void {
+    const handle = this.engines[id];
+    if (!handle || handle.state === "refused" || this.#closing) return;
+    handle.state = "refused";
+    handle.reason = reason;
+    handle.routing = null;
+    this.options.scheduler.setAvailable(handle.id, false);
+    this.options.scheduler.setReport(handle.id, null);
+    this.options.log.error({ engine: handle.name, reason }, "engine refused");
+    void handle.engine.close();
+    void this.#unfollow(handle);
   }
 
   async #up(handle: EngineHandle, info: EngineInfo): Promise<void> {
@@ -125,14 +159,15 @@ export class Fleet {
     this.#blockSize ??= info.blockSize;
     this.#model ??= info.model;
     if (info.blockSize !== this.#blockSize) {
-      return this.#refuse(handle, `block size ${info.blockSize} differs from the router's ${this.#blockSize}`);
+      return this.refuse(handle.id, `block size ${info.blockSize} differs from the router's ${this.#blockSize}`);
     }
     if (info.model !== this.#model) {
-      return this.#refuse(handle, `serves model ${JSON.stringify(info.model)}, but the fleet serves ${JSON.stringify(this.#model)}`);
+      return this.refuse(handle.id, `serves model ${JSON.stringify(info.model)}, but the fleet serves ${JSON.stringify(this.#model)}`);
     }
     handle.info = info;
     handle.reason = null;
     const events = info.kvEvents;
+    handle.routing = "load";
     if (events) {
       try {
         await kv.addEngine({
@@ -145,6 +180,8 @@ export class Fleet {
           topic: events.topic,
           ...(events.replayEndpoint ? { replayEndpoint: events.replayEndpoint } : {}),
         });
+        handle.followed = true;
+        handle.routing = "cache";
       } catch (err) {
         // A bad KV-event endpoint costs the engine its cache-aware routing, not its place in the fleet.
         log.error({ engine: handle.name, endpoint: events.endpoint, reason: (err as Error).message }, "cannot follow the engine's KV events: it is routed by load alone");
@@ -152,29 +189,39 @@ export class Fleet {
     } else {
       log.warn({ engine: handle.name }, "engine publishes no KV events: it is routed by load alone");
     }
+    if (handle.state === "refused") return void this.#unfollow(handle); // refused while its events were being subscribed to
     handle.state = "up";
     scheduler.setAvailable(handle.id, true);
-    log.info({ engine: handle.name, model: info.model, blockSize: info.blockSize, kvEvents: events?.endpoint ?? null, numBlocks: info.numBlocks }, "engine up");
+    log.info(
+      { engine: handle.name, engineSoftware: info.software, model: info.model, blockSize: info.blockSize, kvEvents: events?.endpoint ?? null, routing: handle.routing, numBlocks: info.numBlocks },
+      handle.routing === "cache" ? "engine up" : "engine up, routed by load alone",
+    );
     for (const wake of [...this.#waiters]) wake();
   }
 
   async #down(handle: EngineHandle, reason: string): Promise<void> {
+    if (handle.state === "connecting" || handle.state === "down") {
+      // Not up yet, or still down: only the reason is news (shown in /health).
+      if (handle.reason !== reason) this.options.log.debug({ engine: handle.name, reason }, "engine not up");
+      handle.reason = reason;
+      return;
+    }
     if (handle.state !== "up") return;
     handle.state = "down";
     handle.reason = reason;
+    handle.routing = null;
     this.options.scheduler.setAvailable(handle.id, false);
+    this.options.scheduler.setReport(handle.id, null);
     this.options.log.warn({ engine: handle.name, reason }, "engine down");
+    await this.#unfollow(handle);
+  }
+
+  /** Stops following the engine's KV events and drops its index entries. */
+  async #unfollow(handle: EngineHandle): Promise<void> {
+    if (!handle.followed) return;
+    handle.followed = false;
     await this.options.kv.removeEngine(handle.id).catch((err: Error) => {
       this.options.log.error({ engine: handle.name, reason: err.message }, "cannot drop the engine's index entries");
     });
-  }
-
-  #refuse(handle: EngineHandle, reason: string): void {
-    if (handle.state === "refused" || this.#closing) return;
-    handle.state = "refused";
-    handle.reason = reason;
-    this.options.scheduler.setAvailable(handle.id, false);
-    this.options.log.error({ engine: handle.name, reason }, "engine refused");
-    void handle.engine.close();
   }
 }

@@ -48,17 +48,18 @@ export async function* sendAttempt(core: RoutingCore, attempt: Attempt, target: 
     for await (const event of events) {
       if (event.type === "delta") {
         const now = performance.now();
+        const tokens = event.tokenCount ?? event.tokenIds.length;
         if (!started) {
           started = true;
           attempt.firstToken(now - sentAt);
           // The first delta may carry more than the first token; only later deltas time the engine's steps.
-          attempt.generated(event.tokenIds.length, null);
+          attempt.generated(tokens, null);
           yield start();
         } else {
-          attempt.generated(event.tokenIds.length, now - last);
+          attempt.generated(tokens, now - last);
         }
         last = now;
-        yield { type: "delta", text: event.text, tokenCount: event.tokenIds.length };
+        yield { type: "delta", text: event.text, tokenCount: tokens };
       } else if (event.type === "finish") {
         if (!started) yield start();
         const cached = attempt.finish(event.usage.cachedTokens, event.usage.promptTokens);
@@ -74,7 +75,7 @@ export async function* sendAttempt(core: RoutingCore, attempt: Attempt, target: 
         };
         return;
       } else {
-        yield { type: "error", code: event.code, message: event.message };
+        yield event.upstreamStatus === undefined ? { type: "error", code: event.code, message: event.message } : { type: "error", code: event.code, message: event.message, status: event.upstreamStatus };
         return;
       }
     }

@@ -54,13 +54,17 @@ export function toApiError(err: unknown): ApiError {
 }
 
 /** A failed generation (an engine error code, or the router's), as the error the client gets. */
-export function generationError(code: string, message: string): ApiError {
-  const status = generationErrorStatus(code);
+export function generationError(code: string, message: string, upstreamStatus?: number): ApiError {
+  const status = generationErrorStatus(code, upstreamStatus);
   return new ApiError(status, message, status >= 500 ? "server_error" : "invalid_request_error", null, code);
 }
 
-/** Codes the engine uses for a request it refuses are the client's fault; the rest are the engine's. */
-export function generationErrorStatus(code: string): number {
+/**
+ * Codes the engine uses for a request it refuses are the client's fault; the rest are the engine's. An HTTP
+ * engine's own 4xx reaches the client as it is.
+ */
+export function generationErrorStatus(code: string, upstreamStatus?: number): number {
+  if (upstreamStatus !== undefined && upstreamStatus >= 400 && upstreamStatus < 500) return upstreamStatus;
   if (code === "invalid_request" || code === "prompt_too_long" || code === "unknown_lora" || code === "frame_too_large") return 400;
   if (code === "engine_unavailable") return 503;
   if (code === "internal_error") return 500;
@@ -81,6 +85,8 @@ export const STATUS_TEXT: Record<number, string> = {
   408: "408 Request Timeout",
   413: "413 Payload Too Large",
   415: "415 Unsupported Media Type",
+  422: "422 Unprocessable Entity",
+  429: "429 Too Many Requests",
   500: "500 Internal Server Error",
   502: "502 Bad Gateway",
   503: "503 Service Unavailable",

@@ -43,7 +43,7 @@ export async function handleGenerate(
     const iterables = await Promise.all(request.prompts.map((p, i) => backend.generate(generateInput(request, p), batch ? batch[i]!.signal : ex.signal)));
     lanes = iterables.map((it, index) => ({ index, events: it[Symbol.asyncIterator](), start: null }));
     const failure = await startAll(lanes);
-    if (failure) throw generationError(failure.code, failure.message);
+    if (failure) throw generationError(failure.code, failure.message, failure.status);
     const starts = lanes.map((l) => l.start!);
     record.engines = starts.map((s) => s.engine);
     record.overlapBlocks = starts.map((s) => s.overlapBlocks);
@@ -132,7 +132,7 @@ async function collect(
         } else if (event.type === "finish") {
           return { text, finishReason: event.finishReason, usage: event.usage };
         } else if (event.type === "error") {
-          throw generationError(event.code, event.message);
+          throw generationError(event.code, event.message, event.status);
         }
       }
     }),
@@ -193,7 +193,7 @@ async function stream(
     return;
   }
   if (failed) {
-    record.status = generationErrorStatus(failed.code);
+    record.status = generationErrorStatus(failed.code, failed.status);
     record.error = failed.message;
     await send({ error: { message: failed.message, type: "server_error", param: null, code: failed.code } });
     sse.end();

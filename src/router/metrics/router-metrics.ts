@@ -13,6 +13,8 @@ export interface EngineGaugeSource {
   activeRequests: number;
   prefillBlocks: number;
   decodeBlocks: number;
+  /** The engine's own count of its requests (its metrics; every client's), when it reports one. */
+  reported: { running: number; waiting: number } | null;
   /** What the router's time model has learned of the engine. */
   prefillTokensPerSecond: number;
   decodeStepSeconds: number;
@@ -42,6 +44,7 @@ export class RouterMetrics implements Telemetry {
   readonly #engineUp: Gauge<"engine">;
   readonly #engineRequests: Gauge<"engine">;
   readonly #engineBlocks: Gauge<"engine" | "phase">;
+  readonly #engineReported: Gauge<"engine" | "state">;
   readonly #enginePrefillRate: Gauge<"engine">;
   readonly #engineStep: Gauge<"engine">;
   readonly #ttftRatio: Histogram<"engine">;
@@ -66,6 +69,12 @@ export class RouterMetrics implements Telemetry {
     this.#engineUp = new Gauge({ name: "kvroute_engine_up", help: "1 when the engine is connected and accepting work", labelNames: ["engine"], registers });
     this.#engineRequests = new Gauge({ name: "kvroute_engine_active_requests", help: "Requests in flight per engine", labelNames: ["engine"], registers });
     this.#engineBlocks = new Gauge({ name: "kvroute_engine_active_blocks", help: "KV blocks booked per engine by phase", labelNames: ["engine", "phase"], registers });
+    this.#engineReported = new Gauge({
+      name: "kvroute_engine_reported_requests",
+      help: "Requests an HTTP engine's own metrics report (every client's), by state, while the report is fresh",
+      labelNames: ["engine", "state"],
+      registers,
+    });
     this.#enginePrefillRate = new Gauge({ name: "kvroute_engine_prefill_tokens_per_second", help: "Prompt tokens per second the router's time model has learned for the engine", labelNames: ["engine"], registers });
     this.#engineStep = new Gauge({ name: "kvroute_engine_decode_step_seconds", help: "Time of one decode step with nothing else running, as the router's time model has learned it", labelNames: ["engine"], registers });
     this.#ttftRatio = new Histogram({ name: "kvroute_ttft_observed_over_predicted", help: "Per request: the TTFT observed at the router over the TTFT the time model predicted for its engine", labelNames: ["engine"], buckets: RATIO_BUCKETS, registers });
@@ -130,9 +139,14 @@ export class RouterMetrics implements Telemetry {
       this.#engineUp.reset();
       this.#engineRequests.reset();
       this.#engineBlocks.reset();
+      this.#engineReported.reset();
       this.#enginePrefillRate.reset();
       this.#engineStep.reset();
       for (const e of read()) {
+        if (e.reported) {
+          this.#engineReported.set({ engine: e.engine, state: "running" }, e.reported.running);
+          this.#engineReported.set({ engine: e.engine, state: "waiting" }, e.reported.waiting);
+        }
         this.#enginePrefillRate.set({ engine: e.engine }, e.prefillTokensPerSecond);
         this.#engineStep.set({ engine: e.engine }, e.decodeStepSeconds);
         this.#engineUp.set({ engine: e.engine }, e.up ? 1 : 0);

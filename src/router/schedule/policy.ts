@@ -14,8 +14,13 @@
 // its running requests: blocks to compute and blocks held weighed as if they cost the same.
 // Either way temperature 0 takes the cheapest (ties: fewest active blocks, then at random); above 0
 // samples softmax(-normalized cost / temperature), costs normalized to [0, 1].
+// Both costs take the engine's external load (work the router did not book, from the engine's own
+// metrics; external-load.ts) on top of the router's bookings: into the time model's features (queued
+// prompt tokens, decoding sequences and their blocks, requests), or into the block counts. Each candidate
+// keeps it apart from the bookings.
 // round-robin, random and least-loaded ignore the cache; they are the baselines a deployment compares against.
 import type { EngineLoad } from "./active-load.js";
+import type { ExternalLoad } from "./external-load.js";
 import type { EngineTimeModel, TimeFeatures } from "./time-model.js";
 
 export type PolicyName = "kv" | "kv-blocks" | "round-robin" | "random" | "least-loaded";
@@ -24,7 +29,10 @@ export const POLICIES: readonly PolicyName[] = ["kv", "kv-blocks", "round-robin"
 export interface Candidate {
   engine: number;
   overlapBlocks: number;
+  /** The router's own bookings on the engine. */
   load: EngineLoad;
+  /** Work on the engine the router did not book. */
+  external: ExternalLoad;
 }
 
 export interface Scored extends Candidate {
@@ -48,18 +56,21 @@ export interface ScoreContext {
 
 export function score(candidates: Candidate[], ctx: ScoreContext): Scored[] {
   return candidates.map((c) => {
+    const x = c.external;
     const features: TimeFeatures = {
-      queuedTokens: c.load.prefillTokens,
+      queuedTokens: c.load.prefillTokens + x.prefillBlocks * ctx.blockSize,
       uncachedTokens: ctx.promptTokens - c.overlapBlocks * ctx.blockSize,
-      decoding: c.load.decodeRequests,
-      decodeBlocks: c.load.decodeBlocks,
-      requests: c.load.requests,
+      decoding: c.load.decodeRequests + x.running,
+      decodeBlocks: c.load.decodeBlocks + x.decodeBlocks,
+      requests: c.load.requests + x.requests,
     };
     const predictedTtftMs = ctx.model(c.engine).ttft(features);
+    const prefillBlocks = c.load.prefillBlocks + x.prefillBlocks;
+    const decodeBlocks = c.load.decodeBlocks + x.decodeBlocks;
     let cost = 0;
     if (ctx.policy === "kv") cost = predictedTtftMs + ctx.model(c.engine).prefillTime(features);
-    else if (ctx.policy === "kv-blocks") cost = ctx.overlapWeight * (ctx.promptBlocks - c.overlapBlocks + c.load.prefillBlocks) + c.load.decodeBlocks;
-    return { ...c, activeBlocks: c.load.prefillBlocks + c.load.decodeBlocks, cost, predictedTtftMs, features };
+    else if (ctx.policy === "kv-blocks") cost = ctx.overlapWeight * (ctx.promptBlocks - c.overlapBlocks + prefillBlocks) + decodeBlocks;
+    return { ...c, activeBlocks: prefillBlocks + decodeBlocks, cost, predictedTtftMs, features };
   });
 }
 
@@ -96,8 +107,10 @@ export function pickLeastLoaded(scored: Scored[], random: () => number): number 
   for (let i = 0; i < scored.length; i++) {
     const s = scored[i]!;
     const b = best.length ? scored[best[0]!]! : null;
-    if (!b || s.activeBlocks < b.activeBlocks || (s.activeBlocks === b.activeBlocks && s.load.requests < b.load.requests)) best = [i];
-    else if (s.activeBlocks === b.activeBlocks && s.load.requests === b.load.requests) best.push(i);
+    const requests = s.load.requests + s.external.requests;
+    const bRequests = b ? b.load.requests + b.external.requests : 0;
+    if (!b || s.activeBlocks < b.activeBlocks || (s.activeBlocks === b.activeBlocks && requests < bRequests)) best = [i];
+    else if (s.activeBlocks === b.activeBlocks && requests === bRequests) best.push(i);
   }
   return best[Math.floor(random() * best.length)]!;
 }

@@ -131,8 +131,12 @@ export class Attempt {
    */
   generated(count: number, gapMs: number | null): void {
     if (gapMs !== null && count > 0) {
-      const load = this.#core.scheduler.active.load(this.engine);
-      this.#core.scheduler.model(this.engine).observeGap(load.decodeRequests, load.decodeBlocks, gapMs / count);
+      // The step decodes every client's sequences: the engine's external load counts with the bookings, as
+      // it does in the features the model predicts from.
+      const scheduler = this.#core.scheduler;
+      const load = scheduler.active.load(this.engine);
+      const external = scheduler.external(this.engine, this.prompt.blocks);
+      scheduler.model(this.engine).observeGap(load.decodeRequests + external.running, load.decodeBlocks + external.decodeBlocks, gapMs / count);
     }
     this.#booking.generated(count);
   }

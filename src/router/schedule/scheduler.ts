@@ -1,4 +1,5 @@
 import { ActiveLoad, type Booking } from "./active-load.js";
+import { externalLoad, NO_EXTERNAL_LOAD, type EngineReport, type ExternalLoad } from "./external-load.js";
 import { pickByCost, pickLeastLoaded, score, type PolicyName, type Scored } from "./policy.js";
 import { DEFAULT_PRIOR, EngineTimeModel, type TimeModelOptions } from "./time-model.js";
 
@@ -40,6 +41,11 @@ export class Scheduler {
   readonly overlapWeight: number;
   readonly temperature: number;
   readonly active = new ActiveLoad();
+  /**
+   * The latest fresh report of each engine that reports its own load, with the router's own requests on
+   * the engine when it arrived (see external-load.ts).
+   */
+  readonly #reports = new Map<number, { report: EngineReport; ownRequests: number }>();
   /** Available engines, ascending: kept sorted on change rather than on every decision. */
   #available: number[] = [];
   readonly #random: () => number;
@@ -62,6 +68,26 @@ export class Scheduler {
     this.#available = available ? [...others, engine].sort((a, b) => a - b) : others;
   }
 
+  /**
+   * What an engine reports about its own queue, or null when there is no fresh report: the external load
+   * it implies is added to the router's bookings in every decision until the next report.
+   */
+  setReport(engine: number, report: EngineReport | null): void {
+    if (report === null) this.#reports.delete(engine);
+    else this.#reports.set(engine, { report, ownRequests: this.active.load(engine).requests });
+  }
+
+  /** The engine's latest fresh report, or null. */
+  report(engine: number): EngineReport | null {
+    return this.#reports.get(engine)?.report ?? null;
+  }
+
+  /** The external load the engine's latest fresh report implies, for a prompt of `promptBlocks` blocks. */
+  external(engine: number, promptBlocks: number): ExternalLoad {
+    const reported = this.#reports.get(engine);
+    return reported ? externalLoad(reported.report, reported.ownRequests, promptBlocks) : NO_EXTERNAL_LOAD;
+  }
+
   /** The engine's time model, made from the prior the first time it is asked for. */
   model(engine: number): EngineTimeModel {
     let model = this.#models.get(engine);
@@ -77,7 +103,10 @@ export class Scheduler {
     const engines = exclude && exclude.size > 0 ? this.#available.filter((e) => !exclude.has(e)) : this.#available;
     if (engines.length === 0) return null;
     const scored = score(
-      engines.map((engine) => ({ engine, overlapBlocks: Math.min(prompt.overlaps[engine] ?? 0, prompt.blocks), load: this.active.snapshot(engine) })),
+      engines.map((engine) => {
+        const load = this.active.snapshot(engine);
+        return { engine, overlapBlocks: Math.min(prompt.overlaps[engine] ?? 0, prompt.blocks), load, external: this.external(engine, prompt.blocks) };
+      }),
       { policy: this.policy, overlapWeight: this.overlapWeight, promptTokens: prompt.promptTokens, promptBlocks: prompt.blocks, blockSize, model: (e) => this.model(e) },
     );
     const chosen = scored[this.#pick(scored)]!;

@@ -4,6 +4,7 @@
 // request, where cached_tokens came from) are read when present and reported as null otherwise.
 import { createParser } from "eventsource-parser";
 import { request, type Dispatcher } from "undici";
+import { errorMessage, readBoundedText } from "../../util/openai-wire.js";
 
 export type RequestErrorKind = "http" | "connect" | "timeout" | "stream" | "aborted";
 
@@ -78,20 +79,6 @@ function parseUsage(value: unknown): ReportedUsage | null {
   };
 }
 
-/** The message of an OpenAI-shaped error body, else the body's start. */
-function errorText(body: string): string {
-  try {
-    const parsed = JSON.parse(body) as { error?: { message?: unknown } | string; message?: unknown };
-    if (typeof parsed.error === "string") return parsed.error;
-    if (typeof parsed.error?.message === "string") return parsed.error.message;
-    if (typeof parsed.message === "string") return parsed.message;
-  } catch {
-    // not JSON: show the text itself
-  }
-  const text = body.trim().replace(/\s+/g, " ");
-  return text === "" ? "(empty body)" : text.slice(0, 300);
-}
-
 function describeFailure(err: unknown, call: CompletionCall, timedOut: boolean): RequestError {
   if (call.signal?.aborted) return { kind: "aborted", message: "the run was stopped" };
   if (timedOut) return { kind: "timeout", message: `no complete response within ${call.timeoutMs} ms` };
@@ -101,16 +88,6 @@ function describeFailure(err: unknown, call: CompletionCall, timedOut: boolean):
   if (code === "ECONNREFUSED") return { kind: "connect", message: `connection refused by ${where}` };
   if (code === "ENOTFOUND" || code === "EAI_AGAIN") return { kind: "connect", message: `cannot resolve ${where}` };
   return { kind: "connect", message: `${code ?? "request failed"}: ${e.message ?? String(err)}` };
-}
-
-async function readBounded(body: AsyncIterable<Buffer>, limit: number): Promise<string> {
-  const parts: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    if (size < limit) parts.push(chunk.subarray(0, limit - size));
-    size += chunk.length;
-  }
-  return Buffer.concat(parts).toString("utf8");
 }
 
 /** Sends one streaming completion and measures it. Never throws: every failure is in `error`. */
@@ -149,7 +126,7 @@ export async function streamCompletion(call: CompletionCall): Promise<Measuremen
       throw new StreamFailure(`malformed SSE data frame: ${data.slice(0, 120)}`);
     }
     if (frame === null || typeof frame !== "object") throw new StreamFailure(`SSE data frame is not a JSON object: ${data.slice(0, 120)}`);
-    if (frame.error !== undefined && frame.error !== null) throw new StreamFailure(`error in stream: ${errorText(data)}`);
+    if (frame.error !== undefined && frame.error !== null) throw new StreamFailure(`error in stream: ${errorMessage(data)}`);
     const choice = Array.isArray(frame.choices) ? (frame.choices[0] as { text?: unknown; finish_reason?: unknown } | undefined) : undefined;
     // A token frame: text, or a token whose text is still held back (no finish_reason yet). The closing
     // frame with finish_reason and no text, and the usage frame with no choices, carry no token.
@@ -170,9 +147,9 @@ export async function streamCompletion(call: CompletionCall): Promise<Measuremen
     m.engine = headerValue(res.headers, ENGINE_HEADER);
     m.cachedTokensSource = headerValue(res.headers, CACHED_SOURCE_HEADER);
     if (res.statusCode < 200 || res.statusCode > 299) {
-      const text = await readBounded(res.body, ERROR_BODY_LIMIT);
+      const text = await readBoundedText(res.body, ERROR_BODY_LIMIT);
       m.e2eMs = clock() - sent;
-      m.error = { kind: "http", message: `HTTP ${res.statusCode}: ${errorText(text)}` };
+      m.error = { kind: "http", message: `HTTP ${res.statusCode}: ${errorMessage(text)}` };
       return m;
     }
     let failure: StreamFailure | undefined;

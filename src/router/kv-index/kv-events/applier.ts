@@ -40,6 +40,12 @@ export interface EngineModel {
   dataParallelSize?: number;
 }
 
+/** Calls out of the applier, for what its caller must act on rather than just count. */
+export interface ApplierHooks {
+  /** A BlockStored event carried another block size than the engine's (counted and skipped). */
+  blockSizeMismatch?(engine: number, eventBlockSize: number, engineBlockSize: number): void;
+}
+
 /** Counters, as plain numbers for a metrics layer. */
 export interface ApplierCounters {
   eventsBlockStored: number;
@@ -118,8 +124,10 @@ export class KvEventApplier {
   readonly #parentHash = new BigUint64Array(1);
   readonly #parentHashWords = new Uint32Array(this.#parentHash.buffer);
   readonly #one = new Uint32Array(2);
+  readonly #hooks: ApplierHooks;
 
-  constructor(index: PrefixIndex, hasher: BlockHasher, options: ApplierOptions = {}) {
+  constructor(index: PrefixIndex, hasher: BlockHasher, options: ApplierOptions = {}, hooks: ApplierHooks = {}) {
+    this.#hooks = hooks;
     if (!index.writable) throw new TypeError("KvEventApplier needs the writing PrefixIndex (from PrefixIndex.create), not a view");
     this.#index = index;
     this.#hasher = hasher;
@@ -240,6 +248,7 @@ export class KvEventApplier {
     const n = event.blockHashes.length;
     if (event.blockSize !== blockSize) {
       this.counters.blockSizeMismatch++;
+      this.#hooks.blockSizeMismatch?.(engine, event.blockSize, blockSize);
       return;
     }
     if (event.tokenIds.length !== n * blockSize) {

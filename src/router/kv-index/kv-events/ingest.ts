@@ -71,6 +71,12 @@ export interface KvEventStats extends ApplierCounters {
   engines: EngineIngestStats[];
 }
 
+/**
+ * What the ingestion tells its owner (the router's main thread) without being asked: an engine whose events
+ * cannot be used, so that it can be refused. Sent once per engine while it is added.
+ */
+export type KvNotice = { kind: "block_size_mismatch"; engine: number; eventBlockSize: number; engineBlockSize: number };
+
 interface RankState {
   subscriber: RankSubscriber;
   payloadsRejected: number;
@@ -92,10 +98,18 @@ export class KvEventIngest {
   /** Counters of removed engines' ranks, so that totals never go down. */
   readonly #retired = { batchesApplied: 0, gaps: 0, replaysRequested: 0, replaysSucceeded: 0, replaysFailed: 0, publisherRestarts: 0, payloadsRejected: 0 };
   readonly #drops: KvEventStats["dropsByReason"] = { gap: 0, "replay-failed": 0, "publisher-restart": 0, disconnect: 0, backlog: 0, "map-overflow": 0 };
+  /** Engines already reported by a notice since they were added. */
+  readonly #noticed = new Set<number>();
 
-  constructor(index: PrefixIndex, hasher: BlockHasher, options: IngestOptions = {}) {
+  constructor(index: PrefixIndex, hasher: BlockHasher, options: IngestOptions = {}, notify: (notice: KvNotice) => void = () => undefined) {
     this.#index = index;
-    this.#applier = new KvEventApplier(index, hasher, options);
+    this.#applier = new KvEventApplier(index, hasher, options, {
+      blockSizeMismatch: (engine, eventBlockSize, engineBlockSize) => {
+        if (this.#noticed.has(engine)) return;
+        this.#noticed.add(engine);
+        notify({ kind: "block_size_mismatch", engine, eventBlockSize, engineBlockSize });
+      },
+    });
     this.#options = options;
   }
 
@@ -159,6 +173,7 @@ export class KvEventIngest {
     const state = this.#engines.get(id);
     if (state === undefined) return;
     this.#engines.delete(id);
+    this.#noticed.delete(id);
     await Promise.all(state.ranks.map((r) => r.subscriber.close()));
     for (const r of state.ranks) {
       for (const key of STREAM_TOTALS) this.#retired[key] += r.subscriber.stream.stats[key];

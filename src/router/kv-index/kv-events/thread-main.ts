@@ -4,7 +4,7 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { createBlockHasher } from "../../prepare/hashing/index.js";
 import { PrefixIndex, type PrefixIndexShared } from "../prefix-index/index.js";
-import { KvEventIngest, type IngestOptions, type KvEngineConfig } from "./ingest.js";
+import { KvEventIngest, type IngestOptions, type KvEngineConfig, type KvNotice } from "./ingest.js";
 
 export interface ThreadData {
   /** An index to take over (after the previous KV-event thread died), or null to create one. */
@@ -22,13 +22,14 @@ export type ThreadRequest =
 
 export type ThreadReply =
   | { type: "ready"; shared: PrefixIndexShared }
+  | { type: "notice"; notice: KvNotice }
   | { type: "reply"; id: number; ok: true; value?: unknown }
   | { type: "reply"; id: number; ok: false; error: string };
 
 const port = parentPort!;
 const data = workerData as ThreadData;
 const index = data.recover !== null ? PrefixIndex.recover(data.recover) : PrefixIndex.create({ capacity: data.capacity, maxEngines: data.maxEngines });
-const ingest = new KvEventIngest(index, await createBlockHasher(), data.ingest);
+const ingest = new KvEventIngest(index, await createBlockHasher(), data.ingest, (notice) => port.postMessage({ type: "notice", notice } satisfies ThreadReply));
 
 port.on("message", (request: ThreadRequest) => {
   void handle(request).then(

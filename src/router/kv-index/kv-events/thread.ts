@@ -10,7 +10,7 @@ import { Worker } from "node:worker_threads";
 import type { PrefixIndexShared } from "../prefix-index/index.js";
 import { DEFAULT_MAX_ENGINES, checkOptions } from "../prefix-index/layout.js";
 import { distFile } from "../../../util/package-root.js";
-import type { IngestOptions, KvEngineConfig, KvEventStats } from "./ingest.js";
+import type { IngestOptions, KvEngineConfig, KvEventStats, KvNotice } from "./ingest.js";
 import type { ThreadReply, ThreadRequest, ThreadData } from "./thread-main.js";
 
 export interface KvEventThreadOptions extends IngestOptions {
@@ -43,6 +43,7 @@ export class KvEventThread {
   #closing = false;
   #failed: Error | null = null;
   #restarts = 0;
+  readonly #noticeListeners: ((notice: KvNotice) => void)[] = [];
 
   private constructor(worker: Worker, shared: PrefixIndexShared, data: Omit<ThreadData, "recover">) {
     this.#worker = worker;
@@ -71,6 +72,11 @@ export class KvEventThread {
   async removeEngine(id: number): Promise<void> {
     await this.#request({ type: "removeEngine", engine: id });
     this.#engines.delete(id);
+  }
+
+  /** Calls `listener` with every notice the KV-event thread sends (an engine whose events it cannot use). */
+  onNotice(listener: (notice: KvNotice) => void): void {
+    this.#noticeListeners.push(listener);
   }
 
   async stats(): Promise<KvEventThreadStats> {
@@ -106,6 +112,10 @@ export class KvEventThread {
 
   #watch(worker: Worker): void {
     worker.on("message", (reply: ThreadReply) => {
+      if (reply.type === "notice") {
+        for (const listener of this.#noticeListeners) listener(reply.notice);
+        return;
+      }
       if (reply.type !== "reply") return;
       const pending = this.#pending.get(reply.id);
       this.#pending.delete(reply.id);

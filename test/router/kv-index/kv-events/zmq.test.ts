@@ -281,6 +281,31 @@ describe("KV events over ZMQ into the KV-event thread", () => {
     expect((await writer.stats()).engines).toEqual([]);
   });
 
+  it("events at another block size are counted and skipped, and the main thread is told once per engine", async () => {
+    const { writer, index } = await startWriter();
+    const notices: unknown[] = [];
+    writer.onNotice((n) => notices.push(n));
+    const pub = await publisher();
+    await writer.addEngine({ id: 3, model: MODEL, blockSize: 32, endpoint: pub.endpoint });
+    await pub.subscribed();
+    await pub.send(0, freshBlock(11n, 100));
+    await pub.send(1, freshBlock(12n, 200));
+    const stats = await until(writer, (s) => s.blockSizeMismatch === 2);
+    expect(stats.blocksStored).toBe(0);
+    expect(index.overlaps(freshBlockHash(100))[3]).toBe(0);
+    expect(notices).toEqual([{ kind: "block_size_mismatch", engine: 3, eventBlockSize: 16, engineBlockSize: 32 }]);
+    // Removed and added again, the engine is reported again. Batches are sent until the new subscription
+    // has received one (a subscriber that has just connected misses what was sent before), bounded.
+    await writer.removeEngine(3);
+    await writer.addEngine({ id: 3, model: MODEL, blockSize: 32, endpoint: pub.endpoint });
+    for (let seq = 0; seq < 200 && notices.length < 2; seq++) {
+      await pub.send(seq, freshBlock(BigInt(20 + seq), 300 + seq));
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(notices).toHaveLength(2);
+    expect(notices[1]).toEqual(notices[0]);
+  });
+
   it("rejects a bad engine config with a message, and keeps working", async () => {
     const { writer } = await startWriter();
     await expect(writer.addEngine({ id: 1, model: MODEL, blockSize: 16, endpoint: "localhost:5557" })).rejects.toThrow(/endpoint must be a ZMQ endpoint/);
