@@ -59,7 +59,7 @@ export class Router implements Backend {
   }
 
   async route(input: GenerateInput): Promise<RouteReport> {
-    const prepared = await this.#prepare(input);
+    const prepared = await this.#prepare(input, undefined);
     const decision = this.o.core.decide(routable(prepared));
     if (!decision) throw noEngineError();
     return {
@@ -79,7 +79,7 @@ export class Router implements Backend {
 
   async generate(input: GenerateInput, signal: AbortSignal): Promise<AsyncIterable<GenerationEvent>> {
     const { core, fleet, metrics } = this.o;
-    const prepared = await this.#prepare(input);
+    const prepared = await this.#prepare(input, signal);
     const maxModelLen = fleet.maxModelLen;
     if (maxModelLen === null) throw noEngineError();
     const prompt = routable(prepared);
@@ -100,11 +100,11 @@ export class Router implements Backend {
     });
   }
 
-  async #prepare(input: GenerateInput): Promise<Prepared> {
-    const model = this.o.fleet.model;
-    const blockSize = this.o.fleet.blockSize;
-    if (model === null || blockSize === null) throw noEngineError();
-    const result = await this.o.pool.prepare(input.prompt, blockSize, this.#seed(model, input.cacheSalt));
+  /** Tokenizing stops at the context length, and when `signal` says the client has left. */
+  async #prepare(input: GenerateInput, signal: AbortSignal | undefined): Promise<Prepared> {
+    const { model, blockSize, maxModelLen } = this.o.fleet;
+    if (model === null || blockSize === null || maxModelLen === null) throw noEngineError();
+    const result = await this.o.pool.prepare(input.prompt, blockSize, this.#seed(model, input.cacheSalt), { maxModelLen, signal });
     if (!result.ok) throw new RouterError("invalid_request", result.message, result.param, result.code);
     const { metrics } = this.o;
     if (input.prompt.kind !== "tokens") metrics.overhead("tokenize", result.timings.tokenize);

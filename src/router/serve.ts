@@ -6,7 +6,7 @@ import { Fleet } from "./dispatch/fleet.js";
 import { Frontend } from "./http/server.js";
 import { KvEventThread } from "./kv-index/kv-events/index.js";
 import { MAX_ENGINES } from "./kv-index/prefix-index/index.js";
-import { RouterMetrics, requestLogger, watchKvEvents } from "./metrics/index.js";
+import { RouterMetrics, requestLogger, watchKvEvents, watchPool } from "./metrics/index.js";
 import { PreparePool } from "./prepare/index.js";
 import { Router } from "./router.js";
 import { RoutingCore, Scheduler, type CachedTokensFallback, type PolicyName } from "./schedule/index.js";
@@ -115,6 +115,7 @@ export async function startRouter(options: RouterOptions, log: Logger): Promise<
     log.info({ tokenizer: source, encoder, tokenizeCache: cache }, "tokenizer loaded");
     if (cache.reason !== null && options.tokenizeCacheMb > 0) log.warn({ reason: cache.reason }, "the tokenization cache turned itself off for this tokenizer");
     watchKvEvents(metrics, kv, (id) => fleet.engines[id]?.name ?? String(id));
+    watchPool(metrics, () => pool.load);
     metrics.engines(() =>
       fleet.engines.map((e) => {
         const load = scheduler.active.load(e.id);
