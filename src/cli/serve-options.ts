@@ -56,6 +56,10 @@ preparation:
   --tokenize-cache-mb N        exact tokenization cache per pool thread, in MiB: token ids of the text
                                between special tokens (a repeated system prompt is tokenized once); 0
                                turns it off (default ${DEFAULT_TOKENIZE_CACHE_MB})
+  --special-tokens-in-content parse|plain
+                               special-token text inside chat messages (<|im_start|> and the like): parse
+                               makes it special tokens, as vLLM does (default); plain tokenizes it as text,
+                               so that a message cannot open a turn of another role
   --inline-max-tokens N        token-id prompts up to N tokens are prepared on the main thread
                                (default ${DEFAULT_INLINE_MAX_TOKENS})
   --index-capacity N           prefix-index entries (blocks) kept across the fleet (default 1048576)
@@ -98,6 +102,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
       tokenizer: { type: "string" },
       "tokenize-cache-mb": { type: "string" },
       "inline-max-tokens": { type: "string" },
+      "special-tokens-in-content": { type: "string" },
       "index-capacity": { type: "string" },
       "log-level": { type: "string" },
       help: { type: "boolean", short: "h" },
@@ -108,6 +113,8 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
   if (!POLICIES.includes(policy as PolicyName)) throw new Error(`--policy must be one of ${POLICIES.join(", ")}, got ${JSON.stringify(policy)}`);
   const fallback = values["cached-tokens-fallback"] ?? "router";
   if (fallback !== "router" && fallback !== "none") throw new Error(`--cached-tokens-fallback must be router or none, got ${JSON.stringify(fallback)}`);
+  const specials = values["special-tokens-in-content"] ?? "parse";
+  if (specials !== "parse" && specials !== "plain") throw new Error(`--special-tokens-in-content must be parse or plain, got ${JSON.stringify(specials)}`);
   const logLevel = values["log-level"] ?? "info";
   if (!LOG_LEVELS.includes(logLevel)) throw new Error(`--log-level must be one of ${LOG_LEVELS.join(", ")}, got ${JSON.stringify(logLevel)}`);
   const engines = (values.engine ?? []).map(parseEngineSpec);
@@ -137,6 +144,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     workers: values.workers === undefined ? undefined : int("workers", values.workers, 1, 1, 256),
     tokenizer: values.tokenizer ?? null,
     tokenizeCacheMb: num("tokenize-cache-mb", values["tokenize-cache-mb"], DEFAULT_TOKENIZE_CACHE_MB, 0, 1 << 20),
+    specialTokensInContent: specials,
     inlineMaxTokens: int("inline-max-tokens", values["inline-max-tokens"], DEFAULT_INLINE_MAX_TOKENS, 0, 1 << 30),
     indexCapacity: int("index-capacity", values["index-capacity"], 1 << 20, 1024, 1 << 28),
     logLevel,

@@ -7,7 +7,7 @@ import { Frontend } from "./http/server.js";
 import { KvEventThread } from "./kv-index/kv-events/index.js";
 import { MAX_ENGINES } from "./kv-index/prefix-index/index.js";
 import { RouterMetrics, requestLogger, watchKvEvents, watchPool } from "./metrics/index.js";
-import { PreparePool } from "./prepare/index.js";
+import { PreparePool, type SpecialTokensInContent } from "./prepare/index.js";
 import { Router } from "./router.js";
 import { RoutingCore, Scheduler, type CachedTokensFallback, type PolicyName } from "./schedule/index.js";
 import { startSimulatorThread, type SimulatorThread } from "../mock-engine/index.js";
@@ -43,6 +43,8 @@ export interface RouterOptions {
   tokenizer: string | null;
   /** Per pool thread: the tokenization cache's budget in MiB (0: off). */
   tokenizeCacheMb: number;
+  /** Special-token text inside chat messages: parsed into special tokens (vLLM's way) or kept as text. */
+  specialTokensInContent: SpecialTokensInContent;
   inlineMaxTokens: number;
   indexCapacity: number;
 }
@@ -109,6 +111,7 @@ export async function startRouter(options: RouterOptions, log: Logger): Promise<
       ...(options.workers !== undefined ? { threads: options.workers } : {}),
       inlineMaxTokens: options.inlineMaxTokens,
       tokenizeCacheMb: options.tokenizeCacheMb,
+      specialTokensInContent: options.specialTokensInContent,
     });
     closers.push(() => pool.close());
     const { source, encoder, cache } = pool.tokenizer;

@@ -17,6 +17,7 @@ describe("kvroute serve options", () => {
       maxBodyBytes: 16 * 1024 * 1024,
       inlineMaxTokens: 8192,
       tokenizeCacheMb: 32,
+      specialTokensInContent: "parse",
       apiKey: undefined,
       simHttp: false,
       engineMetricsIntervalMs: 1000,
@@ -27,6 +28,11 @@ describe("kvroute serve options", () => {
   it("reads the tokenization cache size, 0 turning it off", () => {
     expect(parseServeArgs(["--tokenize-cache-mb", "0"], {})).toMatchObject({ tokenizeCacheMb: 0 });
     expect(parseServeArgs(["--tokenize-cache-mb", "256"], {})).toMatchObject({ tokenizeCacheMb: 256 });
+  });
+
+  it("reads how special-token text in chat messages is tokenized", () => {
+    expect(parseServeArgs(["--special-tokens-in-content", "plain"], {})).toMatchObject({ specialTokensInContent: "plain" });
+    expect(parseServeArgs(["--special-tokens-in-content", "parse"], {})).toMatchObject({ specialTokensInContent: "parse" });
   });
 
   it("reads engines, simulated-engine settings and the API key from the environment", () => {
@@ -53,6 +59,7 @@ describe("kvroute serve options", () => {
     [["--engine", "tcp://h:1,colour=red"], /unknown option "colour"/],
     [["--engine", "tcp://h:1,kv=h:2"], /kv= must be tcp:\/\/HOST:PORT/],
     [["--nope"], /Unknown option '--nope'/],
+    [["--special-tokens-in-content", "escape"], /--special-tokens-in-content must be parse or plain, got "escape"/],
   ];
   for (const [args, message] of bad) {
     it(`refuses ${args.join(" ")}`, () => {
