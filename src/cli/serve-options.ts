@@ -6,6 +6,9 @@ import type { RouterOptions } from "../router/serve.js";
 import { POLICIES, type PolicyName } from "../router/schedule/index.js";
 import { numberOption } from "./usage.js";
 
+/** Shorter than the engine protocol's 5 s heartbeat timeout, and than HTTP engines' 5 s health timeout; longer than an engine step. */
+const DEFAULT_STALL_TIMEOUT_S = 2.5;
+
 export const SERVE_USAGE = `usage: kvroute serve [options]
 
 The OpenAI-compatible router. With no --engine it starts simulated engines itself (see --sim).
@@ -19,6 +22,9 @@ engines:
                                endpoint; name= names it in headers and metrics
   --engine-metrics-interval S  read HTTP engines' /metrics every S seconds, so that their load from other
                                clients counts (default 1; 0: never)
+  --stall-timeout S            an engine whose requests get no event for S seconds (a token, or the first
+                               one later than predicted) while it is connected takes no new requests until
+                               they move again (default ${DEFAULT_STALL_TIMEOUT_S}; 0: never)
   --sim N                      simulated engines to start when no --engine is given (default 4)
   --sim-http                   the simulated engines serve vLLM's OpenAI HTTP API and are reached as HTTP
                                engines (default: kvroute's engine protocol)
@@ -82,6 +88,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     options: {
       engine: { type: "string", multiple: true },
       "engine-metrics-interval": { type: "string" },
+      "stall-timeout": { type: "string" },
       sim: { type: "string" },
       "sim-http": { type: "boolean" },
       "sim-speedup": { type: "string" },
@@ -128,6 +135,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     simSpeeds,
     simHttp: values["sim-http"] ?? false,
     engineMetricsIntervalMs: Math.round(1000 * num("engine-metrics-interval", values["engine-metrics-interval"], 1, 0, 3600)),
+    stallTimeoutMs: Math.round(1000 * num("stall-timeout", values["stall-timeout"], DEFAULT_STALL_TIMEOUT_S, 0, 3600)),
     simSpeedup: num("sim-speedup", values["sim-speedup"], 1, 0, 1e6),
     simBlocks: values["sim-blocks"] === undefined ? undefined : int("sim-blocks", values["sim-blocks"], 0, 1, 1 << 26),
     simMaxModelLen: values["sim-max-model-len"] === undefined ? undefined : int("sim-max-model-len", values["sim-max-model-len"], 0, 1, 1 << 24),

@@ -50,8 +50,7 @@ export class Router implements Backend {
   }
 
   health(): HealthReport {
-    const engines = this.o.fleet.engines.map((e) => ({ engine: e.name, state: e.state, ...(e.reason ? { reason: e.reason } : {}), ...(e.routing ? { routing: e.routing } : {}) }));
-    return { ready: this.o.fleet.up.length > 0, engines };
+    return { ready: this.o.fleet.ready, engines: this.o.fleet.engines.map((e) => e.health()) };
   }
 
   metrics(): Promise<{ contentType: string; body: string }> {

@@ -27,6 +27,8 @@ export interface RouterOptions {
   blockSize: number | null;
   /** How often HTTP engines' /metrics are read for their load, in ms; 0: never. */
   engineMetricsIntervalMs: number;
+  /** An engine whose waiting requests get no event for this long takes no new ones until it moves; 0: never. */
+  stallTimeoutMs: number;
   servedModelName: string | null;
   host: string;
   /** 0: any free port. */
@@ -92,7 +94,7 @@ export async function startRouter(options: RouterOptions, log: Logger): Promise<
     closers.push(() => kv.close());
     const metrics = new RouterMetrics();
     const scheduler = new Scheduler({ policy: options.policy, overlapWeight: options.overlapWeight, temperature: options.temperature });
-    const fleet = new Fleet(engines, { blockSize: options.blockSize, metricsIntervalMs: options.engineMetricsIntervalMs, scheduler, kv, log });
+    const fleet = new Fleet(engines, { blockSize: options.blockSize, metricsIntervalMs: options.engineMetricsIntervalMs, stallMs: options.stallTimeoutMs, scheduler, kv, log });
     closers.push(() => fleet.close());
     kv.onNotice((notice) => {
       if (notice.kind === "block_size_mismatch") {
@@ -127,6 +129,7 @@ export async function startRouter(options: RouterOptions, log: Logger): Promise<
         return {
           engine: e.name,
           up: e.state === "up",
+          stalled: e.state === "up" && e.stall !== null,
           activeRequests: load.requests,
           prefillBlocks: load.prefillBlocks,
           decodeBlocks: load.decodeBlocks,

@@ -21,6 +21,7 @@ describe("kvroute serve options", () => {
       apiKey: undefined,
       simHttp: false,
       engineMetricsIntervalMs: 1000,
+      stallTimeoutMs: 2500,
       blockSize: null,
     });
   });
@@ -28,6 +29,12 @@ describe("kvroute serve options", () => {
   it("reads the tokenization cache size, 0 turning it off", () => {
     expect(parseServeArgs(["--tokenize-cache-mb", "0"], {})).toMatchObject({ tokenizeCacheMb: 0 });
     expect(parseServeArgs(["--tokenize-cache-mb", "256"], {})).toMatchObject({ tokenizeCacheMb: 256 });
+  });
+
+  it("reads the stall timeout, 0 turning the watch off", () => {
+    expect(parseServeArgs(["--stall-timeout", "0"], {})).toMatchObject({ stallTimeoutMs: 0 });
+    expect(parseServeArgs(["--stall-timeout", "1.5"], {})).toMatchObject({ stallTimeoutMs: 1500 });
+    expect(() => parseServeArgs(["--stall-timeout=-1"], {})).toThrow(/--stall-timeout must be a number of at least 0/);
   });
 
   it("reads how special-token text in chat messages is tokenized", () => {

@@ -43,7 +43,7 @@ export async function* sendAttempt(core: RoutingCore, attempt: Attempt, target: 
         overlapBlocks: attempt.overlapBlocks,
         ...(job.cacheSalt !== undefined ? { cacheSalt: job.cacheSalt } : {}),
       },
-      { signal },
+      { signal, expectFirstTokenMs: attempt.decision.chosen.predictedTtftMs },
     );
     for await (const event of events) {
       if (event.type === "delta") {

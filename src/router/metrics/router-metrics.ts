@@ -10,6 +10,8 @@ export type OverheadStage = "tokenize" | "hash" | "index" | "schedule";
 export interface EngineGaugeSource {
   engine: string;
   up: boolean;
+  /** Up, but its requests stopped moving: it takes no new ones. */
+  stalled: boolean;
   activeRequests: number;
   prefillBlocks: number;
   decodeBlocks: number;
@@ -42,6 +44,7 @@ export class RouterMetrics implements Telemetry {
   readonly #overhead: Histogram<"stage">;
   readonly #retries: Counter;
   readonly #engineUp: Gauge<"engine">;
+  readonly #engineStalled: Gauge<"engine">;
   readonly #engineRequests: Gauge<"engine">;
   readonly #engineBlocks: Gauge<"engine" | "phase">;
   readonly #engineReported: Gauge<"engine" | "state">;
@@ -66,7 +69,8 @@ export class RouterMetrics implements Telemetry {
     this.#predictedHitRatio = new Histogram({ name: "kvroute_predicted_hit_ratio", help: "Per request: predicted cached tokens / prompt tokens on the chosen engine", buckets: [0, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1], registers });
     this.#overhead = new Histogram({ name: "kvroute_router_overhead_seconds", help: "Router time per request by stage", labelNames: ["stage"], buckets: OVERHEAD_BUCKETS, registers });
     this.#retries = new Counter({ name: "kvroute_retries_total", help: "Requests retried on another engine after their engine failed before the first token", registers });
-    this.#engineUp = new Gauge({ name: "kvroute_engine_up", help: "1 when the engine is connected and accepting work", labelNames: ["engine"], registers });
+    this.#engineUp = new Gauge({ name: "kvroute_engine_up", help: "1 while the engine is connected (and takes work unless kvroute_engine_stalled is 1)", labelNames: ["engine"], registers });
+    this.#engineStalled = new Gauge({ name: "kvroute_engine_stalled", help: "1 while the engine is connected but its requests make no progress: it gets no new ones", labelNames: ["engine"], registers });
     this.#engineRequests = new Gauge({ name: "kvroute_engine_active_requests", help: "Requests in flight per engine", labelNames: ["engine"], registers });
     this.#engineBlocks = new Gauge({ name: "kvroute_engine_active_blocks", help: "KV blocks booked per engine by phase", labelNames: ["engine", "phase"], registers });
     this.#engineReported = new Gauge({
@@ -137,6 +141,7 @@ export class RouterMetrics implements Telemetry {
   engines(read: () => EngineGaugeSource[]): void {
     this.onScrape(() => {
       this.#engineUp.reset();
+      this.#engineStalled.reset();
       this.#engineRequests.reset();
       this.#engineBlocks.reset();
       this.#engineReported.reset();
@@ -150,6 +155,7 @@ export class RouterMetrics implements Telemetry {
         this.#enginePrefillRate.set({ engine: e.engine }, e.prefillTokensPerSecond);
         this.#engineStep.set({ engine: e.engine }, e.decodeStepSeconds);
         this.#engineUp.set({ engine: e.engine }, e.up ? 1 : 0);
+        this.#engineStalled.set({ engine: e.engine }, e.stalled ? 1 : 0);
         this.#engineRequests.set({ engine: e.engine }, e.activeRequests);
         this.#engineBlocks.set({ engine: e.engine, phase: "prefill" }, e.prefillBlocks);
         this.#engineBlocks.set({ engine: e.engine, phase: "decode" }, e.decodeBlocks);
