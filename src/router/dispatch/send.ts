@@ -4,6 +4,7 @@
 import type { SamplingOptions } from "../../engine-protocol/index.js";
 import type { Attempt, RoutingCore } from "../schedule/index.js";
 import type { GenerationEvent, Sampling } from "../types.js";
+import { clientMessage } from "./client-message.js";
 import type { Engine } from "./engine.js";
 
 /** What every attempt of a request sends. */
@@ -75,7 +76,8 @@ export async function* sendAttempt(core: RoutingCore, attempt: Attempt, target: 
         };
         return;
       } else {
-        yield event.upstreamStatus === undefined ? { type: "error", code: event.code, message: event.message } : { type: "error", code: event.code, message: event.message, status: event.upstreamStatus };
+        const message = clientMessage(event.message, target.name);
+        yield event.upstreamStatus === undefined ? { type: "error", code: event.code, message } : { type: "error", code: event.code, message, status: event.upstreamStatus };
         return;
       }
     }
