@@ -1,7 +1,10 @@
 import { ActiveLoad, type Booking } from "./active-load.js";
 import { externalLoad, NO_EXTERNAL_LOAD, type EngineReport, type ExternalLoad } from "./external-load.js";
 import { pickByCost, pickLeastLoaded, score, type PolicyName, type Scored } from "./policy.js";
-import { DEFAULT_PRIOR, EngineTimeModel, type TimeModelOptions } from "./time-model.js";
+import { DEFAULT_PRIOR, EngineTimeModel, type TimeFeatures, type TimeModelOptions } from "./time-model.js";
+
+/** First tokens an engine's own time model needs before its predictions are trusted over the fleet's. */
+const WARM_UP = 16;
 
 export interface SchedulerOptions {
   policy?: PolicyName;
@@ -51,6 +54,8 @@ export class Scheduler {
   readonly #random: () => number;
   readonly #timeModel: TimeModelOptions;
   readonly #models = new Map<number, EngineTimeModel>();
+  /** Every engine's observations together. */
+  readonly #pooled: EngineTimeModel;
   #nextRoundRobin = 0;
 
   constructor(options: SchedulerOptions = {}) {
@@ -59,6 +64,7 @@ export class Scheduler {
     this.temperature = options.temperature ?? 0;
     this.#random = options.random ?? Math.random;
     this.#timeModel = options.timeModel ?? { prior: DEFAULT_PRIOR };
+    this.#pooled = new EngineTimeModel(this.#timeModel);
     if (!(this.overlapWeight >= 0)) throw new RangeError(`overlap weight must be >= 0, got ${this.overlapWeight}`);
     if (!(this.temperature >= 0)) throw new RangeError(`temperature must be >= 0, got ${this.temperature}`);
   }
@@ -88,7 +94,7 @@ export class Scheduler {
     return reported ? externalLoad(reported.report, reported.ownRequests, promptBlocks) : NO_EXTERNAL_LOAD;
   }
 
-  /** The engine's time model, made from the prior the first time it is asked for. */
+  /** The engine's own time model, made from the prior the first time it is asked for. */
   model(engine: number): EngineTimeModel {
     let model = this.#models.get(engine);
     if (!model) {
@@ -96,6 +102,28 @@ export class Scheduler {
       this.#models.set(engine, model);
     }
     return model;
+  }
+
+  /**
+   * The model the engine's predictions come from: its own once it has seen WARM_UP first tokens, the
+   * fleet's pooled model before. An engine predicted from a prior that is far off might otherwise never be
+   * chosen, and so never learn; the fleet's figures are the better guess for an engine not yet seen.
+   */
+  predictor(engine: number): EngineTimeModel {
+    const own = this.model(engine);
+    return own.observations.ttft >= WARM_UP ? own : this.#pooled;
+  }
+
+  /** A first token came `ttftMs` after a request with features `f` was sent to the engine. */
+  observeTtft(engine: number, f: TimeFeatures, ttftMs: number): void {
+    this.model(engine).observeTtft(f, ttftMs);
+    this.#pooled.observeTtft(f, ttftMs);
+  }
+
+  /** A token came `gapMs` after its previous one on the engine, with D sequences decoding over B blocks. */
+  observeGap(engine: number, decoding: number, decodeBlocks: number, gapMs: number): void {
+    this.model(engine).observeGap(decoding, decodeBlocks, gapMs);
+    this.#pooled.observeGap(decoding, decodeBlocks, gapMs);
   }
 
   /** Chooses an engine for a prompt; null when no engine is available (minus `exclude`). */
@@ -107,7 +135,7 @@ export class Scheduler {
         const load = this.active.snapshot(engine);
         return { engine, overlapBlocks: Math.min(prompt.overlaps[engine] ?? 0, prompt.blocks), load, external: this.external(engine, prompt.blocks) };
       }),
-      { policy: this.policy, overlapWeight: this.overlapWeight, promptTokens: prompt.promptTokens, promptBlocks: prompt.blocks, blockSize, model: (e) => this.model(e) },
+      { policy: this.policy, overlapWeight: this.overlapWeight, promptTokens: prompt.promptTokens, promptBlocks: prompt.blocks, blockSize, model: (e) => this.predictor(e) },
     );
     const chosen = scored[this.#pick(scored)]!;
     return { engine: chosen.engine, overlapBlocks: chosen.overlapBlocks, chosen, scored };
