@@ -152,6 +152,9 @@ class HttpSimulator implements HttpSimulatorHandle {
       promptTokens: m.promptTokens,
       generationTokens: m.generationTokens,
       cachedTokens: m.cachedTokens,
+      prefillRequests: m.prefillRequests,
+      // Wall-clock seconds, as vLLM measures them: the modelled time runs `speedup` times faster.
+      prefillSeconds: this.options.speedup ? m.prefillMs / this.options.speedup / 1000 : 0,
       finished: { ...this.finished, abort: m.requestsAborted },
     });
   }

@@ -1,5 +1,5 @@
 import { ActiveLoad, type Booking } from "./active-load.js";
-import { externalLoad, NO_EXTERNAL_LOAD, type EngineReport, type ExternalLoad } from "./external-load.js";
+import { externalLoad, NO_EXTERNAL_LOAD, type EngineReport, type ExternalLoad, type PrefillCounters } from "./external-load.js";
 import { pickByCost, pickLeastLoaded, score, type PolicyName, type Scored } from "./policy.js";
 import { DEFAULT_PRIOR, EngineTimeModel, type TimeFeatures, type TimeModelOptions } from "./time-model.js";
 
@@ -54,6 +54,7 @@ export class Scheduler {
   readonly #random: () => number;
   readonly #timeModel: TimeModelOptions;
   readonly #models = new Map<number, EngineTimeModel>();
+  readonly #prefillCounters = new Map<number, PrefillCounters>();
   /** Every engine's observations together. */
   readonly #pooled: EngineTimeModel;
   #nextRoundRobin = 0;
@@ -81,6 +82,26 @@ export class Scheduler {
   setReport(engine: number, report: EngineReport | null): void {
     if (report === null) this.#reports.delete(engine);
     else this.#reports.set(engine, { report, ownRequests: this.active.load(engine).requests });
+    if (report?.prefill) this.#observePrefillCounters(engine, report.prefill);
+  }
+
+  /**
+   * Where an engine counts its prefills (vLLM's request_prefill_time histogram), the requests between two
+   * reports are one more observation for its time model, every client's included: their mean prefill time,
+   * with no queue (vLLM counts queueing apart), for their mean computed prompt.
+   */
+  #observePrefillCounters(engine: number, now: PrefillCounters): void {
+    const before = this.#prefillCounters.get(engine);
+    this.#prefillCounters.set(engine, now);
+    if (!before) return;
+    const requests = now.requests - before.requests;
+    const computed = now.promptTokens - before.promptTokens - (now.cachedTokens - before.cachedTokens);
+    const seconds = now.seconds - before.seconds;
+    // Counters that went back (an engine restart) or moved too little say nothing.
+    if (!(requests >= 1 && computed > 0 && seconds > 0)) return;
+    const load = this.active.load(engine);
+    const features: TimeFeatures = { queuedTokens: 0, uncachedTokens: computed / requests, decoding: load.decodeRequests, decodeBlocks: load.decodeBlocks, requests: load.requests };
+    this.observeTtft(engine, features, (1000 * seconds) / requests);
   }
 
   /** The engine's latest fresh report, or null. */

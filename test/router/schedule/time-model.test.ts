@@ -189,3 +189,28 @@ describe("the robust fit", () => {
     expect(() => new RobustFit({ prior: [1], priorVariance: [0] })).toThrow(RangeError);
   });
 });
+
+describe("an engine's own prefill figures", () => {
+  it("teach its time model: reports of vLLM's prefill time move the prefill rate to what the engine measured", () => {
+    const s = new Scheduler({ random: () => 0 });
+    s.setAvailable(0, true);
+    const report = (k: number) => ({
+      running: 0,
+      waiting: 0,
+      kvCacheUsage: null,
+      numBlocks: null,
+      // Each report: 10 more requests, 100,000 prompt tokens of which 20,000 cached, at 0.08 ms a token and
+      // a 10 ms fixed part per request.
+      prefill: { seconds: k * (10 * 0.01 + 80_000 * 0.00008), requests: 10 * k, promptTokens: 100_000 * k, cachedTokens: 20_000 * k },
+    });
+    const before = s.predictor(0).timing.prefillMsPerToken;
+    for (let k = 1; k <= 200; k++) s.setReport(0, report(k));
+    expect(s.model(0).observations.ttft).toBe(199);
+    expect(before).toBeCloseTo(DEFAULT_PRIOR.prefillMsPerToken, 6);
+    expect(s.predictor(0).timing.prefillMsPerToken / 0.08).toBeGreaterThan(0.9);
+    expect(s.predictor(0).timing.prefillMsPerToken / 0.08).toBeLessThan(1.1);
+    // A counter that goes back (the engine restarted) is not an observation.
+    s.setReport(0, report(1));
+    expect(s.model(0).observations.ttft).toBe(199);
+  });
+});
