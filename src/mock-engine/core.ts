@@ -3,8 +3,7 @@
 // max_num_batched_tokens, with chunked prefill and preemption), computes it in the timing model, and
 // returns the step's modelled duration and outputs. KV events go to the sink, one batch per step.
 import type { BlockHasher } from "../router/prepare/hashing/index.js";
-import type { LogFn } from "../engine-protocol/log.js";
-import type { GenerateRequest, TokenLogprobs, EngineUsage } from "../engine-protocol/types.js";
+import type { EngineUsage, GenerateRequest, LogFn, TokenLogprobs } from "../engine-protocol/index.js";
 import { BlockPool } from "./block-pool.js";
 import type { KvEventSink, SimKvEvent } from "./kv-events.js";
 import { EOS_TOKEN_ID, requestSeed, sampleToken } from "./sampler.js";

@@ -3,7 +3,7 @@
 // (vLLM's metric names), POST /v1/completions, streaming or not. A client that disconnects aborts its
 // request, as vLLM does.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import { stderrLog, type LogFn } from "../engine-protocol/log.js";
+import { stderrLog, type LogFn } from "../engine-protocol/index.js";
 import { SimRequestError, type CoreFinish, type CoreOutput, type EngineCore } from "./core.js";
 import { ApiError, chunkBody, completionBody, errorBody, metricsText, modelsBody, parseCompletion, usageBody, usageChunkBody, type CompletionCall, type CompletionMeta } from "./openai-api.js";
 import { EngineRuntime, type RoutedOutput, type RuntimeOptions } from "./runtime.js";

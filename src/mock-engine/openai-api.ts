@@ -7,7 +7,7 @@
 // 0 (as vLLM did up to its completion/serving.py rewrite; later versions also report 0, which a client must
 // take the same way); errors are `{"error": {"message", "type", "param", "code"}}` with the HTTP status as
 // the code; stream chunks carry `usage: null` unless `stream_options.continuous_usage_stats`.
-import type { GenerateRequest, SamplingOptions } from "../engine-protocol/types.js";
+import type { GenerateRequest, SamplingOptions } from "../engine-protocol/index.js";
 import type { CoreFinish } from "./core.js";
 
 /** vLLM's default max_tokens for /v1/completions. */

@@ -6,8 +6,7 @@
 // Invariant: a request's route is delivered with every output of that request until its finishing output,
 // and never after it finished or was cancelled.
 import { setImmediate as yieldToIo, setTimeout as sleep } from "node:timers/promises";
-import type { LogFn } from "../engine-protocol/log.js";
-import type { GenerateRequest, KvEventsLayout } from "../engine-protocol/types.js";
+import type { GenerateRequest, KvEventsLayout, LogFn } from "../engine-protocol/index.js";
 import { EngineCore, type CoreOutput, type EngineCoreOptions } from "./core.js";
 import type { SimKvEvent } from "./kv-events.js";
 import { KvEventPublisher, type ReplayFormat } from "./kv-publisher.js";
