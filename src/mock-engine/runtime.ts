@@ -95,7 +95,9 @@ export class EngineRuntime<R> {
   /** Queues a request; returns its id in the core. Throws the core's SimRequestError when it can never run. */
   submit(request: GenerateRequest, route: R): number {
     const id = this.#nextId++;
-    this.core.add({ ...request, id });
+    // Object.assign, not `{ ...request, id }`: V8 (Node 20) builds a spread followed by more properties on a
+    // slow path, microseconds per request.
+    this.core.add(Object.assign({}, request, { id }));
     this.#routes.set(id, route);
     this.#wake?.();
     return id;
