@@ -1,5 +1,6 @@
 import { availableParallelism } from "node:os";
 import { Piscina } from "piscina";
+import { Batcher, type BatchItem } from "./batcher.js";
 import { createBlockHasher } from "./hashing/index.js";
 import { PrefixIndex, type PrefixIndexShared } from "../kv-index/prefix-index/index.js";
 import { nextTurn } from "../../util/next-turn.js";
@@ -39,24 +40,33 @@ export interface PrepareLimits {
 export const DEFAULT_INLINE_MAX_TOKENS = 8192;
 /**
  * Tasks a pool thread runs at once, switching between them at slice boundaries; at most BIG_PER_THREAD of
- * them longer than a slice. A small task then waits for at most BIG_PER_THREAD slices of big work.
+ * them longer than a slice (the rest are batches). A batch then waits for at most BIG_PER_THREAD slices of
+ * big work.
  */
 const TASKS_PER_THREAD = 8;
 const BIG_PER_THREAD = 2;
 
+/** Most prompts in one batch to a pool thread: a batch of long chats still comes back within milliseconds. */
+const MAX_BATCH = 64;
+
 /**
  * Prepares prompts for routing: tokenizing, hashing and index lookups run in a Piscina pool of worker
- * threads, except short token-id prompts, which are cheaper to do where they already are. Tasks enter the
- * threads through two lanes (admission.ts), so that big prompts never fill every place; piscina's own queue
- * stays empty, and a task whose client leaves while it waits is dropped here without reaching a thread
- * (piscina would end a thread to abort a task it had already handed over).
+ * threads, except short token-id prompts, which are cheaper to do where they already are. Prompts of at
+ * most a slice go to the threads in batches (batcher.ts); bigger ones one by one, through a lane of their
+ * own (admission.ts) that lets at most BIG_PER_THREAD per thread in, so that a thread always has room for
+ * the next batch and runs it between the big ones' slices. A task whose client leaves while it waits is
+ * dropped here without reaching a thread (piscina would end a thread to abort a task it had already handed
+ * over); a big one already running stops at its next slice.
  */
 export class PreparePool {
   readonly tokenizer: TokenizerInfo;
   readonly inlineMaxTokens: number;
   readonly threads: number;
-
+  readonly #batches: Batcher<PrepareTask, PrepareResult>;
+  /** The lane of prompts longer than a slice. */
   readonly #admission: Admission;
+  /** Small tasks handed to the batcher and not settled yet. */
+  #small = 0;
 
   private constructor(
     private readonly pool: Piscina,
@@ -68,7 +78,12 @@ export class PreparePool {
     this.tokenizer = tokenizer;
     this.threads = threads;
     this.inlineMaxTokens = inlineMaxTokens;
-    this.#admission = new Admission(threads * TASKS_PER_THREAD, threads * BIG_PER_THREAD);
+    this.#admission = new Admission(threads * BIG_PER_THREAD, threads * BIG_PER_THREAD);
+    this.#batches = new Batcher({
+      slots: threads,
+      maxBatch: MAX_BATCH,
+      run: (tasks, transferList) => pool.run({ batch: tasks }, { transferList }) as Promise<BatchItem<PrepareResult>[]>,
+    });
   }
 
   static async start(options: PreparePoolOptions): Promise<PreparePool> {
@@ -93,6 +108,8 @@ export class PreparePool {
       atomics: "async",
       // Threads hold a loaded tokenizer: never let them idle out and reload it.
       idleTimeout: Infinity,
+      // Nothing reads the pool's run and wait time histograms; recording them costs every batch.
+      recordTiming: false,
     });
     let tokenizer: TokenizerInfo;
     try {
@@ -117,22 +134,30 @@ export class PreparePool {
   /** Always in a pool thread (the benchmark compares both paths). */
   async runInPool(input: PrepareInput, blockSize: number, seed: bigint, limits: PrepareLimits): Promise<PrepareResult> {
     const { signal } = limits;
-    const big = inputChars(input) > PREPARE_SLICE_CHARS;
-    if (!(await this.#admission.enter(big, signal))) return CANCELLED;
+    if (signal?.aborted) return CANCELLED;
+    if (inputChars(input) <= PREPARE_SLICE_CHARS) {
+      const transfer = input.kind === "tokens" ? [input.tokens.buffer as ArrayBuffer] : [];
+      this.#small++;
+      try {
+        return await this.#batches.run({ input, blockSize, seed, maxModelLen: limits.maxModelLen, cancel: null }, transfer);
+      } finally {
+        this.#small--;
+      }
+    }
+    if (!(await this.#admission.enter(true, signal))) return CANCELLED;
     const cancel = signal ? new SharedArrayBuffer(4) : null;
     const onAbort = () => Atomics.store(new Int32Array(cancel!), 0, 1);
     signal?.addEventListener("abort", onAbort, { once: true });
     try {
       // Copying a big prompt to a thread holds the main thread for a while: what it is doing for the
       // request now (parsing its body) and that copy take two turns of the event loop, not one.
-      if (big) await nextTurn();
+      await nextTurn();
       if (signal?.aborted) return CANCELLED;
       const task: PrepareTask = { input, blockSize, seed, maxModelLen: limits.maxModelLen, cancel };
-      const transferList = input.kind === "tokens" ? [input.tokens.buffer as ArrayBuffer] : [];
-      return (await this.pool.run(task, { transferList })) as PrepareResult;
+      return (await this.pool.run(task)) as PrepareResult;
     } finally {
       signal?.removeEventListener("abort", onAbort);
-      this.#admission.release(big);
+      this.#admission.release(true);
     }
   }
 
@@ -144,7 +169,8 @@ export class PreparePool {
   /** Tasks in the pool's threads and waiting for them (for tests and metrics). */
   get load(): { running: number; big: number; waiting: number } {
     const { all, big } = this.#admission.running;
-    return { running: all, big, waiting: this.#admission.waiting };
+    const smallWaiting = this.#batches.waiting;
+    return { running: all + this.#small - smallWaiting, big, waiting: this.#admission.waiting + smallWaiting };
   }
 
   async close(): Promise<void> {

@@ -72,7 +72,7 @@ export class RoutingCore {
 
   /** @internal Called by Attempt. */
   firstToken(decision: Decision, ttftMs: number): void {
-    this.scheduler.model(decision.engine).observeTtft(decision.chosen.features, ttftMs);
+    this.scheduler.observeTtft(decision.engine, decision.chosen.features, ttftMs);
     this.#onTtft?.(decision.engine, decision.chosen.predictedTtftMs, ttftMs);
   }
 
@@ -136,7 +136,7 @@ export class Attempt {
       const scheduler = this.#core.scheduler;
       const load = scheduler.active.load(this.engine);
       const external = scheduler.external(this.engine, this.prompt.blocks);
-      scheduler.model(this.engine).observeGap(load.decodeRequests + external.running, load.decodeBlocks + external.decodeBlocks, gapMs / count);
+      scheduler.observeGap(this.engine, load.decodeRequests + external.running, load.decodeBlocks + external.decodeBlocks, gapMs / count);
     }
     this.#booking.generated(count);
   }
