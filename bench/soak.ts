@@ -7,7 +7,7 @@
 // router must never give (a 5xx, a dropped connection, a 2xx stream without [DONE], a 4xx without an
 // OpenAI error body). It prints the figures and exits with 1 when a check fails.
 import { parseArgs } from "node:util";
-import { MODEL, hugeText, jsonBody, metric, percentile, post, rssMb, startRouter, type RouterProcess } from "./lib/router-load.js";
+import { FIXED_MMAP_THRESHOLD, MODEL, hugeText, jsonBody, metric, percentile, post, rssMb, startRouter, type RouterProcess } from "./lib/router-load.js";
 import { fixed, machineLine, printTable } from "./lib/report.js";
 
 const { values } = parseArgs({
@@ -17,13 +17,15 @@ const { values } = parseArgs({
     "warmup-seconds": { type: "string" },
     /** Resident memory counts as back at its baseline within this many MB. */
     "rss-slack-mb": { type: "string", default: "96" },
+    /** Run the router with glibc's default malloc settings, not the fixed mmap threshold docs/operations.md recommends. */
+    "glibc-default-malloc": { type: "boolean", default: false },
   },
 });
 const SECONDS = Number(values.seconds);
 const RSS_SLACK_MB = Number(values["rss-slack-mb"]);
 const WARMUP_SECONDS = values["warmup-seconds"] === undefined ? Math.min(60, Math.max(10, SECONDS / 10)) : Number(values["warmup-seconds"]);
 if (!(SECONDS > 0) || !(RSS_SLACK_MB >= 0) || !(WARMUP_SECONDS >= 0)) {
-  console.error("usage: npm run soak -- [--seconds N] [--warmup-seconds N] [--rss-slack-mb MB]");
+  console.error("usage: npm run soak -- [--seconds N] [--warmup-seconds N] [--rss-slack-mb MB] [--glibc-default-malloc]");
   process.exit(2);
 }
 const GOOD_CLIENTS = 4;
@@ -192,8 +194,9 @@ async function activeRequests(url: string, engines: string[]): Promise<number> {
 }
 
 async function main(): Promise<void> {
-  console.log(`soak: ${SECONDS} s against kvroute serve --sim 2 (realistic pace); ${machineLine()}`);
-  const router: RouterProcess = await startRouter(["--sim", "2", "--sim-speedup", "1", "--workers", "1", "--log-level", "warn"]);
+  const env = values["glibc-default-malloc"] ? {} : FIXED_MMAP_THRESHOLD;
+  console.log(`soak: ${SECONDS} s against kvroute serve --sim 2 (realistic pace), environment ${JSON.stringify(env)}; ${machineLine()}`);
+  const router: RouterProcess = await startRouter(["--sim", "2", "--sim-speedup", "1", "--workers", "1", "--log-level", "warn"], env);
   const pid = router.child.pid!;
   try {
     // Warm-up: the tokenizer, the pool thread and the JIT; then good traffic alone, which fills what good

@@ -18,11 +18,18 @@ export interface RouterProcess {
 }
 
 /**
- * `kvroute serve --port 0 ...args` as a child process, once it listens: the welcome it prints on stderr,
- * whatever the log level, says where. Its stdout (the JSON log) is drained and dropped.
+ * glibc's malloc, as docs/operations.md recommends for the router: blocks over 128 KiB always mapped on
+ * their own, so that a freed 15 MB body goes back to the system. (By default glibc raises that threshold
+ * to the size of the largest block freed, up to 32 MiB, and later big blocks then stay in its heaps.)
  */
-export async function startRouter(args: string[]): Promise<RouterProcess> {
-  const child = spawn(process.execPath, [distFile("src/cli/main.js"), "serve", "--port", "0", ...args], { stdio: ["ignore", "pipe", "pipe"] });
+export const FIXED_MMAP_THRESHOLD: NodeJS.ProcessEnv = { MALLOC_MMAP_THRESHOLD_: "131072" };
+
+/**
+ * `kvroute serve --port 0 ...args` as a child process, with `env` added to this process's environment, once
+ * it listens: the welcome it prints on stderr, whatever the log level, says where. Its stdout (the JSON log) is drained and dropped.
+ */
+export async function startRouter(args: string[], env: NodeJS.ProcessEnv = FIXED_MMAP_THRESHOLD): Promise<RouterProcess> {
+  const child = spawn(process.execPath, [distFile("src/cli/main.js"), "serve", "--port", "0", ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
   child.stdout!.resume();
   let stderr = "";
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));

@@ -22,7 +22,10 @@ const LONG_CONTEXT = 1 << 24;
  * there. 2.5 s keeps the two apart with room for a busier machine.
  */
 const SMALL_CHAT_BOUND_MS = 2500;
-/** Resident memory counts as back at its baseline within this many MB (the pool thread's caches fill). */
+/**
+ * Resident memory counts as back at its baseline within this many MB (the pool thread's caches fill). The
+ * routers run with glibc's mmap threshold fixed, as docs/operations.md recommends (startRouter's default).
+ */
 const RSS_SLACK_MB = 64;
 
 let short: RouterProcess;
