@@ -1,6 +1,7 @@
 import { ActiveLoad, type Booking } from "./active-load.js";
 import { externalLoad, NO_EXTERNAL_LOAD, type EngineReport, type ExternalLoad } from "./external-load.js";
 import { pickByCost, pickLeastLoaded, score, type PolicyName, type Scored } from "./policy.js";
+import type { Stage } from "./roles.js";
 import { DEFAULT_PRIOR, EngineTimeModel, type TimeModelOptions } from "./time-model.js";
 
 export interface SchedulerOptions {
@@ -20,10 +21,14 @@ export interface RoutablePrompt {
   blocks: number;
   /** Leading blocks of the prompt each engine holds, indexed by engine. */
   overlaps: ArrayLike<number>;
+  /** The output budget, when known: a decode stage weighs each engine's step time by it. */
+  outputTokens?: number;
 }
 
 export interface Decision {
   engine: number;
+  /** What the attempt asks of the engine. */
+  stage: Stage;
   overlapBlocks: number;
   /** The chosen engine's scoring. */
   chosen: Scored;
@@ -98,8 +103,8 @@ export class Scheduler {
     return model;
   }
 
-  /** Chooses an engine for a prompt; null when no engine is available (minus `exclude`). */
-  decide(prompt: RoutablePrompt, blockSize: number, exclude?: ReadonlySet<number>): Decision | null {
+  /** Chooses an engine for a prompt's `stage`; null when no engine is available (minus `exclude`). */
+  decide(prompt: RoutablePrompt, blockSize: number, exclude?: ReadonlySet<number>, stage: Stage = "whole"): Decision | null {
     const engines = exclude && exclude.size > 0 ? this.#available.filter((e) => !exclude.has(e)) : this.#available;
     if (engines.length === 0) return null;
     const scored = score(
@@ -107,15 +112,19 @@ export class Scheduler {
         const load = this.active.snapshot(engine);
         return { engine, overlapBlocks: Math.min(prompt.overlaps[engine] ?? 0, prompt.blocks), load, external: this.external(engine, prompt.blocks) };
       }),
-      { policy: this.policy, overlapWeight: this.overlapWeight, promptTokens: prompt.promptTokens, promptBlocks: prompt.blocks, blockSize, model: (e) => this.model(e) },
+      { policy: this.policy, overlapWeight: this.overlapWeight, promptTokens: prompt.promptTokens, promptBlocks: prompt.blocks, blockSize, model: (e) => this.model(e), stage, ...(prompt.outputTokens !== undefined ? { outputTokens: prompt.outputTokens } : {}) },
     );
     const chosen = scored[this.#pick(scored)]!;
-    return { engine: chosen.engine, overlapBlocks: chosen.overlapBlocks, chosen, scored };
+    return { engine: chosen.engine, stage, overlapBlocks: chosen.overlapBlocks, chosen, scored };
   }
 
-  /** Books a dispatched request on its engine; the booking must be released when the request ends. */
+  /**
+   * Books a dispatched request on its engine; the booking must be released when the request ends. A decode
+   * attempt receives its prompt's blocks rather than computing them: none are booked as prefill.
+   */
   book(decision: Decision, prompt: RoutablePrompt, blockSize: number): Booking {
-    return this.active.book(decision.engine, prompt.promptTokens, prompt.blocks - decision.overlapBlocks, blockSize);
+    const newBlocks = decision.stage === "decode" ? 0 : prompt.blocks - decision.overlapBlocks;
+    return this.active.book(decision.engine, prompt.promptTokens, newBlocks, blockSize);
   }
 
   #pick(scored: Scored[]): number {
