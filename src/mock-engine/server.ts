@@ -4,7 +4,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import { DEFAULT_MAX_FRAME_BYTES } from "../engine-protocol/frame.js";
 import { stderrLog, type LogFn } from "../engine-protocol/log.js";
 import type { GenerateCommand } from "../engine-protocol/parse.js";
-import { PROTOCOL_VERSION, type KvTransferParams, type Welcome } from "../engine-protocol/types.js";
+import { PROTOCOL_VERSION, type Welcome } from "../engine-protocol/types.js";
 import { ErrorCode } from "../engine-protocol/wire.js";
 import { SimRequestError, type EngineCore, type EngineCoreMetrics } from "./core.js";
 import { EngineSideConnection, type ConnectionCounters } from "../engine-protocol/index.js";
@@ -40,6 +40,8 @@ export interface SimulatorHandle {
   readonly url: string;
   readonly kvEventsEndpoint: string | null;
   readonly replayEndpoint: string | null;
+  /** Where the KV transfer channel listens (held blocks are pulled from it); null when off. */
+  readonly kvTransfer: { host: string; port: number } | null;
   readonly info: Welcome;
   /** The engine core, for inspection (its block pool and metrics). */
   readonly core: EngineCore;
@@ -52,8 +54,6 @@ export interface SimulatorHandle {
 interface Route {
   connection: EngineSideConnection;
   wireId: number;
-  /** Echoed in the finish as they came: the simulator has no KV connector of its own yet. */
-  kvTransferParams?: KvTransferParams;
 }
 
 class Simulator implements SimulatorHandle {
@@ -83,6 +83,10 @@ class Simulator implements SimulatorHandle {
 
   get replayEndpoint(): string | null {
     return this.runtime.replayEndpoint;
+  }
+
+  get kvTransfer(): { host: string; port: number } | null {
+    return this.runtime.kvTransfer;
   }
 
   async start(): Promise<void> {
@@ -170,7 +174,6 @@ class Simulator implements SimulatorHandle {
 
   private submit(connection: EngineSideConnection, command: GenerateCommand): { code: string; message: string } | null {
     const route: Route = { connection, wireId: command.id };
-    if (command.request.kvTransferParams !== undefined) route.kvTransferParams = command.request.kvTransferParams;
     let coreId: number;
     try {
       coreId = this.runtime.submit(command.request, route);
@@ -189,8 +192,7 @@ class Simulator implements SimulatorHandle {
     for (const { route, output } of outputs) {
       let list = byConnection.get(route.connection);
       if (!list) byConnection.set(route.connection, (list = []));
-      const finish = output.finish && route.kvTransferParams ? { ...output.finish, kvTransferParams: route.kvTransferParams } : output.finish;
-      list.push({ wireId: route.wireId, output: finish === output.finish ? output : { ...output, finish } });
+      list.push({ wireId: route.wireId, output });
     }
     for (const [connection, list] of byConnection) connection.deliver(list);
   }
