@@ -151,6 +151,7 @@ export class EngineRuntime<R> {
     // A decode request given up on before its pull tells the prefill engine to free the blocks, as vLLM's does.
     const unpulled = this.core.unpulledFrom(id);
     this.core.abort(id);
+    this.#wake?.(); // its blocks are free: a request waiting for room may fit now
     this.#pulls.get(id)?.abort();
     if (unpulled?.host != null && unpulled.port != null) void releaseBlocks(unpulled.host, unpulled.port, unpulled.requestId);
   }
@@ -181,6 +182,7 @@ export class EngineRuntime<R> {
     if (timer) clearTimeout(timer);
     this.#holds.delete(id);
     const released = this.core.releaseHeld(id);
+    if (released) this.#wake?.();
     if (released && why === "expired") {
       this.kvHoldsExpired++;
       this.#options.log?.("warn", `request ${id}: no decode engine pulled its KV blocks within ${this.#options.kvHoldTimeoutMs ?? 30_000} ms; freed`);
@@ -233,6 +235,14 @@ export class EngineRuntime<R> {
       }
       const { durationMs, outputs, pulls } = this.core.step();
       for (const pull of pulls) this.#pull(pull);
+      if (durationMs === 0 && outputs.length === 0 && pulls.length === 0) {
+        // Requests wait that cannot be scheduled (their blocks are held for decode engines): sleep until
+        // something changes rather than spin.
+        await new Promise<void>((resolve) => (this.#wake = resolve));
+        this.#wake = null;
+        idle = true;
+        continue;
+      }
       if (speedup > 0 && durationMs > 0) {
         // A step that follows another is due when that one was due plus its own modelled time, even if
         // the timer that ended the last one fired late: lateness is made up rather than added to every
