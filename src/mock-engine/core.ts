@@ -10,8 +10,7 @@
 // blocks join the prefix cache (and the KV events) and the request computes its last prompt token; on
 // failure it drops them and computes its prompt here, as vLLM's "recompute" policy does.
 import type { BlockHasher } from "../router/prepare/hashing/index.js";
-import type { LogFn } from "../engine-protocol/log.js";
-import type { GenerateRequest, KvTransferParams, TokenLogprobs, EngineUsage } from "../engine-protocol/types.js";
+import type { EngineUsage, GenerateRequest, KvTransferParams, LogFn, TokenLogprobs } from "../engine-protocol/index.js";
 import { BlockPool } from "./block-pool.js";
 import type { KvEventSink, SimKvEvent } from "./kv-events.js";
 import { heldParams, readKvTransferParams, type RemotePrefill } from "./kv-transfer-params.js";
@@ -102,6 +101,9 @@ export interface EngineCoreMetrics {
   requestsWithOverlap: number;
   /** Sum of overlap_blocks × block_size over those requests: the router's estimate of cached tokens. */
   routerOverlapTokens: number;
+  /** Requests that have had their first token, and the modelled time they spent getting it once scheduled. */
+  prefillRequests: number;
+  prefillMs: number;
   /** Engine-counted cached tokens over the same requests, to compare with routerOverlapTokens. */
   cachedTokensWithOverlap: number;
   generationTokens: number;
@@ -210,6 +212,8 @@ export class EngineCore {
     kvPulls: 0,
     kvPullsFailed: 0,
     kvBlocksReceived: 0,
+    prefillRequests: 0,
+    prefillMs: 0,
   };
 
   private readonly sink: KvEventSink | undefined;
@@ -360,10 +364,14 @@ export class EngineCore {
     const scheduled = this.schedule();
     const work: StepWork = { prefillTokens: 0, decodeSeqs: 0, kvBlocks: 0 };
     const outputs: CoreOutput[] = [];
+    const prefilling: Sequence[] = [];
     for (const [sequence, numNew] of scheduled) {
       const decoding = sequence.numComputed === sequence.tokens.length - 1 && numNew === 1 && sequence.outputs > 0;
       if (decoding) work.decodeSeqs++;
-      else work.prefillTokens += numNew;
+      else {
+        work.prefillTokens += numNew;
+        if (sequence.outputs === 0) prefilling.push(sequence);
+      }
       work.kvBlocks += sequence.blocks.length;
       sequence.numComputed += numNew;
       if (sequence.numComputed === sequence.tokens.length) {
@@ -373,9 +381,18 @@ export class EngineCore {
     }
     if (scheduled.length > 0) this.counters.steps++;
     this.flushEvents();
+    const durationMs = stepDurationMs(this.options.timing, work);
+    // vLLM's request_prefill_time: a request's time in the steps from its scheduling to its first token.
+    for (const sequence of prefilling) {
+      sequence.prefillMs += durationMs;
+      if (sequence.outputs > 0) {
+        this.counters.prefillRequests++;
+        this.counters.prefillMs += sequence.prefillMs;
+      }
+    }
     const pulls = this.pulls;
     this.pulls = [];
-    return { durationMs: stepDurationMs(this.options.timing, work), outputs, work, pulls };
+    return { durationMs, outputs, work, pulls };
   }
 
   metrics(): EngineCoreMetrics {

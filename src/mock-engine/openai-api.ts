@@ -10,7 +10,7 @@
 // connector configured, vLLM takes `kv_transfer_params` in the body and answers a non-streamed request with
 // the connector's `kv_transfer_params` beside its usage (null when there are none); streamed chunks do not
 // carry them.
-import type { GenerateRequest, SamplingOptions } from "../engine-protocol/types.js";
+import type { GenerateRequest, SamplingOptions } from "../engine-protocol/index.js";
 import type { CoreFinish } from "./core.js";
 
 /** vLLM's default max_tokens for /v1/completions. */
@@ -241,6 +241,9 @@ export interface MetricsSnapshot {
   promptTokens: number;
   generationTokens: number;
   cachedTokens: number;
+  /** Requests past their first token, and the modelled seconds they took from scheduling to it. */
+  prefillRequests: number;
+  prefillSeconds: number;
   finished: Record<"stop" | "length" | "abort", number>;
 }
 
@@ -248,9 +251,9 @@ export interface MetricsSnapshot {
 export function metricsText(s: MetricsSnapshot): string {
   const labels = `model_name=${quote(s.model)},engine="0"`;
   const lines: string[] = [];
-  const metric = (name: string, type: "gauge" | "counter", help: string, samples: Array<[string, number]>) => {
+  const metric = (name: string, type: "gauge" | "counter" | "histogram", help: string, samples: Array<[string, number]>, suffixes = [""]) => {
     lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
-    for (const [extra, value] of samples) lines.push(`${name}{${labels}${extra}} ${value}`);
+    samples.forEach(([extra, value], i) => lines.push(`${name}${suffixes[i] ?? ""}{${labels}${extra}} ${value}`));
   };
   metric("vllm:num_requests_running", "gauge", "Number of requests in model execution batches.", [["", s.running]]);
   metric("vllm:num_requests_waiting", "gauge", "Number of requests waiting to be processed.", [["", s.waiting]]);
@@ -260,6 +263,14 @@ export function metricsText(s: MetricsSnapshot): string {
   metric("vllm:generation_tokens_total", "counter", "Number of generation tokens processed.", [["", s.generationTokens]]);
   metric("vllm:prefix_cache_queries_total", "counter", "Prefix cache queries, in terms of number of queried tokens.", [["", s.promptTokens]]);
   metric("vllm:prefix_cache_hits_total", "counter", "Prefix cache hits, in terms of number of cached tokens.", [["", s.cachedTokens]]);
+  // A histogram with its +Inf bucket, sum and count only: what a reader of vLLM's needs for a mean.
+  metric(
+    "vllm:request_prefill_time_seconds",
+    "histogram",
+    "Histogram of time spent in PREFILL phase for request.",
+    [[',le="+Inf"', s.prefillRequests], ["", s.prefillSeconds], ["", s.prefillRequests]],
+    ["_bucket", "_sum", "_count"],
+  );
   metric(
     "vllm:request_success_total",
     "counter",

@@ -35,6 +35,8 @@ export class Sequence {
   remotePrefill: RemotePrefill | null = null;
   /** Decode side: the blocks are on their way (`receiving`) or have come (`received`). */
   transfer: "none" | "receiving" | "received" = "none";
+  /** Modelled time of the steps it was in from its scheduling to its first token. */
+  prefillMs = 0;
   readonly rng: Rng;
   readonly stop: StopChecker;
   private readonly digests: BlockDigest[] = [];

@@ -109,10 +109,13 @@ export class Router implements Backend {
     if (maxModelLen === null) throw noEngineError();
     const maxTokens = core.budget(input.sampling.maxTokens, prepared.tokens.length, maxModelLen);
     const prompt = { ...routable(prepared), outputTokens: maxTokens };
-    const t0 = performance.now();
-    const plan = core.plan(prompt);
-    metrics.overhead("schedule", (performance.now() - t0) / 1000);
-    if (!plan) throw noEngineError();
+    if (fleet.up.length === 0) throw noEngineError();
+    const timed = <T>(decide: () => T): T => {
+      const t0 = performance.now();
+      const result = decide();
+      metrics.overhead("schedule", (performance.now() - t0) / 1000);
+      return result;
+    };
     const job: Job = { tokens: prepared.tokens, sampling: input.sampling, maxTokens, cacheSalt: input.cacheSalt };
     const target = (engine: number) => {
       const handle = this.#handle(engine);
@@ -122,19 +125,29 @@ export class Router implements Backend {
       metrics.predicted(attempt.overlapBlocks * fleet.blockSize!, prompt.promptTokens);
       return sendAttempt(core, attempt, target(attempt.engine), job, signal);
     };
-    const whole = (decision: Decision) =>
-      withRetry(core, decision, prompt, send, signal, (failed, _next, failure) => {
+    const whole = (decide: () => Decision | null) =>
+      withRetry(core, decide, prompt, send, signal, (failed, _next, failure) => {
         metrics.retried();
         this.o.log.warn({ engine: this.#handle(failed.engine).name, code: failure.code, reason: failure.message }, "engine failed before the first token; retrying on another engine");
       });
-    if (plan.kind === "split") {
-      metrics.disaggregation("split");
-      return splitRequest({ core, prompt, job, target, signal, whole, notice: this.#notice }, plan.prefill);
-    }
-    if (plan.why === "aggregated") return whole(plan.decision);
-    metrics.disaggregation(plan.why === "short" ? "local_short" : "local_degraded");
-    if (plan.why === "no_prefill_engine") this.#notice({ kind: "prefill_unavailable", reason: "no prefill engine is available" });
-    return asLocal(whole(plan.decision));
+    if (!core.disaggregated) return whole(() => timed(() => core.decide(prompt)));
+    // Planned when the stream is first read, as withRetry decides: the plan sees the load of the requests before it.
+    const notice = this.#notice;
+    return (async function* (): AsyncGenerator<GenerationEvent> {
+      const plan = timed(() => core.plan(prompt));
+      if (!plan) {
+        yield { type: "error", code: "no_engine_available", message: "no engine is available: none is connected and healthy" };
+        return;
+      }
+      if (plan.kind === "split") {
+        metrics.disaggregation("split");
+        yield* splitRequest({ core, prompt, job, target, signal, whole: (decision) => whole(() => decision), notice }, plan.prefill);
+        return;
+      }
+      metrics.disaggregation(plan.why === "short" ? "local_short" : "local_degraded");
+      if (plan.why === "no_prefill_engine") notice({ kind: "prefill_unavailable", reason: "no prefill engine is available" });
+      yield* asLocal(whole(() => plan.decision));
+    })();
   }
 
   async #prepare(input: GenerateInput): Promise<Prepared> {

@@ -127,11 +127,10 @@ export class RoutingCore {
 
   /** @internal Called by Attempt. */
   firstToken(decision: Decision, ttftMs: number): void {
-    const model = this.scheduler.model(decision.engine);
     const { features, transferBlocks } = decision.chosen;
     // A decode attempt's first token waited for its transfer: that calibrates the transfer, not the prefill.
-    if (decision.stage === "decode") model.observeTransfer(features, transferBlocks, ttftMs);
-    else model.observeTtft(features, ttftMs);
+    if (decision.stage === "decode") this.scheduler.observeTransfer(decision.engine, features, transferBlocks, ttftMs);
+    else this.scheduler.observeTtft(decision.engine, features, ttftMs);
     this.#onTtft?.(decision.engine, decision.chosen.predictedTtftMs, ttftMs);
   }
 
@@ -205,7 +204,7 @@ export class Attempt {
       const scheduler = this.#core.scheduler;
       const load = scheduler.active.load(this.engine);
       const external = scheduler.external(this.engine, this.prompt.blocks);
-      scheduler.model(this.engine).observeGap(load.decodeRequests + external.running, load.decodeBlocks + external.decodeBlocks, gapMs / count);
+      scheduler.observeGap(this.engine, load.decodeRequests + external.running, load.decodeBlocks + external.decodeBlocks, gapMs / count);
     }
     this.#booking.generated(count);
   }

@@ -1,8 +1,11 @@
 import { ActiveLoad, type Booking } from "./active-load.js";
-import { externalLoad, NO_EXTERNAL_LOAD, type EngineReport, type ExternalLoad } from "./external-load.js";
+import { externalLoad, NO_EXTERNAL_LOAD, type EngineReport, type ExternalLoad, type PrefillCounters } from "./external-load.js";
 import { pickByCost, pickLeastLoaded, score, type PolicyName, type Scored } from "./policy.js";
 import type { Stage } from "./roles.js";
-import { DEFAULT_PRIOR, EngineTimeModel, type TimeModelOptions } from "./time-model.js";
+import { DEFAULT_PRIOR, EngineTimeModel, type TimeFeatures, type TimeModelOptions } from "./time-model.js";
+
+/** First tokens an engine's own time model needs before its predictions are trusted over the fleet's. */
+const WARM_UP = 16;
 
 export interface SchedulerOptions {
   policy?: PolicyName;
@@ -56,6 +59,9 @@ export class Scheduler {
   readonly #random: () => number;
   readonly #timeModel: TimeModelOptions;
   readonly #models = new Map<number, EngineTimeModel>();
+  readonly #prefillCounters = new Map<number, PrefillCounters>();
+  /** Every engine's observations together. */
+  readonly #pooled: EngineTimeModel;
   #nextRoundRobin = 0;
 
   constructor(options: SchedulerOptions = {}) {
@@ -64,6 +70,7 @@ export class Scheduler {
     this.temperature = options.temperature ?? 0;
     this.#random = options.random ?? Math.random;
     this.#timeModel = options.timeModel ?? { prior: DEFAULT_PRIOR };
+    this.#pooled = new EngineTimeModel(this.#timeModel);
     if (!(this.overlapWeight >= 0)) throw new RangeError(`overlap weight must be >= 0, got ${this.overlapWeight}`);
     if (!(this.temperature >= 0)) throw new RangeError(`temperature must be >= 0, got ${this.temperature}`);
   }
@@ -80,6 +87,26 @@ export class Scheduler {
   setReport(engine: number, report: EngineReport | null): void {
     if (report === null) this.#reports.delete(engine);
     else this.#reports.set(engine, { report, ownRequests: this.active.load(engine).requests });
+    if (report?.prefill) this.#observePrefillCounters(engine, report.prefill);
+  }
+
+  /**
+   * Where an engine counts its prefills (vLLM's request_prefill_time histogram), the requests between two
+   * reports are one more observation for its time model, every client's included: their mean prefill time,
+   * with no queue (vLLM counts queueing apart), for their mean computed prompt.
+   */
+  #observePrefillCounters(engine: number, now: PrefillCounters): void {
+    const before = this.#prefillCounters.get(engine);
+    this.#prefillCounters.set(engine, now);
+    if (!before) return;
+    const requests = now.requests - before.requests;
+    const computed = now.promptTokens - before.promptTokens - (now.cachedTokens - before.cachedTokens);
+    const seconds = now.seconds - before.seconds;
+    // Counters that went back (an engine restart) or moved too little say nothing.
+    if (!(requests >= 1 && computed > 0 && seconds > 0)) return;
+    const load = this.active.load(engine);
+    const features: TimeFeatures = { queuedTokens: 0, uncachedTokens: computed / requests, decoding: load.decodeRequests, decodeBlocks: load.decodeBlocks, requests: load.requests };
+    this.observeTtft(engine, features, (1000 * seconds) / requests);
   }
 
   /** The engine's latest fresh report, or null. */
@@ -93,7 +120,7 @@ export class Scheduler {
     return reported ? externalLoad(reported.report, reported.ownRequests, promptBlocks) : NO_EXTERNAL_LOAD;
   }
 
-  /** The engine's time model, made from the prior the first time it is asked for. */
+  /** The engine's own time model, made from the prior the first time it is asked for. */
   model(engine: number): EngineTimeModel {
     let model = this.#models.get(engine);
     if (!model) {
@@ -101,6 +128,36 @@ export class Scheduler {
       this.#models.set(engine, model);
     }
     return model;
+  }
+
+  /**
+   * The model the engine's predictions come from: its own once it has seen WARM_UP first tokens (a decode
+   * engine's after a transfer included), the fleet's pooled model before. An engine predicted from a prior
+   * that is far off might otherwise never be chosen, and so never learn; the fleet's figures are the better
+   * guess for an engine not yet seen.
+   */
+  predictor(engine: number): EngineTimeModel {
+    const own = this.model(engine);
+    const seen = own.observations;
+    return seen.ttft + seen.transfers >= WARM_UP ? own : this.#pooled;
+  }
+
+  /** A first token came `ttftMs` after a request with features `f` was sent to the engine. */
+  observeTtft(engine: number, f: TimeFeatures, ttftMs: number): void {
+    this.model(engine).observeTtft(f, ttftMs);
+    this.#pooled.observeTtft(f, ttftMs);
+  }
+
+  /** A decode attempt's first token came `ttftMs` after it was sent, `blocks` KV blocks having been transferred to it. */
+  observeTransfer(engine: number, f: TimeFeatures, blocks: number, ttftMs: number): void {
+    this.model(engine).observeTransfer(f, blocks, ttftMs);
+    this.#pooled.observeTransfer(f, blocks, ttftMs);
+  }
+
+  /** A token came `gapMs` after its previous one on the engine, with D sequences decoding over B blocks. */
+  observeGap(engine: number, decoding: number, decodeBlocks: number, gapMs: number): void {
+    this.model(engine).observeGap(decoding, decodeBlocks, gapMs);
+    this.#pooled.observeGap(decoding, decodeBlocks, gapMs);
   }
 
   /** Chooses an engine for a prompt's `stage`; null when no engine is available (minus `exclude`). */
@@ -112,7 +169,16 @@ export class Scheduler {
         const load = this.active.snapshot(engine);
         return { engine, overlapBlocks: Math.min(prompt.overlaps[engine] ?? 0, prompt.blocks), load, external: this.external(engine, prompt.blocks) };
       }),
-      { policy: this.policy, overlapWeight: this.overlapWeight, promptTokens: prompt.promptTokens, promptBlocks: prompt.blocks, blockSize, model: (e) => this.model(e), stage, ...(prompt.outputTokens !== undefined ? { outputTokens: prompt.outputTokens } : {}) },
+      {
+        policy: this.policy,
+        overlapWeight: this.overlapWeight,
+        promptTokens: prompt.promptTokens,
+        promptBlocks: prompt.blocks,
+        blockSize,
+        model: (e) => this.predictor(e),
+        stage,
+        ...(prompt.outputTokens !== undefined ? { outputTokens: prompt.outputTokens } : {}),
+      },
     );
     const chosen = scored[this.#pick(scored)]!;
     return { engine: chosen.engine, stage, overlapBlocks: chosen.overlapBlocks, chosen, scored };

@@ -17,9 +17,7 @@
 // KV transfer (disaggregated runs). A decode engine pulls the blocks it lacks from the prefill engine over
 // one 400 Gb/s NIC (a ConnectX-7, one per GPU on an H100 node): a 2 MiB block takes 0.042 ms, a
 // 12,000-token prompt (750 blocks) 31 ms.
-import type { EngineCoreOptions } from "../../mock-engine/core.js";
-import { DEFAULT_KV_TRANSFER_GBPS } from "../../mock-engine/kv-link.js";
-import type { TimingModel } from "../../mock-engine/timing.js";
+import { DEFAULT_KV_TRANSFER_GBPS, type EngineCoreOptions, type TimingModel } from "../../mock-engine/index.js";
 
 export interface EngineSettings {
   /** Tokens per KV block; the router hashes prompts with it too. */

@@ -6,5 +6,5 @@ export { runPolicyJob, type JobOptions, type JobProgress, type JobResult, type P
 export { maxOverMean, policyReport, type BoundReport, type LatencyFigures, type PolicyReport, type SimulationReport, type TraceFigures } from "./report.js";
 export { engineName, simulatePolicy, type EngineFigures, type PolicyRun, type SimulationOptions } from "./run.js";
 export { simulate, type SimulateOptions } from "./simulate.js";
-export { reportTable } from "./table.js";
+export { reportTable, sweepTable } from "./table.js";
 export { openTraceSpec, type TraceSpec } from "./trace-spec.js";

@@ -4,8 +4,7 @@
 // (disaggregated runs) are handed over at once: the transfer runs beside the engine's steps.
 import type { BlockHasher } from "../../router/prepare/hashing/index.js";
 import type { EngineRole } from "../../router/schedule/index.js";
-import { EngineCore, type CoreOutput, type KvPull } from "../../mock-engine/core.js";
-import type { SimKvEvent } from "../../mock-engine/kv-events.js";
+import { type CoreOutput, EngineCore, type KvPull, type SimKvEvent } from "../../mock-engine/index.js";
 import { coreOptions, type EngineSettings } from "./engine-settings.js";
 
 export class SimEngine {

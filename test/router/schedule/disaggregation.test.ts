@@ -97,7 +97,8 @@ describe("attempts per stage", () => {
       // Engine 2 decodes eight long requests.
       const held = Array.from({ length: 8 }, () => {
         const a = c.begin({ ...c.decide(busy, new Set([1]), "decode")! }, busy);
-        a.firstToken(10);
+        // As predicted: the time models keep their prior, transfers included.
+        a.firstToken(a.decision.chosen.predictedTtftMs);
         a.generated(1, null);
         return a;
       });

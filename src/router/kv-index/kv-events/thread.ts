@@ -7,8 +7,7 @@
 // engine, so readers keep their attachment and the index refills from the engines' events.
 
 import { Worker } from "node:worker_threads";
-import type { PrefixIndexShared } from "../prefix-index/index.js";
-import { DEFAULT_MAX_ENGINES, checkOptions } from "../prefix-index/layout.js";
+import { checkOptions, DEFAULT_MAX_ENGINES, type PrefixIndexShared } from "../prefix-index/index.js";
 import { distFile } from "../../../util/package-root.js";
 import type { IngestOptions, KvEngineConfig, KvEventStats, KvNotice } from "./ingest.js";
 import type { ThreadReply, ThreadRequest, ThreadData } from "./thread-main.js";
