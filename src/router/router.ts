@@ -8,7 +8,7 @@ import type { RouterMetrics } from "./metrics/index.js";
 import type { PreparePool, Prepared } from "./prepare/index.js";
 import type { Attempt, Decision, RoutablePrompt, RoutingCore } from "./schedule/index.js";
 import type { EngineHandle, Fleet } from "./dispatch/fleet.js";
-import { withRetry } from "./dispatch/retry.js";
+import { NO_ENGINE, withRetry } from "./dispatch/retry.js";
 import { sendAttempt, type Job } from "./dispatch/send.js";
 import { asLocal, splitRequest } from "./dispatch/split.js";
 import { splitNoticeReporter } from "./split-notices.js";
@@ -136,7 +136,7 @@ export class Router implements Backend {
     return (async function* (): AsyncGenerator<GenerationEvent> {
       const plan = timed(() => core.plan(prompt));
       if (!plan) {
-        yield { type: "error", code: "no_engine_available", message: "no engine is available: none is connected and healthy" };
+        yield NO_ENGINE;
         return;
       }
       if (plan.kind === "split") {
