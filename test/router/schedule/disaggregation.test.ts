@@ -155,4 +155,16 @@ describe("the transfer in the time model", () => {
     expect(model.observations.transfers).toBe(300);
     expect(model.transferTime(1000)).toBeCloseTo(1000 * model.transferMsPerBlock, 6);
   });
+
+  it("predicts a decode engine from its own model once it has seen as many transfers as the warm-up asks, from the fleet's before", () => {
+    const s = new Scheduler();
+    const f = { queuedTokens: 0, uncachedTokens: 1, decoding: 0, decodeBlocks: 0, requests: 0 };
+    for (let i = 0; i < 15; i++) s.observeTransfer(1, f, 200, 500);
+    expect(s.predictor(1)).not.toBe(s.model(1));
+    // The fleet's pooled model learned the slow link too, and predicts it for an engine not yet seen.
+    expect(s.predictor(2).transferMsPerBlock).toBeGreaterThan(0.05);
+    s.observeTransfer(1, f, 200, 500);
+    expect(s.predictor(1)).toBe(s.model(1));
+    expect(s.predictor(2)).not.toBe(s.model(2));
+  });
 });
