@@ -9,7 +9,7 @@
 //
 // Parameters the engine cannot use are not an error: as vLLM's connector does, it logs them and serves the
 // request without a transfer.
-import type { KvTransferParams } from "../engine-protocol/types.js";
+import type { KvTransferParams } from "../engine-protocol/index.js";
 
 /** Where a decode request's blocks are: the prefill engine and its request. */
 export interface RemotePrefill {

@@ -10,7 +10,8 @@
 // A read fails when the request's blocks are not held (never were, already freed, expired) or are fewer
 // than asked for. A connection that closes before its "done" is answered is a failed transfer.
 import { connect, createServer, type Server, type Socket } from "node:net";
-import type { LogFn } from "../engine-protocol/log.js";
+import type { LogFn } from "../engine-protocol/index.js";
+import { listen } from "./listen.js";
 
 /** What the prefill side serves pulls from: its held blocks, by request id. */
 export interface KvHolder {
@@ -37,17 +38,9 @@ export class KvTransferServer {
 
   static async start(host: string, port: number, holder: KvHolder, log: LogFn): Promise<KvTransferServer> {
     const server = new KvTransferServer(holder, log);
-    await new Promise<void>((resolve, reject) => {
-      server.#server.once("error", reject);
-      server.#server.listen(port, host, () => {
-        server.#server.off("error", reject);
-        resolve();
-      });
-    });
-    const address = server.#server.address();
-    if (address === null || typeof address === "string") throw new Error("the KV transfer channel has no TCP address");
-    server.host = address.address;
-    server.port = address.port;
+    const bound = await listen(server.#server, host, port);
+    server.host = bound.host;
+    server.port = bound.port;
     return server;
   }
 
