@@ -11,12 +11,14 @@ export const SERVE_USAGE = `usage: kvroute serve [options]
 The OpenAI-compatible router. With no --engine it starts simulated engines itself (see --sim).
 
 engines:
-  --engine URL[,kv=URL][,replay=URL][,name=NAME]
+  --engine URL[,kv=URL][,replay=URL][,name=NAME][,role=ROLE]
                                an engine, repeated for each one: tcp://HOST:PORT speaks kvroute's engine
                                protocol (the vLLM worker in python/); http://HOST:PORT is an OpenAI-compatible
                                server (\`vllm serve\`, SGLang). kv= is its KV-event publisher (tcp://HOST:PORT;
                                an HTTP engine without it is routed by load alone), replay= its replay
-                               endpoint; name= names it in headers and metrics
+                               endpoint; name= names it in headers and metrics; role= is prefill, decode or
+                               both (default): with prefill and decode engines, prompts are prefilled on a
+                               prefill engine and decoded on a decode engine after a KV transfer
   --engine-metrics-interval S  read HTTP engines' /metrics every S seconds, so that their load from other
                                clients counts (default 1; 0: never)
   --sim N                      simulated engines to start when no --engine is given (default 4)
@@ -30,6 +32,11 @@ engines:
   --sim-engine-speeds S1,S2,...
                                one speed per simulated engine (0.5: every step takes twice as long);
                                sets their number. The router is not told: its time models find out
+  --sim-prefill N --sim-decode M
+                               start N simulated prefill engines and M decode engines instead (sim-p0…,
+                               sim-d0…): disaggregated serving
+  --sim-no-cached-tokens       the simulated engines withhold their cached-token count, so that answers
+                               carry the router's estimate
   --block-size N               hash prompts with N-token blocks; engines with another block size are
                                refused, also when their KV events show it (default: the first engine's;
                                16, vLLM's default, for HTTP engines, which cannot say)
@@ -48,6 +55,10 @@ routing:
   --cached-tokens-fallback router|none
                                when an engine does not report cached_tokens: report the router's estimate
                                overlap_blocks × block_size (router, default) or 0 (none)
+  --disagg-min-prefill-tokens N
+                               with prefill and decode engines: a prompt whose uncached part (on the decode
+                               engine that would serve it) is under N tokens is prefilled there, without a
+                               prefill engine (default 0: every prompt goes to a prefill engine)
 
 preparation:
   --workers N                  preparation pool threads (default: cores - 1, at least 1)
@@ -84,6 +95,10 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
       "sim-blocks": { type: "string" },
       "sim-max-model-len": { type: "string" },
       "sim-engine-speeds": { type: "string" },
+      "sim-prefill": { type: "string" },
+      "sim-decode": { type: "string" },
+      "sim-no-cached-tokens": { type: "boolean" },
+      "disagg-min-prefill-tokens": { type: "string" },
       "block-size": { type: "string" },
       "served-model-name": { type: "string" },
       host: { type: "string" },
@@ -115,11 +130,19 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
   if (simSpeeds.length > 0 && values.sim !== undefined && Number(values.sim) !== simSpeeds.length) {
     throw new Error(`--sim ${values.sim} disagrees with the ${simSpeeds.length} speeds of --sim-engine-speeds`);
   }
+  const simPrefill = int("sim-prefill", values["sim-prefill"], 0, 0, 64);
+  const simDecode = int("sim-decode", values["sim-decode"], 0, 0, 64);
+  if ((simPrefill > 0) !== (simDecode > 0)) throw new Error("--sim-prefill and --sim-decode go together: give both, each at least 1");
+  if (simPrefill > 0 && (values.sim !== undefined || simSpeeds.length > 0)) throw new Error("--sim-prefill and --sim-decode set the simulated engines: leave out --sim and --sim-engine-speeds");
   return {
     engines,
     sim: simSpeeds.length > 0 ? simSpeeds.length : int("sim", values.sim, 4, 1, 64),
     simSpeeds,
     simHttp: values["sim-http"] ?? false,
+    simPrefill,
+    simDecode,
+    simNoCachedTokens: values["sim-no-cached-tokens"] ?? false,
+    disaggMinPrefillTokens: int("disagg-min-prefill-tokens", values["disagg-min-prefill-tokens"], 0, 0, 1 << 24),
     engineMetricsIntervalMs: Math.round(1000 * num("engine-metrics-interval", values["engine-metrics-interval"], 1, 0, 3600)),
     simSpeedup: num("sim-speedup", values["sim-speedup"], 1, 0, 1e6),
     simBlocks: values["sim-blocks"] === undefined ? undefined : int("sim-blocks", values["sim-blocks"], 0, 1, 1 << 26),

@@ -1,7 +1,7 @@
 // startRouter: every part of the router, started and wired together. `kvroute serve` calls it, and so can
 // a program that embeds the router.
 import type { Logger } from "pino";
-import { parseEngineSpec, type EngineSpec } from "./dispatch/engine-spec.js";
+import { checkRoles, parseEngineSpec, type EngineSpec } from "./dispatch/engine-spec.js";
 import { Fleet } from "./dispatch/fleet.js";
 import { Frontend } from "./http/server.js";
 import { KvEventThread } from "./kv-index/kv-events/index.js";
@@ -23,6 +23,13 @@ export interface RouterOptions {
   simMaxModelLen: number | undefined;
   /** Simulated engine i runs simSpeeds[i] times as fast as the default timing (empty: all at 1). */
   simSpeeds: number[];
+  /** Simulated prefill and decode engines to start instead of `sim` aggregated ones (0 and 0: none). */
+  simPrefill: number;
+  simDecode: number;
+  /** Simulated engines withhold their cached-token count. */
+  simNoCachedTokens: boolean;
+  /** With engine roles: prompts with fewer uncached tokens than this are prefilled on their decode engine. */
+  disaggMinPrefillTokens: number;
   /** The block size prompts are hashed with; null: the first engine's (16 for HTTP engines). */
   blockSize: number | null;
   /** How often HTTP engines' /metrics are read for their load, in ms; 0: never. */
@@ -70,21 +77,28 @@ export async function startRouter(options: RouterOptions, log: Logger): Promise<
     let engines: EngineSpec[] = options.engines;
     let sims: SimulatorThread | null = null;
     if (engines.length === 0) {
-      sims = await startSimulatorThread(options.sim, {
+      const split = options.simPrefill > 0;
+      sims = await startSimulatorThread(split ? options.simPrefill + options.simDecode : options.sim, {
         http: options.simHttp,
         speedup: options.simSpeedup,
         ...(options.blockSize ? { blockSize: options.blockSize } : {}),
         ...(options.simBlocks ? { numBlocks: options.simBlocks } : {}),
         ...(options.simMaxModelLen ? { maxModelLen: options.simMaxModelLen } : {}),
+        reportCachedTokens: !options.simNoCachedTokens,
+        enablePromptTokensDetails: !options.simNoCachedTokens,
       }, options.simSpeeds);
       closers.push(() => sims!.close());
       // An HTTP engine announces no KV-event endpoint: it is given, as it would be on the command line.
       engines = sims.engines.map((e, i) => ({
         ...parseEngineSpec(options.simHttp && e.kvEventsEndpoint ? `${e.url},kv=${e.kvEventsEndpoint}${e.replayEndpoint ? `,replay=${e.replayEndpoint}` : ""}` : e.url),
-        name: `sim-${i}`,
+        ...(!split ? { name: `sim-${i}` } : i < options.simPrefill ? { name: `sim-p${i}`, role: "prefill" as const } : { name: `sim-d${i - options.simPrefill}`, role: "decode" as const }),
       }));
-      log.info({ engines: engines.length, speedup: options.simSpeedup, api: options.simHttp ? "http" : "msgpack" }, "no --engine given: started simulated engines");
+      log.info(
+        { engines: engines.length, ...(split ? { prefill: options.simPrefill, decode: options.simDecode } : {}), speedup: options.simSpeedup, api: options.simHttp ? "http" : "msgpack" },
+        "no --engine given: started simulated engines",
+      );
     }
+    checkRoles(engines);
     // The index's engine sets are sized for the fleet: 8 bytes per entry for every 32 engines.
     const kv = await KvEventThread.start({ capacity: options.indexCapacity, maxEngines: Math.ceil(engines.length / 32) * 32 });
     closers.push(() => kv.close());
@@ -102,6 +116,8 @@ export async function startRouter(options: RouterOptions, log: Logger): Promise<
       cachedTokensFallback: options.cachedTokensFallback,
       blockSize: () => fleet.blockSize!,
       onTtft: (engine, predicted, observed) => metrics.ttftPrediction(fleet.engines[engine]!.name, predicted / 1000, observed / 1000),
+      roles: engines.map((e) => e.role),
+      disaggMinPrefillTokens: options.disaggMinPrefillTokens,
     });
     const pool = await PreparePool.start({
       tokenizerDir: options.tokenizer,
@@ -154,7 +170,7 @@ export async function startRouter(options: RouterOptions, log: Logger): Promise<
     const port = await frontend.listen();
     closers.push(() => frontend.close());
     const url = `http://${options.host.includes(":") ? `[${options.host}]` : options.host}:${port}`;
-    log.info({ url, model: router.modelName, engines: sims ? `${options.sim} simulated` : options.engines.length }, "kvroute listening");
+    log.info({ url, model: router.modelName, engines: sims ? `${engines.length} simulated` : options.engines.length, ...(core.disaggregated ? { disaggregated: true } : {}) }, "kvroute listening");
     return {
       url,
       port,

@@ -41,6 +41,8 @@ export class RouterMetrics implements Telemetry {
   readonly #predictedHitRatio: Histogram;
   readonly #overhead: Histogram<"stage">;
   readonly #retries: Counter;
+  readonly #disaggregated: Counter<"path">;
+  readonly #disaggFailures: Counter<"stage" | "failure">;
   readonly #engineUp: Gauge<"engine">;
   readonly #engineRequests: Gauge<"engine">;
   readonly #engineBlocks: Gauge<"engine" | "phase">;
@@ -66,6 +68,18 @@ export class RouterMetrics implements Telemetry {
     this.#predictedHitRatio = new Histogram({ name: "kvroute_predicted_hit_ratio", help: "Per request: predicted cached tokens / prompt tokens on the chosen engine", buckets: [0, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1], registers });
     this.#overhead = new Histogram({ name: "kvroute_router_overhead_seconds", help: "Router time per request by stage", labelNames: ["stage"], buckets: OVERHEAD_BUCKETS, registers });
     this.#retries = new Counter({ name: "kvroute_retries_total", help: "Requests retried on another engine after their engine failed before the first token", registers });
+    this.#disaggregated = new Counter({
+      name: "kvroute_disaggregated_requests_total",
+      help: "With engine roles, prompts by how they were served: split (prefill engine, then decode engine), local_short (prefilled on the decode engine: uncached part under --disagg-min-prefill-tokens), local_degraded (no prefill engine available)",
+      labelNames: ["path"],
+      registers,
+    });
+    this.#disaggFailures = new Counter({
+      name: "kvroute_disaggregation_failures_total",
+      help: "Disaggregated serving's failures by stage: retried (an engine failed before answering), unavailable (no prefill engine: prefilled on a decode engine), no_transfer_params, kv_transfer_failed (the decode engine computed the prompt itself), engine_failed, aborted (the client left)",
+      labelNames: ["stage", "failure"],
+      registers,
+    });
     this.#engineUp = new Gauge({ name: "kvroute_engine_up", help: "1 when the engine is connected and accepting work", labelNames: ["engine"], registers });
     this.#engineRequests = new Gauge({ name: "kvroute_engine_active_requests", help: "Requests in flight per engine", labelNames: ["engine"], registers });
     this.#engineBlocks = new Gauge({ name: "kvroute_engine_active_blocks", help: "KV blocks booked per engine by phase", labelNames: ["engine", "phase"], registers });
@@ -131,6 +145,14 @@ export class RouterMetrics implements Telemetry {
 
   retried(): void {
     this.#retries.inc();
+  }
+
+  disaggregation(path: "split" | "local_short" | "local_degraded"): void {
+    this.#disaggregated.inc({ path });
+  }
+
+  disaggregationFailure(stage: "whole" | "prefill" | "decode", failure: "retried" | "unavailable" | "no_transfer_params" | "kv_transfer_failed" | "engine_failed" | "aborted"): void {
+    this.#disaggFailures.inc({ stage, failure });
   }
 
   /** Engine gauges are rebuilt at each scrape, so engines that left the fleet disappear. */

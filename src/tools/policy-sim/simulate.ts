@@ -53,6 +53,11 @@ export async function simulate(spec: TraceSpec, o: SimulateOptions): Promise<Sim
     trace: first.trace,
     settings: {
       engines: options.engines,
+      mode: (options.prefillEngines ?? 0) > 0 ? "disaggregated" : "aggregated",
+      prefill_engines: options.prefillEngines ?? 0,
+      decode_engines: (options.prefillEngines ?? 0) > 0 ? options.engines - options.prefillEngines! : 0,
+      disagg_min_prefill_tokens: options.disaggMinPrefillTokens ?? 0,
+      kv_transfer_gbps: options.engine.kvTransferGbps,
       engine_speeds: options.engineSpeeds ? options.engineSpeeds.join(",") : null,
       speedup: options.speedup ?? 1,
       kv_event_delay_ms: options.kvEventDelayMs ?? 0,
