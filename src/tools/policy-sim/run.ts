@@ -7,6 +7,11 @@
 // through the same Attempt calls the live dispatcher makes. An idle engine starts a step at once; a step's outputs and its KV
 // events reach the router when it ends (the events after a further delay, when one is set), and the engine
 // goes straight on to its next step while it has work. At equal times, steps end before requests arrive.
+//
+// With kvEvents "none" the engines' KV events are dropped, as from engines that publish none: the index is
+// fed by approximate mode instead (ApproxCache, as the router's KV-event thread runs it), each dispatched
+// prompt recorded for its engine at its arrival instant, with the TTL on the virtual clock.
+import { ApproxCache } from "../../router/kv-index/approx/approx-cache.js";
 import { createBlockHasher, rootSeed } from "../../router/prepare/hashing/index.js";
 import { KvEventApplier } from "../../router/kv-index/kv-events/applier.js";
 import { PrefixIndex } from "../../router/kv-index/prefix-index/index.js";
@@ -45,6 +50,13 @@ export interface SimulationOptions {
   seed?: number;
   /** KV events reach the index this long after the step that produced them ends (default 0). */
   kvEventDelayMs?: number;
+  /**
+   * "events" (default): the index follows the engines' KV events. "none": the engines publish none, and the
+   * index holds approximate mode's predictions from the routing decisions.
+   */
+  kvEvents?: KvEventsMode;
+  /** Approximate mode: how long a prediction is believed (default 120,000 ms of virtual time). */
+  approxTtlMs?: number;
   /** Trace time runs this many times faster: arrivals at timestamp / speedup (default 1). */
   speedup?: number;
   /** Simulate only the first N requests. */
@@ -58,6 +70,10 @@ export interface SimulationOptions {
   /** Called every 256 requests with the requests sent and the virtual time. */
   onProgress?: (sent: number, virtualMs: number) => void;
 }
+
+export type KvEventsMode = "events" | "none";
+export const KV_EVENTS_MODES: readonly KvEventsMode[] = ["events", "none"];
+export const DEFAULT_APPROX_TTL_MS = 120_000;
 
 export interface EngineFigures {
   engine: string;
@@ -79,6 +95,8 @@ export interface PolicyRun {
   /** KV events the applier could not place (0 when the simulation is consistent). */
   unknownParents: number;
   unknownBlocks: number;
+  /** Approximate mode's figures (null when the index followed KV events). */
+  approx: { predictions: number; expired: number; evicted: number } | null;
 }
 
 interface InFlight {
@@ -107,6 +125,9 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
   const speedup = o.speedup ?? 1;
   const delayMs = o.kvEventDelayMs ?? 0;
   const seed = o.seed ?? 0;
+  const kvEvents = o.kvEvents ?? "events";
+  const approxTtlMs = o.approxTtlMs ?? DEFAULT_APPROX_TTL_MS;
+  if (!KV_EVENTS_MODES.includes(kvEvents)) throw new RangeError(`kvEvents must be one of ${KV_EVENTS_MODES.join(", ")}, got ${JSON.stringify(kvEvents)}`);
   if (!(speedup > 0 && Number.isFinite(speedup))) throw new RangeError(`speedup must be a number above 0, got ${speedup}`);
   if (!(delayMs >= 0 && Number.isFinite(delayMs))) throw new RangeError(`kvEventDelayMs must be a number of at least 0, got ${delayMs}`);
   if (!Number.isSafeInteger(o.engines) || o.engines < 1 || o.engines > 4096) throw new RangeError(`engines must be an integer from 1 to 4096, got ${o.engines}`);
@@ -119,6 +140,7 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
   // Engines cache at most numBlocks blocks each, so this many entries never evict.
   const index = PrefixIndex.create({ capacity: Math.ceil(o.engines * settings.numBlocks * 1.25), maxEngines: o.engines });
   const applier = new KvEventApplier(index, hasher);
+  const approx = kvEvents === "none" ? new ApproxCache(index, { ttlMs: approxTtlMs }) : null;
   const rng = new Rng(seed);
   const scheduler = new Scheduler({
     policy: o.policy,
@@ -136,7 +158,8 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
   if (speeds.length !== 0 && speeds.length !== o.engines) throw new RangeError(`engineSpeeds gives ${speeds.length} speeds for ${o.engines} engines`);
   const engines = Array.from({ length: o.engines }, (_, id) => new SimEngine(id, { ...settings, timing: atSpeed(settings.timing, speeds[id] ?? 1) }, seed, hasher));
   for (const engine of engines) {
-    applier.addEngine(engine.id, { model: SIM_MODEL, blockSize });
+    if (approx !== null) approx.addEngine(engine.id, settings.numBlocks);
+    else applier.addEngine(engine.id, { model: SIM_MODEL, blockSize });
     scheduler.setAvailable(engine.id, true);
   }
   const synthesize = createPromptSynthesizer({
@@ -202,6 +225,7 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
     }
     const hashed = hasher.hashBlocks(tokens, blockSize, root, hashes);
     for (const b of o.bounds ?? []) b.add(hashed, tokens.length);
+    approx?.expire(now);
     const prompt = { promptTokens: tokens.length, blocks: hashed.length, overlaps: index.overlaps(hashed, overlaps) };
     const decision = core.decide(prompt)!;
     const attempt = core.begin(decision, prompt);
@@ -215,6 +239,7 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
       return;
     }
     engine.requests++;
+    approx?.record(engine.id, new Uint32Array(hashed.buffer, hashed.byteOffset, 2 * hashed.length), hashed.length, now);
     inflight.set(i, { record: r, index: i, arrivalMs: now, maxTokens, engine, attempt, firstMs: -1, lastMs: 0, gaps: 0, gapSumMs: 0, gapMaxMs: 0 });
     if (!engine.stepping) startStep(engine);
   };
@@ -267,7 +292,7 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
   const endStep = (engine: SimEngine): void => {
     engine.stepping = false;
     const events = engine.takeEvents();
-    if (events.length > 0) {
+    if (events.length > 0 && approx === null) {
       if (delayMs > 0) queue.push(now + delayMs, { kind: "kv", engine, events });
       else applier.apply(engine.id, toKvEvents(events));
     }
@@ -314,6 +339,8 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
     settings: {
       policy: o.policy,
       engines: o.engines,
+      kvEvents,
+      ...(approx !== null ? { approxTtlMs } : {}),
       speedup,
       kvEventDelayMs: delayMs,
       seed,
@@ -339,6 +366,7 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
     indexEvictions: index.stats().evictions,
     unknownParents: applier.counters.unknownParent,
     unknownBlocks: applier.counters.unknownBlock,
+    approx: approx === null ? null : { ...approx.counters },
   };
 }
 
