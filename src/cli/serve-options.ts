@@ -11,11 +11,12 @@ export const SERVE_USAGE = `usage: kvroute serve [options]
 The OpenAI-compatible router. With no --engine it starts simulated engines itself (see --sim).
 
 engines:
-  --engine URL[,kv=URL][,replay=URL][,name=NAME]
+  --engine URL[,kv=URL|none][,replay=URL][,name=NAME]
                                an engine, repeated for each one: tcp://HOST:PORT speaks kvroute's engine
                                protocol (the vLLM worker in python/); http://HOST:PORT is an OpenAI-compatible
                                server (\`vllm serve\`, SGLang). kv= is its KV-event publisher (tcp://HOST:PORT;
-                               an HTTP engine without it is routed by load alone), replay= its replay
+                               none: do not follow its events); an engine without events is routed in
+                               approximate mode (see --approx-ttl). replay= is the publisher's replay
                                endpoint; name= names it in headers and metrics
   --engine-metrics-interval S  read HTTP engines' /metrics every S seconds, so that their load from other
                                clients counts (default 1; 0: never)
@@ -59,6 +60,9 @@ preparation:
   --inline-max-tokens N        token-id prompts up to N tokens are prepared on the main thread
                                (default ${DEFAULT_INLINE_MAX_TOKENS})
   --index-capacity N           prefix-index entries (blocks) kept across the fleet (default 1048576)
+  --approx-ttl S               approximate mode, for engines without KV events: a prompt sent to one is
+                               taken as cached there for S seconds after it was last sent, up to the
+                               engine's KV capacity (default 120; 0: route such engines by load alone)
 
   --log-level LEVEL            fatal, error, warn, info (default: one line per request), debug
   -h, --help                   this help`;
@@ -99,6 +103,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
       "tokenize-cache-mb": { type: "string" },
       "inline-max-tokens": { type: "string" },
       "index-capacity": { type: "string" },
+      "approx-ttl": { type: "string" },
       "log-level": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
@@ -139,6 +144,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     tokenizeCacheMb: num("tokenize-cache-mb", values["tokenize-cache-mb"], DEFAULT_TOKENIZE_CACHE_MB, 0, 1 << 20),
     inlineMaxTokens: int("inline-max-tokens", values["inline-max-tokens"], DEFAULT_INLINE_MAX_TOKENS, 0, 1 << 30),
     indexCapacity: int("index-capacity", values["index-capacity"], 1 << 20, 1024, 1 << 28),
+    approxTtlMs: Math.ceil(1000 * num("approx-ttl", values["approx-ttl"], 120, 0, 86_400)),
     logLevel,
   };
 }

@@ -11,8 +11,15 @@ import { withRetry } from "./dispatch/retry.js";
 import { sendAttempt, type Job } from "./dispatch/send.js";
 import { noEngineError, RouterError, type Backend, type GenerateInput, type GenerationEvent, type HealthReport, type ModelCard, type RouteReport } from "./types.js";
 
+/** Where approximate mode's predictions go: a prompt with these block hashes was sent to this engine. */
+export interface ApproxRecorder {
+  record(engine: number, hashes: BigUint64Array): void;
+}
+
 export interface RouterParts {
   fleet: Fleet;
+  /** Told of every attempt sent to an engine in approximate mode. */
+  approx: ApproxRecorder;
   core: RoutingCore;
   pool: PreparePool;
   metrics: RouterMetrics;
@@ -92,6 +99,7 @@ export class Router implements Backend {
     const send = (attempt: Attempt) => {
       metrics.predicted(attempt.overlapBlocks * fleet.blockSize!, prompt.promptTokens);
       const handle = this.#handle(attempt.engine);
+      if (handle.routing === "approx") this.o.approx.record(attempt.engine, prepared.hashes);
       return sendAttempt(core, attempt, { name: handle.name, engine: handle.engine }, job, signal);
     };
     return withRetry(core, decision, prompt, send, signal, (failed, _next, failure) => {

@@ -8,7 +8,7 @@ import { KvEventThread } from "./kv-index/kv-events/index.js";
 import { MAX_ENGINES } from "./kv-index/prefix-index/index.js";
 import { RouterMetrics, requestLogger, watchKvEvents } from "./metrics/index.js";
 import { PreparePool } from "./prepare/index.js";
-import { Router } from "./router.js";
+import { Router, type ApproxRecorder } from "./router.js";
 import { RoutingCore, Scheduler, type CachedTokensFallback, type PolicyName } from "./schedule/index.js";
 import { startSimulatorThread, type SimulatorThread } from "../mock-engine/index.js";
 
@@ -45,6 +45,11 @@ export interface RouterOptions {
   tokenizeCacheMb: number;
   inlineMaxTokens: number;
   indexCapacity: number;
+  /**
+   * Approximate mode for engines without KV events: how long a prediction of their cache is believed, in
+   * ms; 0 turns the mode off (they are routed by load alone).
+   */
+  approxTtlMs: number;
 }
 
 export interface RunningRouter {
@@ -86,11 +91,24 @@ export async function startRouter(options: RouterOptions, log: Logger): Promise<
       log.info({ engines: engines.length, speedup: options.simSpeedup, api: options.simHttp ? "http" : "msgpack" }, "no --engine given: started simulated engines");
     }
     // The index's engine sets are sized for the fleet: 8 bytes per entry for every 32 engines.
-    const kv = await KvEventThread.start({ capacity: options.indexCapacity, maxEngines: Math.ceil(engines.length / 32) * 32 });
+    const approxOn = options.approxTtlMs > 0;
+    const kv = await KvEventThread.start({
+      capacity: options.indexCapacity,
+      maxEngines: Math.ceil(engines.length / 32) * 32,
+      ...(approxOn ? { approxTtlMs: options.approxTtlMs } : {}),
+    });
     closers.push(() => kv.close());
     const metrics = new RouterMetrics();
     const scheduler = new Scheduler({ policy: options.policy, overlapWeight: options.overlapWeight, temperature: options.temperature });
-    const fleet = new Fleet(engines, { blockSize: options.blockSize, metricsIntervalMs: options.engineMetricsIntervalMs, scheduler, kv, log });
+    const fleet = new Fleet(engines, {
+      blockSize: options.blockSize,
+      metricsIntervalMs: options.engineMetricsIntervalMs,
+      // An engine that does not say how many blocks it caches gets its share of the index.
+      approxBlocks: approxOn ? Math.max(1, Math.floor(options.indexCapacity / engines.length)) : null,
+      scheduler,
+      kv,
+      log,
+    });
     closers.push(() => fleet.close());
     kv.onNotice((notice) => {
       if (notice.kind === "block_size_mismatch") {
@@ -136,7 +154,8 @@ export async function startRouter(options: RouterOptions, log: Logger): Promise<
     if (!(await fleet.waitForEngine(FIRST_ENGINE_WAIT_MS))) {
       log.warn("no engine is up yet: serving anyway; /health answers 503 until one connects");
     }
-    const router = new Router({ fleet, core, pool, metrics, log, servedModelName: options.servedModelName });
+    const approx: ApproxRecorder = { record: (engine, hashes) => kv.recordApprox(engine, hashes) };
+    const router = new Router({ fleet, approx, core, pool, metrics, log, servedModelName: options.servedModelName });
     const requestLog = requestLogger(log);
     const frontend = new Frontend(router, {
       host: options.host,

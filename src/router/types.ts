@@ -69,9 +69,10 @@ export interface HealthReport {
   ready: boolean;
   /**
    * Per engine: its state, why it is down or refused, and how it is routed: by `cache` (its KV events are
-   * followed) or by `load` alone (it publishes none, or they cannot be followed).
+   * followed), `approx` (no KV events: its cache is predicted from the router's own decisions) or by `load`
+   * alone (approximate mode turned off).
    */
-  engines: { engine: string; state: string; reason?: string; routing?: "cache" | "load" }[];
+  engines: { engine: string; state: string; reason?: string; routing?: "cache" | "approx" | "load" }[];
 }
 
 /** What the HTTP frontend needs from the router behind it. */

@@ -23,7 +23,7 @@ const preparer = new Preparer(await createBlockHasher(), PrefixIndex.attach(data
 class Transfer {
   constructor(private readonly result: PrepareResult) {}
   get [transferableSymbol](): ArrayBuffer[] {
-    return this.result.ok ? [this.result.tokens.buffer as ArrayBuffer, this.result.overlaps.buffer as ArrayBuffer] : [];
+    return this.result.ok ? [this.result.tokens.buffer as ArrayBuffer, this.result.hashes.buffer as ArrayBuffer, this.result.overlaps.buffer as ArrayBuffer] : [];
   }
   get [valueSymbol](): PrepareResult {
     return this.result;
