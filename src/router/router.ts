@@ -79,6 +79,7 @@ export class Router implements Backend {
         overlap_blocks: s.overlapBlocks,
         cost: s.cost,
         active_blocks: s.activeBlocks,
+        peer_blocks: s.peer.prefillBlocks + s.peer.decodeBlocks,
         external_blocks: s.external.prefillBlocks + s.external.decodeBlocks,
       })),
     };

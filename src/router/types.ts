@@ -53,8 +53,11 @@ export interface RouteReport {
   overlap_blocks: number;
   block_size: number;
   prompt_tokens: number;
-  /** `active_blocks` counts the router's bookings and the engine's external load; `external_blocks` the latter. */
-  engines: { engine: string; overlap_blocks: number; cost: number; active_blocks: number; external_blocks: number }[];
+  /**
+   * `active_blocks` counts the router's bookings, other replicas' (`peer_blocks`) and the engine's external
+   * load (`external_blocks`).
+   */
+  engines: { engine: string; overlap_blocks: number; cost: number; active_blocks: number; peer_blocks: number; external_blocks: number }[];
 }
 
 export interface ModelCard {

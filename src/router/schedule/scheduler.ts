@@ -1,7 +1,9 @@
-import { ActiveLoad, type Booking } from "./active-load.js";
+import { ActiveLoad, type Booking, type EngineLoad } from "./active-load.js";
 import { externalLoad, NO_EXTERNAL_LOAD, type EngineReport, type ExternalLoad } from "./external-load.js";
 import { pickByCost, pickLeastLoaded, score, type PolicyName, type Scored } from "./policy.js";
 import { DEFAULT_PRIOR, EngineTimeModel, type TimeModelOptions } from "./time-model.js";
+
+const NO_PEER_LOAD: EngineLoad = Object.freeze({ prefillBlocks: 0, prefillTokens: 0, decodeBlocks: 0, decodeRequests: 0, requests: 0 });
 
 export interface SchedulerOptions {
   policy?: PolicyName;
@@ -46,6 +48,11 @@ export class Scheduler {
    * the engine when it arrived (see external-load.ts).
    */
   readonly #reports = new Map<number, { report: EngineReport; ownRequests: number }>();
+  /**
+   * Load other router replicas have booked on each engine (shared through NATS; replicas/): a separate
+   * input, beside the router's own bookings and the engines' external load, added into every decision.
+   */
+  readonly #peers = new Map<number, EngineLoad>();
   /** Available engines, ascending: kept sorted on change rather than on every decision. */
   #available: number[] = [];
   readonly #random: () => number;
@@ -74,7 +81,19 @@ export class Scheduler {
    */
   setReport(engine: number, report: EngineReport | null): void {
     if (report === null) this.#reports.delete(engine);
-    else this.#reports.set(engine, { report, ownRequests: this.active.load(engine).requests });
+    // Other replicas' requests are the engine's clients too, but already counted as peer load.
+    else this.#reports.set(engine, { report, ownRequests: this.active.load(engine).requests + this.peerLoad(engine).requests });
+  }
+
+  /** The load other router replicas have booked on the engine, or null when there is none. */
+  setPeerLoad(engine: number, load: EngineLoad | null): void {
+    if (load === null) this.#peers.delete(engine);
+    else this.#peers.set(engine, { ...load });
+  }
+
+  /** The load other replicas have booked on the engine (all zeros when none). */
+  peerLoad(engine: number): EngineLoad {
+    return this.#peers.get(engine) ?? NO_PEER_LOAD;
   }
 
   /** The engine's latest fresh report, or null. */
@@ -105,7 +124,7 @@ export class Scheduler {
     const scored = score(
       engines.map((engine) => {
         const load = this.active.snapshot(engine);
-        return { engine, overlapBlocks: Math.min(prompt.overlaps[engine] ?? 0, prompt.blocks), load, external: this.external(engine, prompt.blocks) };
+        return { engine, overlapBlocks: Math.min(prompt.overlaps[engine] ?? 0, prompt.blocks), load, peer: this.peerLoad(engine), external: this.external(engine, prompt.blocks) };
       }),
       { policy: this.policy, overlapWeight: this.overlapWeight, promptTokens: prompt.promptTokens, promptBlocks: prompt.blocks, blockSize, model: (e) => this.model(e) },
     );
