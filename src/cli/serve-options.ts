@@ -64,6 +64,14 @@ preparation:
                                taken as cached there for S seconds after it was last sent, up to the
                                engine's KV capacity (default 120; 0: route such engines by load alone)
 
+replicas (several routers behind one load balancer, sharing load through NATS):
+  --nats URL                   nats://HOST:PORT (comma-separated for a cluster): share this router's booked
+                               load, approximate-mode predictions and view of engine health with the other
+                               replicas on the same subject, and count theirs (default: a single router)
+  --nats-subject SUBJECT       the subject the replicas of one fleet share (default kvroute.replicas)
+  --replica-expiry S           a replica not heard from for S seconds (killed, cut off) has its load
+                               dropped (default 3; replicas send their whole state every S/3 seconds)
+
   --log-level LEVEL            fatal, error, warn, info (default: one line per request), debug
   -h, --help                   this help`;
 
@@ -104,6 +112,9 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
       "inline-max-tokens": { type: "string" },
       "index-capacity": { type: "string" },
       "approx-ttl": { type: "string" },
+      nats: { type: "string" },
+      "nats-subject": { type: "string" },
+      "replica-expiry": { type: "string" },
       "log-level": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
@@ -145,6 +156,9 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     inlineMaxTokens: int("inline-max-tokens", values["inline-max-tokens"], DEFAULT_INLINE_MAX_TOKENS, 0, 1 << 30),
     indexCapacity: int("index-capacity", values["index-capacity"], 1 << 20, 1024, 1 << 28),
     approxTtlMs: Math.ceil(1000 * num("approx-ttl", values["approx-ttl"], 120, 0, 86_400)),
+    nats: values.nats === undefined ? null : natsUrl(values.nats),
+    natsSubject: natsSubject(values["nats-subject"] ?? "kvroute.replicas"),
+    replicaExpiryMs: Math.round(1000 * num("replica-expiry", values["replica-expiry"], 3, 0.1, 3600)),
     logLevel,
   };
 }
@@ -155,4 +169,20 @@ function num(name: string, value: string | undefined, fallback: number, min: num
 
 function int(name: string, value: string | undefined, fallback: number, min: number, max: number): number {
   return numberOption(name, value, { integer: true, min, max }) ?? fallback;
+}
+
+const NATS_URL = /^(nats|tls):\/\/([^:/\s,]+|\[[0-9a-fA-F:]+\]):(\d{1,5})$/;
+
+function natsUrl(text: string): string {
+  for (const url of text.split(",")) {
+    const m = NATS_URL.exec(url);
+    if (!m || Number(m[3]) < 1 || Number(m[3]) > 65535) throw new Error(`--nats must be nats://HOST:PORT (comma-separated for several servers), got ${JSON.stringify(url)}`);
+  }
+  return text;
+}
+
+/** A NATS subject without wildcards: dot-separated tokens. */
+function natsSubject(text: string): string {
+  if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(text)) throw new Error(`--nats-subject must be dot-separated tokens of letters, digits, _ and - (no wildcards), got ${JSON.stringify(text)}`);
+  return text;
 }

@@ -9,7 +9,7 @@ import type { Attempt, RoutablePrompt, RoutingCore } from "./schedule/index.js";
 import type { EngineHandle, Fleet } from "./dispatch/fleet.js";
 import { withRetry } from "./dispatch/retry.js";
 import { sendAttempt, type Job } from "./dispatch/send.js";
-import { noEngineError, RouterError, type Backend, type GenerateInput, type GenerationEvent, type HealthReport, type ModelCard, type RouteReport } from "./types.js";
+import { noEngineError, RouterError, type Backend, type GenerateInput, type GenerationEvent, type HealthReport, type ModelCard, type ReplicationReport, type RouteReport } from "./types.js";
 
 /** Where approximate mode's predictions go: a prompt with these block hashes was sent to this engine. */
 export interface ApproxRecorder {
@@ -26,6 +26,8 @@ export interface RouterParts {
   log: Logger;
   /** The name clients use for the model; defaults to the engines' model name. */
   servedModelName: string | null;
+  /** With replicas: the link's state, for /health. */
+  replication?: () => ReplicationReport;
 }
 
 /** Root seeds of prompts' first blocks, per cache salt; salts are per tenant or user, so the table is bounded. */
@@ -58,7 +60,8 @@ export class Router implements Backend {
 
   health(): HealthReport {
     const engines = this.o.fleet.engines.map((e) => ({ engine: e.name, state: e.state, ...(e.reason ? { reason: e.reason } : {}), ...(e.routing ? { routing: e.routing } : {}) }));
-    return { ready: this.o.fleet.up.length > 0, engines };
+    const replication = this.o.replication?.();
+    return { ready: this.o.fleet.up.length > 0, engines, ...(replication ? { replication } : {}) };
   }
 
   metrics(): Promise<{ contentType: string; body: string }> {

@@ -7,6 +7,8 @@ import { Frontend } from "./http/server.js";
 import { KvEventThread } from "./kv-index/kv-events/index.js";
 import { MAX_ENGINES } from "./kv-index/prefix-index/index.js";
 import { RouterMetrics, requestLogger, watchKvEvents } from "./metrics/index.js";
+import { ReplicaMetrics } from "./metrics/replica-metrics.js";
+import { ReplicaSync } from "./replicas/replica-sync.js";
 import { PreparePool } from "./prepare/index.js";
 import { Router, type ApproxRecorder } from "./router.js";
 import { RoutingCore, Scheduler, type CachedTokensFallback, type PolicyName } from "./schedule/index.js";
@@ -50,6 +52,11 @@ export interface RouterOptions {
    * ms; 0 turns the mode off (they are routed by load alone).
    */
   approxTtlMs: number;
+  /** Replicas: the NATS server(s) they share load through; null: a single router. */
+  nats: string | null;
+  natsSubject: string;
+  /** A replica not heard from for this long has its bookings dropped (ms). */
+  replicaExpiryMs: number;
 }
 
 export interface RunningRouter {
@@ -136,6 +143,7 @@ export async function startRouter(options: RouterOptions, log: Logger): Promise<
     metrics.engines(() =>
       fleet.engines.map((e) => {
         const load = scheduler.active.load(e.id);
+        const peer = scheduler.peerLoad(e.id);
         const report = scheduler.report(e.id);
         const timing = scheduler.model(e.id).timing;
         return {
@@ -144,6 +152,8 @@ export async function startRouter(options: RouterOptions, log: Logger): Promise<
           activeRequests: load.requests,
           prefillBlocks: load.prefillBlocks,
           decodeBlocks: load.decodeBlocks,
+          peerPrefillBlocks: peer.prefillBlocks,
+          peerDecodeBlocks: peer.decodeBlocks,
           reported: report ? { running: report.running, waiting: report.waiting } : null,
           prefillTokensPerSecond: timing.prefillMsPerToken > 0 ? 1000 / timing.prefillMsPerToken : 0,
           decodeStepSeconds: timing.stepMs / 1000,
@@ -154,8 +164,40 @@ export async function startRouter(options: RouterOptions, log: Logger): Promise<
     if (!(await fleet.waitForEngine(FIRST_ENGINE_WAIT_MS))) {
       log.warn("no engine is up yet: serving anyway; /health answers 503 until one connects");
     }
-    const approx: ApproxRecorder = { record: (engine, hashes) => kv.recordApprox(engine, hashes) };
-    const router = new Router({ fleet, approx, core, pool, metrics, log, servedModelName: options.servedModelName });
+    let replica: ReplicaSync | null = null;
+    if (options.nats !== null) {
+      const link = new ReplicaSync(
+        { url: options.nats, subject: options.natsSubject, expiryMs: options.replicaExpiryMs },
+        {
+          engines: fleet.engines,
+          blockSize: () => fleet.blockSize,
+          ownLoad: (engine) => scheduler.active.snapshot(engine),
+          setPeerLoad: (engine, load) => scheduler.setPeerLoad(engine, load),
+          recordApprox: (engine, hashes) => kv.recordApprox(engine, hashes),
+          telemetry: new ReplicaMetrics(metrics.registry),
+          log,
+        },
+      );
+      link.start();
+      closers.push(() => link.close());
+      replica = link;
+    }
+    const approx: ApproxRecorder = {
+      record: (engine, hashes) => {
+        kv.recordApprox(engine, hashes);
+        replica?.shareApprox(engine, hashes);
+      },
+    };
+    const router = new Router({
+      fleet,
+      approx,
+      core,
+      pool,
+      metrics,
+      log,
+      servedModelName: options.servedModelName,
+      ...(replica !== null ? { replication: () => replica.report() } : {}),
+    });
     const requestLog = requestLogger(log);
     const frontend = new Frontend(router, {
       host: options.host,

@@ -68,8 +68,21 @@ export interface ModelCard {
   max_model_len: number;
 }
 
+/** This replica's link to the others (`kvroute serve --nats`), as /health shows it. */
+export interface ReplicationReport {
+  replica: string;
+  nats: string;
+  connected: boolean;
+  /** Why this replica routes alone (NATS unreachable), or null while connected. */
+  reason: string | null;
+  /** The other replicas heard from within the expiry, with the engines' health as each sees it. */
+  peers: { replica: string; last_heard_ms: number; synced: boolean; engines: { engine: string; state: string; reason?: string; routing?: string }[] }[];
+}
+
 export interface HealthReport {
   ready: boolean;
+  /** Present when the router runs as one of several replicas. */
+  replication?: ReplicationReport;
   /**
    * Per engine: its state, why it is down or refused, and how it is routed: by `cache` (its KV events are
    * followed), `approx` (no KV events: its cache is predicted from the router's own decisions) or by `load`
