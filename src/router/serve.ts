@@ -164,23 +164,25 @@ export async function startRouter(options: RouterOptions, log: Logger): Promise<
     if (!(await fleet.waitForEngine(FIRST_ENGINE_WAIT_MS))) {
       log.warn("no engine is up yet: serving anyway; /health answers 503 until one connects");
     }
-    let replica: ReplicaSync | null = null;
-    if (options.nats !== null) {
-      const link = new ReplicaSync(
-        { url: options.nats, subject: options.natsSubject, expiryMs: options.replicaExpiryMs },
-        {
-          engines: fleet.engines,
-          blockSize: () => fleet.blockSize,
-          ownLoad: (engine) => scheduler.active.snapshot(engine),
-          setPeerLoad: (engine, load) => scheduler.setPeerLoad(engine, load),
-          recordApprox: (engine, hashes) => kv.recordApprox(engine, hashes),
-          telemetry: new ReplicaMetrics(metrics.registry),
-          log,
-        },
-      );
-      link.start();
-      closers.push(() => link.close());
-      replica = link;
+    // Replicas: bookings, predictions and engine health shared with the other routers through NATS.
+    const replica =
+      options.nats === null
+        ? null
+        : new ReplicaSync(
+            { url: options.nats, subject: options.natsSubject, expiryMs: options.replicaExpiryMs },
+            {
+              engines: fleet.engines,
+              blockSize: () => fleet.blockSize,
+              ownLoad: (engine) => scheduler.active.snapshot(engine),
+              setPeerLoad: (engine, load) => scheduler.setPeerLoad(engine, load),
+              recordApprox: (engine, hashes) => kv.recordApprox(engine, hashes),
+              telemetry: new ReplicaMetrics(metrics.registry),
+              log,
+            },
+          );
+    if (replica !== null) {
+      replica.start();
+      closers.push(() => replica.close());
     }
     const approx: ApproxRecorder = {
       record: (engine, hashes) => {

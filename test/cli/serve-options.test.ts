@@ -54,6 +54,10 @@ describe("kvroute serve options", () => {
     [["--engine", "tcp://h:1,kv=h:2"], /kv= must be tcp:\/\/HOST:PORT or none/],
     [["--engine", "tcp://h:1,kv=none,replay=tcp://h:3"], /kv=none follows no KV events; it cannot go with a kv= endpoint or replay=/],
     [["--approx-ttl=-1"], /--approx-ttl must be a number of at least 0/],
+    [["--nats", "http://h:4222"], /--nats must be nats:\/\/HOST:PORT/],
+    [["--nats", "nats://h:4222,nats://h"], /--nats must be nats:\/\/HOST:PORT .*got "nats:\/\/h"/],
+    [["--nats-subject", "kvroute.>"], /--nats-subject must be dot-separated tokens/],
+    [["--replica-expiry", "0"], /--replica-expiry must be a number of at least 0.1/],
     [["--nope"], /Unknown option '--nope'/],
   ];
   for (const [args, message] of bad) {
@@ -77,6 +81,15 @@ describe("kvroute serve options", () => {
     expect(parseServeArgs([], {})).toMatchObject({ approxTtlMs: 120_000 });
     expect(parseServeArgs(["--approx-ttl", "0"], {})).toMatchObject({ approxTtlMs: 0 });
     expect(parseServeArgs(["--approx-ttl", "2.5"], {})).toMatchObject({ approxTtlMs: 2500 });
+  });
+
+  it("reads the replica options: NATS servers, subject and expiry", () => {
+    expect(parseServeArgs([], {})).toMatchObject({ nats: null, natsSubject: "kvroute.replicas", replicaExpiryMs: 3000 });
+    expect(parseServeArgs(["--nats", "nats://10.0.0.9:4222,nats://[::1]:4223", "--nats-subject", "fleet-a.replicas", "--replica-expiry", "1.5"], {})).toMatchObject({
+      nats: "nats://10.0.0.9:4222,nats://[::1]:4223",
+      natsSubject: "fleet-a.replicas",
+      replicaExpiryMs: 1500,
+    });
   });
 
   it("parses engine specs on their own", () => {
