@@ -110,8 +110,13 @@ describe.skipIf(missing !== null)("router replicas through NATS", () => {
     const first = await postJson(`${a.url}/v1/completions`, { model: MODEL, prompt: p, max_tokens: 1 });
     expect(first.status).toBe(200);
     const engine = first.headers.get("x-kvroute-engine")!;
-    // B never saw this prompt: it knows where it went from A's prediction.
-    await until("A's prediction on B", async () => (on(await route(b.url, p), engine).overlap_blocks === 128 ? true : undefined));
+    // B never saw this prompt: it knows where it went from A's prediction. The prediction and the release of
+    // A's booking travel in separate messages; until the release arrives, A's 128 prefill blocks still weigh
+    // on the engine as peer load and tie its cost with the other engine's.
+    await until("A's prediction on B, A's booking released", async () => {
+      const seen = on(await route(b.url, p), engine);
+      return seen.overlap_blocks === 128 && seen.peer_blocks === 0 ? true : undefined;
+    });
     expect((await route(b.url, p)).engine).toBe(engine);
     const second = await postJson(`${b.url}/v1/completions`, { model: MODEL, prompt: p, max_tokens: 1 });
     expect(second.headers.get("x-kvroute-engine")).toBe(engine);
