@@ -5,11 +5,16 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { connect } from "node:net";
 import { freePort } from "./engines.js";
 
+/** nats-server on PATH, else where Debian's package puts it (/usr/sbin is not on a normal user's PATH). */
+const NATS_SERVER = ["nats-server", "/usr/sbin/nats-server"].find((command) => {
+  const probe = spawnSync(command, ["--version"], { encoding: "utf8" });
+  return probe.error === undefined && probe.status === 0;
+});
+
 /** Why nats-server cannot be run here, or null when it can. Throws when it is required. */
 export function natsMissing(): string | null {
-  const probe = spawnSync("nats-server", ["--version"], { encoding: "utf8" });
-  if (probe.error === undefined && probe.status === 0) return null;
-  const reason = "nats-server is not installed (install Debian's nats-server)";
+  if (NATS_SERVER !== undefined) return null;
+  const reason = "nats-server is not installed (neither on PATH nor /usr/sbin/nats-server; install Debian's nats-server)";
   if (process.env.KVROUTE_REQUIRE_NATS === "1") throw new Error(`KVROUTE_REQUIRE_NATS=1, but ${reason}`);
   return reason;
 }
@@ -30,7 +35,8 @@ export async function startNats(): Promise<RunningNats> {
   let exited: Promise<void> = Promise.resolve();
   const start = async () => {
     let stderr = "";
-    const c = spawn("nats-server", ["-a", "127.0.0.1", "-p", String(port)], { stdio: ["ignore", "ignore", "pipe"] });
+    if (NATS_SERVER === undefined) throw new Error("nats-server is not installed");
+    const c = spawn(NATS_SERVER, ["-a", "127.0.0.1", "-p", String(port)], { stdio: ["ignore", "ignore", "pipe"] });
     c.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
     exited = new Promise((resolve) => c.once("exit", () => resolve()));
     child = c;
