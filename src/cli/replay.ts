@@ -5,6 +5,7 @@ import {
   apiBase,
   defaultResultsDir,
   discoverModel,
+  int,
   Progress,
   ReplayStats,
   ResultsFolder,
@@ -14,7 +15,6 @@ import {
   type ReplaySummary,
   type Slo,
 } from "../tools/replay/index.js";
-import { int } from "../tools/replay/format.js";
 import {
   createPromptSynthesizer,
   openTrace,

@@ -1,10 +1,8 @@
 // `kvroute sim`: runs the simulated vLLM engine as its own process, speaking kvroute's engine protocol or,
 // with --http, vLLM's OpenAI HTTP API.
 import { parseArgs } from "node:util";
-import type { LogFn } from "../engine-protocol/log.js";
-import { startHttpSimulator } from "../mock-engine/http-server.js";
-import { startSimulator, type SimulatorOptions } from "../mock-engine/server.js";
-import { DEFAULT_TIMING } from "../mock-engine/timing.js";
+import type { LogFn } from "../engine-protocol/index.js";
+import { DEFAULT_TIMING, type SimulatorOptions, startHttpSimulator, startSimulator } from "../mock-engine/index.js";
 import { numberOption } from "./usage.js";
 
 export const SIM_USAGE = `usage: kvroute sim [options]

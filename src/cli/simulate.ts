@@ -2,16 +2,10 @@
 import { availableParallelism } from "node:os";
 import { parseArgs } from "node:util";
 import { join } from "node:path";
-import { int } from "../tools/replay/format.js";
+import { int } from "../tools/replay/index.js";
 import { POLICIES, type PolicyName } from "../router/schedule/index.js";
-import { H100_8B, type EngineSettings } from "../tools/policy-sim/engine-settings.js";
-import type { JobProgress } from "../tools/policy-sim/policy-job.js";
-import { simulate, type SimulateOptions } from "../tools/policy-sim/simulate.js";
-import { DEFAULT_APPROX_TTL_MS, KV_EVENTS_MODES, type KvEventsMode } from "../tools/policy-sim/run.js";
-import { reportTable, sweepTable } from "../tools/policy-sim/table.js";
-import type { SimulationReport } from "../tools/policy-sim/report.js";
-import type { TraceSpec } from "../tools/policy-sim/trace-spec.js";
-import { parseWorkloadSpec } from "../tools/trace/workload.js";
+import { DEFAULT_APPROX_TTL_MS, type EngineSettings, H100_8B, type JobProgress, KV_EVENTS_MODES, type KvEventsMode, reportTable, simulate, type SimulateOptions, type SimulationReport, sweepTable, type TraceSpec } from "../tools/policy-sim/index.js";
+import { parseWorkloadSpec } from "../tools/trace/index.js";
 import { numberOption, UsageError, type NumberRule } from "./usage.js";
 
 const D = H100_8B;

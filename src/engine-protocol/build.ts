@@ -27,12 +27,13 @@ function toArray(ids: ArrayLike<number>): number[] {
 
 export function toGenerateMessage(id: number, request: GenerateRequest): GenerateMessage {
   const ids = request.promptTokenIds;
-  const message: GenerateMessage = {
-    type: "generate",
-    id,
-    // Typed arrays would be packed as a msgpackr extension; the wire wants a plain array.
-    prompt_token_ids: Array.isArray(ids) ? ids : toArray(ids),
-  };
+  // Typed arrays would be packed as a msgpackr extension; the wire wants a plain array.
+  return Object.assign(generateFields(id, request), { prompt_token_ids: Array.isArray(ids) ? ids : toArray(ids) });
+}
+
+/** A generate message without its prompt, which encodeGenerateFrame writes itself. */
+export function generateFields(id: number, request: GenerateRequest): Omit<GenerateMessage, "prompt_token_ids"> {
+  const message: Omit<GenerateMessage, "prompt_token_ids"> = { type: "generate", id };
   if (request.sampling) message.sampling = toWireSampling(request.sampling);
   if (request.overlapBlocks !== undefined) message.overlap_blocks = request.overlapBlocks;
   if (request.loraName !== undefined) message.lora_name = request.loraName;

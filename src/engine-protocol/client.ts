@@ -1,8 +1,8 @@
 // The router's client for one engine: many requests multiplexed on one connection, reconnection with
 // backoff, and every in-flight request failed cleanly when the connection drops.
 import { EventEmitter } from "node:events";
-import { toGenerateMessage } from "./build.js";
-import { encodeFrame } from "./codec.js";
+import { generateFields } from "./build.js";
+import { encodeFrame, encodeGenerateFrame } from "./codec.js";
 import { EngineConnectError, EngineConnection, type ConnectionOptions } from "./connection.js";
 import { parseEngineUrl, type TcpAddress } from "./endpoint.js";
 import { DEFAULT_MAX_FRAME_BYTES, FRAME_HEADER_BYTES } from "./frame.js";
@@ -218,7 +218,7 @@ export class EngineClient extends EventEmitter<EngineClientEvents> {
       return stream;
     }
     const id = this.allocateId();
-    const frame = encodeFrame(toGenerateMessage(id, request));
+    const frame = encodeGenerateFrame(generateFields(id, request), request.promptTokenIds);
     if (frame.length - FRAME_HEADER_BYTES > connection.info.maxFrameBytes) {
       stream.push(
         this.localError(

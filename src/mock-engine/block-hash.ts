@@ -9,8 +9,26 @@ export interface BlockDigest {
   hash: bigint;
 }
 
-/** The digest block 0 chains from: it depends on the seed, the LoRA name and the cache salt. */
+/** Root digests already made, by seed, LoRA name and cache salt (salts are per tenant: bounded, cleared when full). */
+const roots = new Map<string, Buffer>();
+const MAX_ROOTS = 10_000;
+
+/**
+ * The digest block 0 chains from: it depends on the seed, the LoRA name and the cache salt. Every request
+ * needs one; made once per distinct triple. The buffer is shared: callers must not write to it.
+ */
 export function rootDigest(seed: number, loraName: string | null, cacheSalt: string | null): Buffer {
+  const key = JSON.stringify([seed, loraName ?? "", cacheSalt ?? ""]); // null and "" hash alike
+  let root = roots.get(key);
+  if (root === undefined) {
+    if (roots.size >= MAX_ROOTS) roots.clear();
+    root = makeRootDigest(seed, loraName, cacheSalt);
+    roots.set(key, root);
+  }
+  return root;
+}
+
+function makeRootDigest(seed: number, loraName: string | null, cacheSalt: string | null): Buffer {
   const h = createHash("sha256");
   const lengths = Buffer.alloc(12);
   const lora = Buffer.from(loraName ?? "", "utf8");

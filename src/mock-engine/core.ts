@@ -3,8 +3,7 @@
 // max_num_batched_tokens, with chunked prefill and preemption), computes it in the timing model, and
 // returns the step's modelled duration and outputs. KV events go to the sink, one batch per step.
 import type { BlockHasher } from "../router/prepare/hashing/index.js";
-import type { LogFn } from "../engine-protocol/log.js";
-import type { GenerateRequest, TokenLogprobs, EngineUsage } from "../engine-protocol/types.js";
+import type { EngineUsage, GenerateRequest, LogFn, TokenLogprobs } from "../engine-protocol/index.js";
 import { BlockPool } from "./block-pool.js";
 import type { KvEventSink, SimKvEvent } from "./kv-events.js";
 import { EOS_TOKEN_ID, requestSeed, sampleToken } from "./sampler.js";
@@ -79,6 +78,9 @@ export interface EngineCoreMetrics {
   requestsWithOverlap: number;
   /** Sum of overlap_blocks × block_size over those requests: the router's estimate of cached tokens. */
   routerOverlapTokens: number;
+  /** Requests that have had their first token, and the modelled time they spent getting it once scheduled. */
+  prefillRequests: number;
+  prefillMs: number;
   /** Engine-counted cached tokens over the same requests, to compare with routerOverlapTokens. */
   cachedTokensWithOverlap: number;
   generationTokens: number;
@@ -168,6 +170,8 @@ export class EngineCore {
     preemptions: 0,
     blocksStored: 0,
     blocksRemoved: 0,
+    prefillRequests: 0,
+    prefillMs: 0,
   };
 
   private readonly sink: KvEventSink | undefined;
@@ -266,10 +270,14 @@ export class EngineCore {
     const scheduled = this.schedule();
     const work: StepWork = { prefillTokens: 0, decodeSeqs: 0, kvBlocks: 0 };
     const outputs: CoreOutput[] = [];
+    const prefilling: Sequence[] = [];
     for (const [sequence, numNew] of scheduled) {
       const decoding = sequence.numComputed === sequence.tokens.length - 1 && numNew === 1 && sequence.outputs > 0;
       if (decoding) work.decodeSeqs++;
-      else work.prefillTokens += numNew;
+      else {
+        work.prefillTokens += numNew;
+        if (sequence.outputs === 0) prefilling.push(sequence);
+      }
       work.kvBlocks += sequence.blocks.length;
       sequence.numComputed += numNew;
       if (sequence.numComputed === sequence.tokens.length) {
@@ -279,7 +287,16 @@ export class EngineCore {
     }
     if (scheduled.length > 0) this.counters.steps++;
     this.flushEvents();
-    return { durationMs: stepDurationMs(this.options.timing, work), outputs, work };
+    const durationMs = stepDurationMs(this.options.timing, work);
+    // vLLM's request_prefill_time: a request's time in the steps from its scheduling to its first token.
+    for (const sequence of prefilling) {
+      sequence.prefillMs += durationMs;
+      if (sequence.outputs > 0) {
+        this.counters.prefillRequests++;
+        this.counters.prefillMs += sequence.prefillMs;
+      }
+    }
+    return { durationMs, outputs, work };
   }
 
   metrics(): EngineCoreMetrics {

@@ -3,7 +3,7 @@
 // (vLLM's metric names), POST /v1/completions, streaming or not. A client that disconnects aborts its
 // request, as vLLM does.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import { stderrLog, type LogFn } from "../engine-protocol/log.js";
+import { stderrLog, type LogFn } from "../engine-protocol/index.js";
 import { SimRequestError, type CoreFinish, type CoreOutput, type EngineCore } from "./core.js";
 import { ApiError, chunkBody, completionBody, errorBody, metricsText, modelsBody, parseCompletion, usageBody, usageChunkBody, type CompletionCall, type CompletionMeta } from "./openai-api.js";
 import { EngineRuntime, type RoutedOutput, type RuntimeOptions } from "./runtime.js";
@@ -152,6 +152,9 @@ class HttpSimulator implements HttpSimulatorHandle {
       promptTokens: m.promptTokens,
       generationTokens: m.generationTokens,
       cachedTokens: m.cachedTokens,
+      prefillRequests: m.prefillRequests,
+      // Wall-clock seconds, as vLLM measures them: the modelled time runs `speedup` times faster.
+      prefillSeconds: this.options.speedup ? m.prefillMs / this.options.speedup / 1000 : 0,
       finished: { ...this.finished, abort: m.requestsAborted },
     });
   }

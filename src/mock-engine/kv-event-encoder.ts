@@ -1,7 +1,7 @@
 // Encodes a batch of KV events byte for byte as vLLM's publisher does (msgspec: smallest integer forms,
 // unsigned for non-negative values, float64 timestamps). Hand-written because msgpackr writes a BigInt
 // below 2^63 as a signed int64, where vLLM writes an unsigned one.
-import type { KvEventsLayout } from "../engine-protocol/types.js";
+import type { KvEventsLayout } from "../engine-protocol/index.js";
 import type { SimKvEvent } from "./kv-events.js";
 
 class Writer {

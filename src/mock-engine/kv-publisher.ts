@@ -2,8 +2,7 @@
 // sequence numbers from 0, and a ROUTER socket that replays buffered batches to a DEALER asking
 // [b"", start_seq]. zeromq's sockets allow one send at a time, so each socket has one sending loop.
 import { Publisher, Router } from "zeromq";
-import type { LogFn } from "../engine-protocol/log.js";
-import type { KvEventsLayout } from "../engine-protocol/types.js";
+import type { KvEventsLayout, LogFn } from "../engine-protocol/index.js";
 import { encodeKvEventBatch } from "./kv-event-encoder.js";
 import type { SimKvEvent } from "./kv-events.js";
 

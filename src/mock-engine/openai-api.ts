@@ -7,7 +7,7 @@
 // 0 (as vLLM did up to its completion/serving.py rewrite; later versions also report 0, which a client must
 // take the same way); errors are `{"error": {"message", "type", "param", "code"}}` with the HTTP status as
 // the code; stream chunks carry `usage: null` unless `stream_options.continuous_usage_stats`.
-import type { GenerateRequest, SamplingOptions } from "../engine-protocol/types.js";
+import type { GenerateRequest, SamplingOptions } from "../engine-protocol/index.js";
 import type { CoreFinish } from "./core.js";
 
 /** vLLM's default max_tokens for /v1/completions. */
@@ -232,6 +232,9 @@ export interface MetricsSnapshot {
   promptTokens: number;
   generationTokens: number;
   cachedTokens: number;
+  /** Requests past their first token, and the modelled seconds they took from scheduling to it. */
+  prefillRequests: number;
+  prefillSeconds: number;
   finished: Record<"stop" | "length" | "abort", number>;
 }
 
@@ -239,9 +242,9 @@ export interface MetricsSnapshot {
 export function metricsText(s: MetricsSnapshot): string {
   const labels = `model_name=${quote(s.model)},engine="0"`;
   const lines: string[] = [];
-  const metric = (name: string, type: "gauge" | "counter", help: string, samples: Array<[string, number]>) => {
+  const metric = (name: string, type: "gauge" | "counter" | "histogram", help: string, samples: Array<[string, number]>, suffixes = [""]) => {
     lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
-    for (const [extra, value] of samples) lines.push(`${name}{${labels}${extra}} ${value}`);
+    samples.forEach(([extra, value], i) => lines.push(`${name}${suffixes[i] ?? ""}{${labels}${extra}} ${value}`));
   };
   metric("vllm:num_requests_running", "gauge", "Number of requests in model execution batches.", [["", s.running]]);
   metric("vllm:num_requests_waiting", "gauge", "Number of requests waiting to be processed.", [["", s.waiting]]);
@@ -251,6 +254,14 @@ export function metricsText(s: MetricsSnapshot): string {
   metric("vllm:generation_tokens_total", "counter", "Number of generation tokens processed.", [["", s.generationTokens]]);
   metric("vllm:prefix_cache_queries_total", "counter", "Prefix cache queries, in terms of number of queried tokens.", [["", s.promptTokens]]);
   metric("vllm:prefix_cache_hits_total", "counter", "Prefix cache hits, in terms of number of cached tokens.", [["", s.cachedTokens]]);
+  // A histogram with its +Inf bucket, sum and count only: what a reader of vLLM's needs for a mean.
+  metric(
+    "vllm:request_prefill_time_seconds",
+    "histogram",
+    "Histogram of time spent in PREFILL phase for request.",
+    [[',le="+Inf"', s.prefillRequests], ["", s.prefillSeconds], ["", s.prefillRequests]],
+    ["_bucket", "_sum", "_count"],
+  );
   metric(
     "vllm:request_success_total",
     "counter",

@@ -6,8 +6,7 @@
 // Invariant: a request's route is delivered with every output of that request until its finishing output,
 // and never after it finished or was cancelled.
 import { setImmediate as yieldToIo, setTimeout as sleep } from "node:timers/promises";
-import type { LogFn } from "../engine-protocol/log.js";
-import type { GenerateRequest, KvEventsLayout } from "../engine-protocol/types.js";
+import type { GenerateRequest, KvEventsLayout, LogFn } from "../engine-protocol/index.js";
 import { EngineCore, type CoreOutput, type EngineCoreOptions } from "./core.js";
 import type { SimKvEvent } from "./kv-events.js";
 import { KvEventPublisher, type ReplayFormat } from "./kv-publisher.js";
@@ -96,7 +95,9 @@ export class EngineRuntime<R> {
   /** Queues a request; returns its id in the core. Throws the core's SimRequestError when it can never run. */
   submit(request: GenerateRequest, route: R): number {
     const id = this.#nextId++;
-    this.core.add({ ...request, id });
+    // Object.assign, not `{ ...request, id }`: V8 (Node 20) builds a spread followed by more properties on a
+    // slow path, microseconds per request.
+    this.core.add(Object.assign({}, request, { id }));
     this.#routes.set(id, route);
     this.#wake?.();
     return id;

@@ -1,6 +1,6 @@
 // Deterministic output tokens: a request's tokens depend only on the simulator's seed, the request's seed
 // and its prompt, so a replay gives the same output whichever engine serves it.
-import type { TokenLogprobs } from "../engine-protocol/types.js";
+import type { TokenLogprobs } from "../engine-protocol/index.js";
 
 /** Token ids the simulator generates stay below Qwen3's 151,643 regular tokens. */
 export const GENERATED_VOCAB = 151_643;

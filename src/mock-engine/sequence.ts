@@ -28,6 +28,8 @@ export class Sequence {
   /** Output tokens produced. */
   outputs = 0;
   preemptions = 0;
+  /** Modelled time of the steps it was in from its scheduling to its first token. */
+  prefillMs = 0;
   readonly rng: Rng;
   readonly stop: StopChecker;
   private readonly digests: BlockDigest[] = [];

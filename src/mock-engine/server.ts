@@ -1,13 +1,8 @@
 // The simulator as a running engine: the engine runtime (the core on the wall clock, publishing its KV
 // events on ZMQ like vLLM; runtime.ts) behind the engine protocol on TCP.
 import { createServer, type Server, type Socket } from "node:net";
-import { DEFAULT_MAX_FRAME_BYTES } from "../engine-protocol/frame.js";
-import { stderrLog, type LogFn } from "../engine-protocol/log.js";
-import type { GenerateCommand } from "../engine-protocol/parse.js";
-import { PROTOCOL_VERSION, type KvTransferParams, type Welcome } from "../engine-protocol/types.js";
-import { ErrorCode } from "../engine-protocol/wire.js";
+import { type ConnectionCounters, DEFAULT_MAX_FRAME_BYTES, EngineSideConnection, ErrorCode, type GenerateCommand, type KvTransferParams, type LogFn, PROTOCOL_VERSION, stderrLog, type Welcome } from "../engine-protocol/index.js";
 import { SimRequestError, type EngineCore, type EngineCoreMetrics } from "./core.js";
-import { EngineSideConnection, type ConnectionCounters } from "../engine-protocol/index.js";
 import { EngineRuntime, type RoutedOutput, type RuntimeOptions } from "./runtime.js";
 
 export const SIMULATOR_VERSION = "kvroute-sim 0.1.0";

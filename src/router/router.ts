@@ -95,10 +95,13 @@ export class Router implements Backend {
     if (maxModelLen === null) throw noEngineError();
     const prompt = routable(prepared);
     const maxTokens = core.budget(input.sampling.maxTokens, prompt.promptTokens, maxModelLen);
-    const t0 = performance.now();
-    const decision = core.decide(prompt);
-    metrics.overhead("schedule", (performance.now() - t0) / 1000);
-    if (!decision) throw noEngineError();
+    if (fleet.up.length === 0) throw noEngineError();
+    const decide = () => {
+      const t0 = performance.now();
+      const decision = core.decide(prompt);
+      metrics.overhead("schedule", (performance.now() - t0) / 1000);
+      return decision;
+    };
     const job: Job = { tokens: prepared.tokens, sampling: input.sampling, maxTokens, cacheSalt: input.cacheSalt };
     const send = (attempt: Attempt) => {
       metrics.predicted(attempt.overlapBlocks * fleet.blockSize!, prompt.promptTokens);
@@ -106,7 +109,7 @@ export class Router implements Backend {
       if (handle.routing === "approx") this.o.approx.record(attempt.engine, prepared.hashes);
       return sendAttempt(core, attempt, { name: handle.name, engine: handle.engine }, job, signal);
     };
-    return withRetry(core, decision, prompt, send, signal, (failed, _next, failure) => {
+    return withRetry(core, decide, prompt, send, signal, (failed, _next, failure) => {
       metrics.retried();
       this.o.log.warn({ engine: this.#handle(failed.engine).name, code: failure.code, reason: failure.message }, "engine failed before the first token; retrying on another engine");
     });

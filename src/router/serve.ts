@@ -145,7 +145,7 @@ export async function startRouter(options: RouterOptions, log: Logger): Promise<
         const load = scheduler.active.load(e.id);
         const peer = scheduler.peerLoad(e.id);
         const report = scheduler.report(e.id);
-        const timing = scheduler.model(e.id).timing;
+        const timing = scheduler.predictor(e.id).timing;
         return {
           engine: e.name,
           up: e.state === "up",

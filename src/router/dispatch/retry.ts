@@ -9,17 +9,23 @@ export type SendOne = (attempt: Attempt) => AsyncIterable<GenerationEvent>;
 type ErrorEvent = Extract<GenerationEvent, { type: "error" }>;
 
 /**
- * Runs a decided request: the first attempt is booked when the stream is first read (a generator's body
- * runs only then), so a stream that is never read books nothing.
+ * Runs a request: when the stream is first read (a generator's body runs only then) it is decided and its
+ * first attempt booked in one go, so the next request's decision sees this one's load, and a stream that
+ * is never read books nothing.
  */
 export async function* withRetry(
   core: RoutingCore,
-  decision: Decision,
+  decide: () => Decision | null,
   prompt: RoutablePrompt,
   send: SendOne,
   signal: AbortSignal,
   onRetry: (failed: Attempt, next: Attempt, failure: ErrorEvent) => void,
 ): AsyncGenerator<GenerationEvent> {
+  const decision = decide();
+  if (decision === null) {
+    yield { type: "error", code: "no_engine_available", message: "no engine is available: none is connected and healthy" };
+    return;
+  }
   let attempt = core.begin(decision, prompt);
   for (;;) {
     let started = false;

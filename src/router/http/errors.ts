@@ -66,7 +66,7 @@ export function generationError(code: string, message: string, upstreamStatus?: 
 export function generationErrorStatus(code: string, upstreamStatus?: number): number {
   if (upstreamStatus !== undefined && upstreamStatus >= 400 && upstreamStatus < 500) return upstreamStatus;
   if (code === "invalid_request" || code === "prompt_too_long" || code === "unknown_lora" || code === "frame_too_large") return 400;
-  if (code === "engine_unavailable") return 503;
+  if (code === "engine_unavailable" || code === "no_engine_available") return 503;
   if (code === "internal_error") return 500;
   return 502;
 }

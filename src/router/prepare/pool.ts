@@ -1,11 +1,12 @@
 import { availableParallelism } from "node:os";
 import { Piscina } from "piscina";
+import { Batcher, type BatchItem } from "./batcher.js";
 import { createBlockHasher } from "./hashing/index.js";
 import { PrefixIndex, type PrefixIndexShared } from "../kv-index/prefix-index/index.js";
 import { distFile } from "../../util/package-root.js";
 import { Preparer } from "./preparer.js";
 import { DEFAULT_TOKENIZE_CACHE_MB } from "./tokenize/index.js";
-import type { PrepareInput, PrepareResult, TokenizerInfo } from "./tasks.js";
+import type { PrepareInput, PrepareResult, PrepareTask, TokenizerInfo } from "./tasks.js";
 import type { PoolWorkerData } from "./worker.js";
 
 export interface PreparePoolOptions {
@@ -26,14 +27,19 @@ export interface PreparePoolOptions {
 /** Measured with `npm run bench:pool`; see docs/architecture.md ("The preparation pool"). */
 export const DEFAULT_INLINE_MAX_TOKENS = 8192;
 
+/** Most prompts in one batch to a pool thread: a batch of long chats still comes back within milliseconds. */
+const MAX_BATCH = 64;
+
 /**
  * Prepares prompts for routing: tokenizing, hashing and index lookups run in a Piscina pool of worker
- * threads, except short token-id prompts, which are cheaper to do where they already are.
+ * threads, in batches (batcher.ts), except short token-id prompts, which are cheaper to do where they
+ * already are.
  */
 export class PreparePool {
   readonly tokenizer: TokenizerInfo;
   readonly inlineMaxTokens: number;
   readonly threads: number;
+  readonly #batches: Batcher<PrepareTask, PrepareResult>;
 
   private constructor(
     private readonly pool: Piscina,
@@ -45,6 +51,11 @@ export class PreparePool {
     this.tokenizer = tokenizer;
     this.threads = threads;
     this.inlineMaxTokens = inlineMaxTokens;
+    this.#batches = new Batcher({
+      slots: threads,
+      maxBatch: MAX_BATCH,
+      run: (tasks, transferList) => pool.run({ batch: tasks }, { transferList }) as Promise<BatchItem<PrepareResult>[]>,
+    });
   }
 
   static async start(options: PreparePoolOptions): Promise<PreparePool> {
@@ -60,6 +71,8 @@ export class PreparePool {
       maxThreads: threads,
       // Threads hold a loaded tokenizer: never let them idle out and reload it.
       idleTimeout: Infinity,
+      // Nothing reads the pool's run and wait time histograms; recording them costs every batch.
+      recordTiming: false,
     });
     let tokenizer: TokenizerInfo;
     try {
@@ -82,9 +95,8 @@ export class PreparePool {
 
   /** Always in a pool thread (the benchmark compares both paths). */
   runInPool(input: PrepareInput, blockSize: number, seed: bigint): Promise<PrepareResult> {
-    const task = { input, blockSize, seed };
-    const transferList = input.kind === "tokens" ? [input.tokens.buffer as ArrayBuffer] : [];
-    return this.pool.run(task, { transferList }) as Promise<PrepareResult>;
+    const transfer = input.kind === "tokens" ? [input.tokens.buffer as ArrayBuffer] : [];
+    return this.#batches.run({ input, blockSize, seed }, transfer);
   }
 
   /** Always on the calling thread (token-id prompts only). */

@@ -4,6 +4,7 @@ import { move, transferableSymbol, valueSymbol, workerData } from "piscina";
 import { createBlockHasher } from "./hashing/index.js";
 import { PrefixIndex, type PrefixIndexShared } from "../kv-index/prefix-index/index.js";
 import { loadTokenizer } from "./tokenize/index.js";
+import type { BatchItem } from "./batcher.js";
 import { Preparer } from "./preparer.js";
 import type { PrepareResult, PrepareTask, TokenizerInfo } from "./tasks.js";
 
@@ -19,18 +20,31 @@ const data = workerData as PoolWorkerData;
 const tokenizer = await loadTokenizer(data.tokenizerDir ?? undefined, { cacheBytes: data.tokenizeCacheBytes });
 const preparer = new Preparer(await createBlockHasher(), PrefixIndex.attach(data.index), tokenizer.vocabSize, tokenizer);
 
-/** Hands the result's arrays back to the main thread by transfer rather than by copy. */
+/** Hands a batch's results back to the main thread, their arrays by transfer rather than by copy. */
 class Transfer {
-  constructor(private readonly result: PrepareResult) {}
+  constructor(private readonly items: BatchItem<PrepareResult>[]) {}
   get [transferableSymbol](): ArrayBuffer[] {
-    return this.result.ok ? [this.result.tokens.buffer as ArrayBuffer, this.result.hashes.buffer as ArrayBuffer, this.result.overlaps.buffer as ArrayBuffer] : [];
+    const buffers: ArrayBuffer[] = [];
+    for (const item of this.items) {
+      if (item.ok && item.value.ok) buffers.push(item.value.tokens.buffer as ArrayBuffer, item.value.hashes.buffer as ArrayBuffer, item.value.overlaps.buffer as ArrayBuffer);
+    }
+    return buffers;
   }
-  get [valueSymbol](): PrepareResult {
-    return this.result;
+  get [valueSymbol](): BatchItem<PrepareResult>[] {
+    return this.items;
   }
 }
 
-export default function run(task: PrepareTask | { describe: true }): unknown {
+/** One prompt of a batch; a failure of one (a bug, not bad input: that is a PrepareRejected) fails only it. */
+function prepareOne(task: PrepareTask): BatchItem<PrepareResult> {
+  try {
+    return { ok: true, value: preparer.prepare(task) };
+  } catch (err) {
+    return { ok: false, error: `preparing the prompt failed: ${(err as Error).message}` };
+  }
+}
+
+export default function run(task: { batch: PrepareTask[] } | { describe: true }): unknown {
   if ("describe" in task) {
     const info: TokenizerInfo = {
       source: tokenizer.source,
@@ -42,5 +56,5 @@ export default function run(task: PrepareTask | { describe: true }): unknown {
     };
     return info;
   }
-  return move(new Transfer(preparer.prepare(task)));
+  return move(new Transfer(task.batch.map(prepareOne)));
 }

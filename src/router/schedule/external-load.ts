@@ -26,6 +26,18 @@ export interface EngineReport {
   kvCacheUsage: number | null;
   /** KV-cache capacity in blocks; null when the engine does not say. */
   numBlocks: number | null;
+  /**
+   * Cumulative prefill figures, where the engine keeps them (vLLM): seconds its requests spent from their
+   * scheduling to their first token, how many requests, and the prompt tokens it counted and found cached.
+   */
+  prefill?: PrefillCounters | null;
+}
+
+export interface PrefillCounters {
+  seconds: number;
+  requests: number;
+  promptTokens: number;
+  cachedTokens: number;
 }
 
 export interface ExternalLoad {

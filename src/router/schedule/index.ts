@@ -1,6 +1,6 @@
 export { ActiveLoad, Booking, type EngineLoad } from "./active-load.js";
 export { outputBudget } from "./budget.js";
-export { externalLoad, NO_EXTERNAL_LOAD, type EngineReport, type ExternalLoad } from "./external-load.js";
+export { externalLoad, NO_EXTERNAL_LOAD, type EngineReport, type ExternalLoad, type PrefillCounters } from "./external-load.js";
 export { cachedTokens, expectedSource, type CachedTokens, type CachedTokensFallback } from "./cached-tokens.js";
 export { POLICIES, type PolicyName, type Scored } from "./policy.js";
 export { MAX_ATTEMPTS, shouldRetry, type Failure } from "./retry.js";

@@ -74,7 +74,8 @@ export function score(candidates: Candidate[], ctx: ScoreContext): Scored[] {
     let cost = 0;
     if (ctx.policy === "kv") cost = predictedTtftMs + ctx.model(c.engine).prefillTime(features);
     else if (ctx.policy === "kv-blocks") cost = ctx.overlapWeight * (ctx.promptBlocks - c.overlapBlocks + prefillBlocks) + decodeBlocks;
-    return { ...c, activeBlocks: prefillBlocks + decodeBlocks, cost, predictedTtftMs, features };
+    // Spelled out: V8 (Node 20) builds `{ ...c, more }` on a slow path, some microseconds per object.
+    return { engine: c.engine, overlapBlocks: c.overlapBlocks, load: c.load, peer: c.peer, external: c.external, activeBlocks: prefillBlocks + decodeBlocks, cost, predictedTtftMs, features };
   });
 }
 

@@ -72,7 +72,7 @@ export class RoutingCore {
 
   /** @internal Called by Attempt. */
   firstToken(decision: Decision, ttftMs: number): void {
-    this.scheduler.model(decision.engine).observeTtft(decision.chosen.features, ttftMs);
+    this.scheduler.observeTtft(decision.engine, decision.chosen.features, ttftMs);
     this.#onTtft?.(decision.engine, decision.chosen.predictedTtftMs, ttftMs);
   }
 
@@ -137,9 +137,7 @@ export class Attempt {
       const load = scheduler.active.load(this.engine);
       const peer = scheduler.peerLoad(this.engine);
       const external = scheduler.external(this.engine, this.prompt.blocks);
-      scheduler
-        .model(this.engine)
-        .observeGap(load.decodeRequests + peer.decodeRequests + external.running, load.decodeBlocks + peer.decodeBlocks + external.decodeBlocks, gapMs / count);
+      scheduler.observeGap(this.engine, load.decodeRequests + peer.decodeRequests + external.running, load.decodeBlocks + peer.decodeBlocks + external.decodeBlocks, gapMs / count);
     }
     this.#booking.generated(count);
   }

@@ -1,7 +1,10 @@
 import { ActiveLoad, type Booking, type EngineLoad } from "./active-load.js";
-import { externalLoad, NO_EXTERNAL_LOAD, type EngineReport, type ExternalLoad } from "./external-load.js";
+import { externalLoad, NO_EXTERNAL_LOAD, type EngineReport, type ExternalLoad, type PrefillCounters } from "./external-load.js";
 import { pickByCost, pickLeastLoaded, score, type PolicyName, type Scored } from "./policy.js";
-import { DEFAULT_PRIOR, EngineTimeModel, type TimeModelOptions } from "./time-model.js";
+import { DEFAULT_PRIOR, EngineTimeModel, type TimeFeatures, type TimeModelOptions } from "./time-model.js";
+
+/** First tokens an engine's own time model needs before its predictions are trusted over the fleet's. */
+const WARM_UP = 16;
 
 const NO_PEER_LOAD: EngineLoad = Object.freeze({ prefillBlocks: 0, prefillTokens: 0, decodeBlocks: 0, decodeRequests: 0, requests: 0 });
 
@@ -58,6 +61,9 @@ export class Scheduler {
   readonly #random: () => number;
   readonly #timeModel: TimeModelOptions;
   readonly #models = new Map<number, EngineTimeModel>();
+  readonly #prefillCounters = new Map<number, PrefillCounters>();
+  /** Every engine's observations together. */
+  readonly #pooled: EngineTimeModel;
   #nextRoundRobin = 0;
 
   constructor(options: SchedulerOptions = {}) {
@@ -66,6 +72,7 @@ export class Scheduler {
     this.temperature = options.temperature ?? 0;
     this.#random = options.random ?? Math.random;
     this.#timeModel = options.timeModel ?? { prior: DEFAULT_PRIOR };
+    this.#pooled = new EngineTimeModel(this.#timeModel);
     if (!(this.overlapWeight >= 0)) throw new RangeError(`overlap weight must be >= 0, got ${this.overlapWeight}`);
     if (!(this.temperature >= 0)) throw new RangeError(`temperature must be >= 0, got ${this.temperature}`);
   }
@@ -83,6 +90,7 @@ export class Scheduler {
     if (report === null) this.#reports.delete(engine);
     // Other replicas' requests are the engine's clients too, but already counted as peer load.
     else this.#reports.set(engine, { report, ownRequests: this.active.load(engine).requests + this.peerLoad(engine).requests });
+    if (report?.prefill) this.#observePrefillCounters(engine, report.prefill);
   }
 
   /** The load other router replicas have booked on the engine, or null when there is none. */
@@ -96,6 +104,33 @@ export class Scheduler {
     return this.#peers.get(engine) ?? NO_PEER_LOAD;
   }
 
+  /**
+   * Where an engine counts its prefills (vLLM's request_prefill_time histogram), the requests between two
+   * reports are one more observation for its time model, every client's included: their mean prefill time,
+   * with no queue (vLLM counts queueing apart), for their mean computed prompt.
+   */
+  #observePrefillCounters(engine: number, now: PrefillCounters): void {
+    const before = this.#prefillCounters.get(engine);
+    this.#prefillCounters.set(engine, now);
+    if (!before) return;
+    const requests = now.requests - before.requests;
+    const computed = now.promptTokens - before.promptTokens - (now.cachedTokens - before.cachedTokens);
+    const seconds = now.seconds - before.seconds;
+    // Counters that went back (an engine restart) or moved too little say nothing.
+    if (!(requests >= 1 && computed > 0 && seconds > 0)) return;
+    // Other replicas' bookings are on the engine too, as in the features routing predicts from.
+    const load = this.active.load(engine);
+    const peer = this.peerLoad(engine);
+    const features: TimeFeatures = {
+      queuedTokens: 0,
+      uncachedTokens: computed / requests,
+      decoding: load.decodeRequests + peer.decodeRequests,
+      decodeBlocks: load.decodeBlocks + peer.decodeBlocks,
+      requests: load.requests + peer.requests,
+    };
+    this.observeTtft(engine, features, (1000 * seconds) / requests);
+  }
+
   /** The engine's latest fresh report, or null. */
   report(engine: number): EngineReport | null {
     return this.#reports.get(engine)?.report ?? null;
@@ -107,7 +142,7 @@ export class Scheduler {
     return reported ? externalLoad(reported.report, reported.ownRequests, promptBlocks) : NO_EXTERNAL_LOAD;
   }
 
-  /** The engine's time model, made from the prior the first time it is asked for. */
+  /** The engine's own time model, made from the prior the first time it is asked for. */
   model(engine: number): EngineTimeModel {
     let model = this.#models.get(engine);
     if (!model) {
@@ -115,6 +150,28 @@ export class Scheduler {
       this.#models.set(engine, model);
     }
     return model;
+  }
+
+  /**
+   * The model the engine's predictions come from: its own once it has seen WARM_UP first tokens, the
+   * fleet's pooled model before. An engine predicted from a prior that is far off might otherwise never be
+   * chosen, and so never learn; the fleet's figures are the better guess for an engine not yet seen.
+   */
+  predictor(engine: number): EngineTimeModel {
+    const own = this.model(engine);
+    return own.observations.ttft >= WARM_UP ? own : this.#pooled;
+  }
+
+  /** A first token came `ttftMs` after a request with features `f` was sent to the engine. */
+  observeTtft(engine: number, f: TimeFeatures, ttftMs: number): void {
+    this.model(engine).observeTtft(f, ttftMs);
+    this.#pooled.observeTtft(f, ttftMs);
+  }
+
+  /** A token came `gapMs` after its previous one on the engine, with D sequences decoding over B blocks. */
+  observeGap(engine: number, decoding: number, decodeBlocks: number, gapMs: number): void {
+    this.model(engine).observeGap(decoding, decodeBlocks, gapMs);
+    this.#pooled.observeGap(decoding, decodeBlocks, gapMs);
   }
 
   /** Chooses an engine for a prompt; null when no engine is available (minus `exclude`). */
@@ -126,7 +183,7 @@ export class Scheduler {
         const load = this.active.snapshot(engine);
         return { engine, overlapBlocks: Math.min(prompt.overlaps[engine] ?? 0, prompt.blocks), load, peer: this.peerLoad(engine), external: this.external(engine, prompt.blocks) };
       }),
-      { policy: this.policy, overlapWeight: this.overlapWeight, promptTokens: prompt.promptTokens, promptBlocks: prompt.blocks, blockSize, model: (e) => this.model(e) },
+      { policy: this.policy, overlapWeight: this.overlapWeight, promptTokens: prompt.promptTokens, promptBlocks: prompt.blocks, blockSize, model: (e) => this.predictor(e) },
     );
     const chosen = scored[this.#pick(scored)]!;
     return { engine: chosen.engine, overlapBlocks: chosen.overlapBlocks, chosen, scored };

@@ -13,8 +13,7 @@
 // about 40% of the H100's 989 dense bf16 TFLOPS, 0.04 ms per token (25,000 tokens/s). A decoding sequence
 // adds its share of the (small-batch, inefficient) matrix products and sampling: 0.03 ms. One sequence
 // decoding at 12k tokens of context then takes 6.6 ms a token, about 150 tokens/s.
-import type { EngineCoreOptions } from "../../mock-engine/core.js";
-import type { TimingModel } from "../../mock-engine/timing.js";
+import type { EngineCoreOptions, TimingModel } from "../../mock-engine/index.js";
 
 export interface EngineSettings {
   /** Tokens per KV block; the router hashes prompts with it too. */

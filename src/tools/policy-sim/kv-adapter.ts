@@ -4,8 +4,8 @@
 //
 // The engine reports each evicted block in a BlockRemoved event of its own, as vLLM does; consecutive
 // ones are merged into one event, which the applier handles exactly as the run of single ones, for less.
-import type { KvEvent } from "../../router/kv-index/kv-events/decode.js";
-import type { SimKvEvent } from "../../mock-engine/kv-events.js";
+import type { KvEvent } from "../../router/kv-index/kv-events/index.js";
+import type { SimKvEvent } from "../../mock-engine/index.js";
 
 export function toKvEvents(events: readonly SimKvEvent[]): KvEvent[] {
   const out: KvEvent[] = [];

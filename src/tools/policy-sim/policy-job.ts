@@ -1,7 +1,7 @@
 // One policy's run as a job with plain-data input and output, the same in this thread or a worker's:
 // it opens the trace, runs the simulation, and writes the policy's results folder when asked.
 import { join } from "node:path";
-import { ResultsFolder } from "../replay/results.js";
+import { ResultsFolder } from "../replay/index.js";
 import { SharedCacheBound, type CacheBound } from "./bound.js";
 import { policyReport, type PolicyReport, type TraceFigures } from "./report.js";
 import { simulatePolicy, type SimulationOptions } from "./run.js";

@@ -1,6 +1,6 @@
 // What `kvroute simulate` reports per policy, in the shape `--json` prints (snake_case, like the
 // OpenAI-style APIs the tool sits beside), made from a policy run.
-import type { LatencySummary } from "../replay/histogram.js";
+import type { LatencySummary } from "../replay/index.js";
 import type { PolicyName } from "../../router/schedule/index.js";
 import type { CacheBound } from "./bound.js";
 import type { PolicyRun } from "./run.js";

@@ -13,19 +13,13 @@
 // prompt recorded for its engine at its arrival instant, with the TTL on the virtual clock.
 import { ApproxCache } from "../../router/kv-index/approx/approx-cache.js";
 import { createBlockHasher, rootSeed } from "../../router/prepare/hashing/index.js";
-import { KvEventApplier } from "../../router/kv-index/kv-events/applier.js";
+import { KvEventApplier } from "../../router/kv-index/kv-events/index.js";
 import { PrefixIndex } from "../../router/kv-index/prefix-index/index.js";
-import type { RequestResult } from "../replay/result.js";
-import { ReplayStats, type ReplaySummary } from "../replay/stats.js";
+import { ReplayStats, type ReplaySummary, type RequestResult } from "../replay/index.js";
 import { DEFAULT_PRIOR, RoutingCore, Scheduler, type Attempt, type PolicyName } from "../../router/schedule/index.js";
 import { RouterError } from "../../router/types.js";
-import type { CoreFinish, CoreOutput } from "../../mock-engine/core.js";
-import { SimRequestError } from "../../mock-engine/core.js";
-import type { SimKvEvent } from "../../mock-engine/kv-events.js";
-import { atSpeed } from "../../mock-engine/timing.js";
-import { Rng } from "../../mock-engine/sampler.js";
-import { createPromptSynthesizer } from "../trace/synthesis.js";
-import type { TraceRecord, TraceSource } from "../trace/types.js";
+import { atSpeed, type CoreFinish, type CoreOutput, Rng, type SimKvEvent, SimRequestError } from "../../mock-engine/index.js";
+import { createPromptSynthesizer, type TraceRecord, type TraceSource } from "../trace/index.js";
 import type { SharedCacheBound } from "./bound.js";
 import { SIM_MODEL, type EngineSettings } from "./engine-settings.js";
 import { EventQueue } from "./event-queue.js";

@@ -2,8 +2,7 @@
 // A step's work is computed when it starts (that is when the engine schedules it), and its outputs and KV
 // events are held until it ends, when the rest of the world sees them.
 import type { BlockHasher } from "../../router/prepare/hashing/index.js";
-import { EngineCore, type CoreOutput } from "../../mock-engine/core.js";
-import type { SimKvEvent } from "../../mock-engine/kv-events.js";
+import { type CoreOutput, EngineCore, type SimKvEvent } from "../../mock-engine/index.js";
 import { coreOptions, type EngineSettings } from "./engine-settings.js";
 
 export class SimEngine {

@@ -1,5 +1,5 @@
 // The side-by-side table `kvroute simulate` prints.
-import { int } from "../replay/format.js";
+import { int } from "../replay/index.js";
 import type { SimulationReport } from "./report.js";
 
 const pct = (v: number | null) => (v === null ? "n/a" : `${(v * 100).toFixed(2)}%`);

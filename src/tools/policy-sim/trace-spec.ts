@@ -1,7 +1,5 @@
 // A trace named by plain data, so a worker thread can open its own pass over it.
-import { openTrace, type OpenTraceOptions } from "../trace/loader.js";
-import type { TraceSource } from "../trace/types.js";
-import { sharedPrefixWorkload, type SharedPrefixOptions } from "../trace/workload.js";
+import { openTrace, type OpenTraceOptions, type SharedPrefixOptions, sharedPrefixWorkload, type TraceSource } from "../trace/index.js";
 
 export type TraceSpec =
   | { file: string; format?: OpenTraceOptions["format"]; blockSize?: number; strict?: boolean }

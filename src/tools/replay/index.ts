@@ -17,3 +17,4 @@ export { completionRequestBody, runReplay, type ReplayOptions, type ReplayRun, t
 export { meetsSlo, parseSlo, ReplayStats, type ErrorSample, type ReplaySummary, type RunInfo, type Slo } from "./stats.js";
 export { apiBase, discoverModel } from "./target.js";
 export { Timeline, type TimelinePoint } from "./timeline.js";
+export { int } from "./format.js";

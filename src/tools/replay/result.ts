@@ -1,7 +1,7 @@
 // The outcome of one replayed request: one line of requests.jsonl, and the input of the statistics.
 // Times are milliseconds from the start of the run, on the run's clock (wall time for a live replay,
 // virtual time for a simulation), so both produce the same records and the same report.
-import type { TraceRecord } from "../trace/types.js";
+import type { TraceRecord } from "../trace/index.js";
 import type { Measurement, RequestErrorKind } from "./request.js";
 
 export interface RequestResult {

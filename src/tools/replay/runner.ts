@@ -2,8 +2,7 @@
 // as a streamed `/v1/completions` request with token-id prompt, and measured.
 import { setTimeout as sleep } from "node:timers/promises";
 import { Agent } from "undici";
-import type { PromptSynthesizer } from "../trace/synthesis.js";
-import type { TraceRecord } from "../trace/types.js";
+import type { PromptSynthesizer, TraceRecord } from "../trace/index.js";
 import { streamCompletion } from "./request.js";
 import { resultOf, type RequestResult } from "./result.js";
 import { authHeaders } from "./target.js";

@@ -1,6 +1,6 @@
 // Aggregates request results into the run's summary: latency percentiles, throughput, goodput, the fleet
 // cache-hit ratio, requests per engine, and all of these over time.
-import type { BadLine, TraceReport } from "../trace/types.js";
+import type { BadLine, TraceReport } from "../trace/index.js";
 import type { StopReason } from "./runner.js";
 import { LatencyHistogram, type LatencySummary } from "./histogram.js";
 import type { RequestErrorKind } from "./request.js";

@@ -59,7 +59,7 @@ function setup(scripts: Script[], fallback: "router" | "none" = "router") {
   const retries: number[] = [];
   const run = (controller = new AbortController()): AsyncGenerator<GenerationEvent> => {
     const send = (a: Attempt) => sendAttempt(core, a, { name: `e${a.engine}`, engine: engines[a.engine]! }, job, controller.signal);
-    return withRetry(core, core.decide(prompt)!, prompt, send, controller.signal, (failed) => retries.push(failed.engine));
+    return withRetry(core, () => core.decide(prompt), prompt, send, controller.signal, (failed) => retries.push(failed.engine));
   };
   const load = () => scripts.reduce((sum, _, e) => {
     const l = scheduler.active.load(e);
@@ -113,6 +113,33 @@ describe("retry", () => {
     expect(await collect(t.run())).toEqual([{ type: "error", code: "invalid_request", message: "engine e: invalid_request" }]);
     expect(t.engines[1]!.sent).toHaveLength(0);
     expect(t.load()).toBe(0);
+  });
+
+  it("is decided and booked on first read, so concurrent requests see each other's load", async () => {
+    // Engines that stay silent until aborted: the two requests are both in prefill, with nothing learned.
+    const t = setup([untilAborted(0), untilAborted(0), untilAborted(0)]);
+    // Prompts that no engine holds: with every engine idle and alike, the first goes to engine 0; once it
+    // is booked there, the second must see that load and go elsewhere.
+    const cold: RoutablePrompt = { promptTokens: 64, blocks: 4, overlaps: [0, 0, 0] };
+    const controller = new AbortController();
+    const run = (): AsyncGenerator<GenerationEvent> => {
+      const send = (a: Attempt) => sendAttempt(t.core, a, { name: `e${a.engine}`, engine: t.engines[a.engine]! }, job, controller.signal);
+      return withRetry(t.core, () => t.core.decide(cold), cold, send, controller.signal, () => undefined);
+    };
+    const first = run();
+    const second = run();
+    const pending = [first.next(), second.next()];
+    expect(t.engines.map((e) => e.sent.length)).toEqual([1, 1, 0]);
+    expect([0, 1, 2].map((e) => t.core.scheduler.active.load(e).requests)).toEqual([1, 1, 0]);
+    controller.abort();
+    await Promise.all(pending);
+    expect(t.load()).toBe(0);
+  });
+
+  it("answers no_engine_available when no engine is up when it is first read", async () => {
+    const t = setup([answers(finish(0))]);
+    t.core.scheduler.setAvailable(0, false);
+    expect(await collect(t.run())).toEqual([{ type: "error", code: "no_engine_available", message: "no engine is available: none is connected and healthy" }]);
   });
 
   it("answers engine_unavailable when no other engine is left to retry on", async () => {

@@ -62,7 +62,7 @@ describe("HttpEngine", () => {
     await until("up", () => w.ups.length === 1);
     expect(w.ups[0]).toEqual({ software: "vllm (HTTP)", model: MODEL, blockSize: 16, maxModelLen: 4096, numBlocks: 1024, kvEvents: null, ranks: { start: 0, size: 1 } });
     await until("a load report", () => w.loads.length > 0);
-    expect(w.loads[0]).toEqual({ running: 0, waiting: 0, kvCacheUsage: 0, numBlocks: 1024 });
+    expect(w.loads[0]).toMatchObject({ running: 0, waiting: 0, kvCacheUsage: 0, numBlocks: 1024, prefill: { requests: 0, seconds: 0 } });
     const withKv = watch(s.url, { kvEndpoint: "tcp://127.0.0.1:5557", replayEndpoint: "tcp://127.0.0.1:5558" });
     await until("up", () => withKv.ups.length === 1);
     expect(withKv.ups[0]!.kvEvents).toEqual({ endpoint: "tcp://127.0.0.1:5557", replayEndpoint: "tcp://127.0.0.1:5558", topic: "" });

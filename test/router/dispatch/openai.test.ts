@@ -2,6 +2,7 @@
 // the cached-tokens rule, error bodies, /v1/models and /metrics.
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { metricsText } from "../../../src/mock-engine/openai-api.js";
 import { completionBody } from "../../../src/router/dispatch/openai/body.js";
 import { parseMetrics, readEngineMetrics } from "../../../src/router/dispatch/openai/metrics-text.js";
 import { parseModels } from "../../../src/router/dispatch/openai/models.js";
@@ -140,20 +141,54 @@ sglang:max_total_num_tokens{model_name="m"} 160000
 
 describe("/metrics", () => {
   it("reads vLLM's gauges, summing data-parallel engines, and its configured block size and capacity", () => {
-    expect(readEngineMetrics(VLLM_DP2, 16)).toEqual({ report: { running: 5, waiting: 1, kvCacheUsage: 0.375, numBlocks: 2000 }, blockSize: 16 });
+    expect(readEngineMetrics(VLLM_DP2, 16)).toEqual({ report: { running: 5, waiting: 1, kvCacheUsage: 0.375, numBlocks: 2000, prefill: null }, blockSize: 16 });
     // Older vLLM named the usage gauge gpu_cache_usage_perc.
     const older = VLLM_DP2.replaceAll("kv_cache_usage_perc", "gpu_cache_usage_perc");
     expect(readEngineMetrics(older, 16).report?.kvCacheUsage).toBe(0.375);
   });
 
   it("reads SGLang's gauges, its token capacity in blocks", () => {
-    expect(readEngineMetrics(SGLANG, 16)).toEqual({ report: { running: 7, waiting: 2, kvCacheUsage: 0.3, numBlocks: 10000 }, blockSize: null });
+    expect(readEngineMetrics(SGLANG, 16)).toEqual({ report: { running: 7, waiting: 2, kvCacheUsage: 0.3, numBlocks: 10000, prefill: null }, blockSize: null });
+  });
+
+  it("reads vLLM's prefill time histogram with the prompt tokens and prefix-cache hits, summed over ranks", () => {
+    const text = `${VLLM_DP2}vllm:request_prefill_time_seconds_bucket{engine="0",le="+Inf",model_name="m"} 10
+vllm:request_prefill_time_seconds_sum{engine="0",model_name="m"} 4.5
+vllm:request_prefill_time_seconds_count{engine="0",model_name="m"} 10
+vllm:request_prefill_time_seconds_sum{engine="1",model_name="m"} 0.5
+vllm:request_prefill_time_seconds_count{engine="1",model_name="m"} 2
+vllm:prompt_tokens_total{engine="0",model_name="m"} 120000
+vllm:prompt_tokens_total{engine="1",model_name="m"} 8000
+vllm:prefix_cache_hits_total{engine="0",model_name="m"} 20000
+`;
+    expect(readEngineMetrics(text, 16).report?.prefill).toEqual({ seconds: 5, requests: 12, promptTokens: 128_000, cachedTokens: 20_000 });
+  });
+
+  it("reads back what the simulated engine serves as vLLM's metrics", () => {
+    const text = metricsText({
+      model: "m",
+      blockSize: 16,
+      numBlocks: 100,
+      running: 2,
+      waiting: 1,
+      blocksUsed: 50,
+      promptTokens: 9000,
+      generationTokens: 10,
+      cachedTokens: 1000,
+      prefillRequests: 3,
+      prefillSeconds: 0.75,
+      finished: { stop: 0, length: 1, abort: 0 },
+    });
+    expect(readEngineMetrics(text, 16)).toEqual({
+      report: { running: 2, waiting: 1, kvCacheUsage: 0.5, numBlocks: 100, prefill: { seconds: 0.75, requests: 3, promptTokens: 9000, cachedTokens: 1000 } },
+      blockSize: 16,
+    });
   });
 
   it("reports nothing for metrics of another server, and skips malformed lines", () => {
     expect(readEngineMetrics("process_cpu_seconds_total 12\n", 16)).toEqual({ report: null, blockSize: null });
     const text = `vllm:num_requests_running{engine="0"} NaN\nvllm:num_requests_running{engine="0" 4\nvllm:num_requests_running{engine="0"} 2\nvllm:num_requests_waiting 1 1700000000000\n`;
-    expect(readEngineMetrics(text, 16).report).toEqual({ running: 2, waiting: 1, kvCacheUsage: null, numBlocks: null });
+    expect(readEngineMetrics(text, 16).report).toEqual({ running: 2, waiting: 1, kvCacheUsage: null, numBlocks: null, prefill: null });
   });
 
   it("property: any sample written in the exposition format is read back with its labels and value", () => {

@@ -32,6 +32,32 @@ it("prepares a chat with a repeated system prompt to the ids the tokenizer gives
   }
 }, 30_000);
 
+it("prepares many prompts sent at once, each to its own ids (they leave in batches)", async () => {
+  const tokenizer = await loadTokenizer(undefined, { cacheBytes: 0 });
+  const seed = rootSeed({ model: "m" });
+  const chats = Array.from({ length: 60 }, (_, i) => [
+    { role: "system", content: `You answer questions about routing, variant ${i % 3}.` },
+    { role: "user", content: `Question ${i}: which engine holds block ${i * 7}?` },
+  ]);
+  const ids = Array.from({ length: 40 }, (_, i) => Uint32Array.from({ length: 40 + i }, (_, j) => (i * 31 + j) % 1000));
+  const chatResults = chats.map((messages) => pool.runInPool({ kind: "chat", messages, templateKwargs: {} }, 16, seed));
+  const idResults = ids.map((tokens) => pool.runInPool({ kind: "tokens", tokens: tokens.slice() }, 16, seed));
+  const bad = pool.runInPool({ kind: "tokens", tokens: Uint32Array.of(1, 2, 4_000_000_000) }, 16, seed);
+  for (const [i, result] of (await Promise.all(chatResults)).entries()) {
+    expect(result.ok).toBe(true);
+    if (result.ok) expect(Array.from(result.tokens)).toEqual(Array.from(tokenizer.encodeChat(chats[i]!)));
+  }
+  for (const [i, result] of (await Promise.all(idResults)).entries()) {
+    expect(result.ok).toBe(true);
+    if (result.ok) {
+      expect(Array.from(result.tokens)).toEqual(Array.from(ids[i]!));
+      expect(result.blocks).toBe(Math.floor(ids[i]!.length / 16));
+    }
+  }
+  // A bad prompt in the middle of a batch is refused on its own, with the reason.
+  expect(await bad).toMatchObject({ ok: false, code: "invalid_token_id", message: expect.stringContaining("position 2") });
+}, 30_000);
+
 it("refuses a negative cache size", async () => {
   await expect(PreparePool.start({ tokenizerDir: null, index: PrefixIndex.create({ capacity: 1024, maxEngines: 8 }).shared, threads: 1, tokenizeCacheMb: -1 })).rejects.toThrow(/0 or more MiB/);
 });

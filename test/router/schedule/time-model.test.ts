@@ -119,7 +119,7 @@ describe("the kv policy", () => {
         const prompt = { promptTokens: 512 * 16, blocks: 512, overlaps: [overlap, 0] };
         const d = s.decide(prompt, 16)!;
         const [e0, e1] = d.scored;
-        expect(e0!.cost).toBeCloseTo(e0!.predictedTtftMs + s.model(0).prefillTime(e0!.features), 6);
+        expect(e0!.cost).toBeCloseTo(e0!.predictedTtftMs + s.predictor(0).prefillTime(e0!.features), 6);
         expect(d.engine).toBe(e0!.cost <= e1!.cost ? 0 : 1);
         // The cache wins when nothing else is in the way, and loses to a long enough queue.
         if (queued === 0 && decoding === 0 && overlap > 0) expect(d.engine).toBe(0);
@@ -139,6 +139,29 @@ describe("the kv policy", () => {
     // Even with the fast engine somewhat busier, the slow one is worse.
     s.active.book(0, 3000, 188, 16);
     expect(s.decide(prompt, 16)!.engine).toBe(0);
+  });
+});
+
+describe("an engine not yet seen", () => {
+  it("is predicted from the fleet's pooled figures, not the prior, so it gets work and learns", () => {
+    // Engines far faster than the prior. Engine 0 has answered many requests; engine 1 none.
+    const s = new Scheduler({ random: () => 0 });
+    s.setAvailable(0, true);
+    s.setAvailable(1, true);
+    const random = lcg(21);
+    const { ttft } = truth(FAST);
+    for (let i = 0; i < 100; i++) {
+      const f = features(random);
+      s.observeTtft(0, f, ttft(f));
+    }
+    const cold = { promptTokens: 8000, blocks: 500, overlaps: [0, 0] };
+    const f = { queuedTokens: 0, uncachedTokens: 8000, decoding: 0, decodeBlocks: 0, requests: 0 };
+    // Its own model is still the prior; what it is predicted from is the fleet's, which engine 0 taught.
+    expect(s.model(1).ttft(f)).toBeGreaterThan(1.5 * s.predictor(1).ttft(f));
+    expect(s.predictor(1).ttft(f)).toBeCloseTo(s.predictor(0).ttft(f), 0);
+    // So with engine 0 busy, the cold prompt goes to engine 1.
+    s.active.book(0, 4000, 250, 16);
+    expect(s.decide(cold, 16)!.engine).toBe(1);
   });
 });
 
@@ -164,5 +187,30 @@ describe("the robust fit", () => {
     expect(fit.count).toBe(0);
     expect(() => new RobustFit({ prior: [1, 2], priorVariance: [1] })).toThrow(RangeError);
     expect(() => new RobustFit({ prior: [1], priorVariance: [0] })).toThrow(RangeError);
+  });
+});
+
+describe("an engine's own prefill figures", () => {
+  it("teach its time model: reports of vLLM's prefill time move the prefill rate to what the engine measured", () => {
+    const s = new Scheduler({ random: () => 0 });
+    s.setAvailable(0, true);
+    const report = (k: number) => ({
+      running: 0,
+      waiting: 0,
+      kvCacheUsage: null,
+      numBlocks: null,
+      // Each report: 10 more requests, 100,000 prompt tokens of which 20,000 cached, at 0.08 ms a token and
+      // a 10 ms fixed part per request.
+      prefill: { seconds: k * (10 * 0.01 + 80_000 * 0.00008), requests: 10 * k, promptTokens: 100_000 * k, cachedTokens: 20_000 * k },
+    });
+    const before = s.predictor(0).timing.prefillMsPerToken;
+    for (let k = 1; k <= 200; k++) s.setReport(0, report(k));
+    expect(s.model(0).observations.ttft).toBe(199);
+    expect(before).toBeCloseTo(DEFAULT_PRIOR.prefillMsPerToken, 6);
+    expect(s.predictor(0).timing.prefillMsPerToken / 0.08).toBeGreaterThan(0.9);
+    expect(s.predictor(0).timing.prefillMsPerToken / 0.08).toBeLessThan(1.1);
+    // A counter that goes back (the engine restarted) is not an observation.
+    s.setReport(0, report(1));
+    expect(s.model(0).observations.ttft).toBe(199);
   });
 });

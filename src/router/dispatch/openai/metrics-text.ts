@@ -60,7 +60,13 @@ const WAITING = ["vllm:num_requests_waiting", "sglang:num_queue_reqs"];
 const USAGE = ["vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc", "sglang:token_usage"];
 const CACHE_INFO = "vllm:cache_config_info";
 const SGLANG_TOKENS = "sglang:max_total_num_tokens";
-const NAMES = new Set([...RUNNING, ...WAITING, ...USAGE, CACHE_INFO, SGLANG_TOKENS]);
+// vLLM's prefill time: a request's time from its scheduling to its first token, as a histogram (its sum and
+// count are enough for a mean), beside the prompt tokens it counted and those its prefix cache served.
+const PREFILL_SUM = "vllm:request_prefill_time_seconds_sum";
+const PREFILL_COUNT = "vllm:request_prefill_time_seconds_count";
+const PROMPT_TOKENS = "vllm:prompt_tokens_total";
+const CACHE_HITS = "vllm:prefix_cache_hits_total";
+const NAMES = new Set([...RUNNING, ...WAITING, ...USAGE, CACHE_INFO, SGLANG_TOKENS, PREFILL_SUM, PREFILL_COUNT, PROMPT_TOKENS, CACHE_HITS]);
 
 export interface MetricsReading {
   /** Null when the text has neither vLLM's nor SGLang's request gauges. */
@@ -87,12 +93,19 @@ export function readEngineMetrics(text: string, blockSize: number): MetricsReadi
     const tokens = m.get(SGLANG_TOKENS);
     if (tokens && tokens.length > 0) numBlocks = Math.floor(sum(tokens) / blockSize);
   }
+  const prefillSum = m.get(PREFILL_SUM);
+  const prefillCount = m.get(PREFILL_COUNT);
+  const promptTokens = m.get(PROMPT_TOKENS);
   return {
     report: {
       running: sum(running),
       waiting: sum(waiting),
       kvCacheUsage: usage === null ? null : Math.min(1, Math.max(0, sum(usage) / usage.length)),
       numBlocks: numBlocks !== null && numBlocks > 0 ? numBlocks : null,
+      prefill:
+        prefillSum && prefillCount && promptTokens
+          ? { seconds: sum(prefillSum), requests: sum(prefillCount), promptTokens: sum(promptTokens), cachedTokens: sum(m.get(CACHE_HITS) ?? []) }
+          : null,
     },
     blockSize: configured,
   };

@@ -10,8 +10,7 @@
 // engines in approximate mode, from new predictions).
 
 import { Worker } from "node:worker_threads";
-import type { PrefixIndexShared } from "../prefix-index/index.js";
-import { DEFAULT_MAX_ENGINES, checkOptions } from "../prefix-index/layout.js";
+import { checkOptions, DEFAULT_MAX_ENGINES, type PrefixIndexShared } from "../prefix-index/index.js";
 import { distFile } from "../../../util/package-root.js";
 import type { IngestOptions, KvEngineConfig, KvNotice } from "./ingest.js";
 import type { ApproxBatch, ThreadData, ThreadNote, ThreadReply, ThreadRequest, ThreadStats } from "./thread-main.js";
