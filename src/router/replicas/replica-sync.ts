@@ -15,7 +15,7 @@
 import { hostname } from "node:os";
 import type { Logger } from "pino";
 import type { EngineHandle } from "../dispatch/fleet.js";
-import type { ReplicaTelemetry } from "../metrics/replica-metrics.js";
+import type { ReplicaTelemetry } from "../metrics/index.js";
 import type { EngineLoad } from "../schedule/index.js";
 import type { ReplicationReport } from "../types.js";
 import { BookingDeltas } from "./booking-deltas.js";

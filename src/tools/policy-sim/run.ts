@@ -11,7 +11,7 @@
 // With kvEvents "none" the engines' KV events are dropped, as from engines that publish none: the index is
 // fed by approximate mode instead (ApproxCache, as the router's KV-event thread runs it), each dispatched
 // prompt recorded for its engine at its arrival instant, with the TTL on the virtual clock.
-import { ApproxCache } from "../../router/kv-index/approx/approx-cache.js";
+import { ApproxCache } from "../../router/kv-index/approx/index.js";
 import { createBlockHasher, rootSeed } from "../../router/prepare/hashing/index.js";
 import { KvEventApplier } from "../../router/kv-index/kv-events/index.js";
 import { PrefixIndex } from "../../router/kv-index/prefix-index/index.js";

@@ -5,7 +5,7 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { createBlockHasher } from "../../prepare/hashing/index.js";
 import { PrefixIndex, type PrefixIndexShared } from "../prefix-index/index.js";
-import { ApproxCache, type ApproxCounters, type ApproxEngineStats } from "../approx/approx-cache.js";
+import { ApproxCache, type ApproxCounters, type ApproxEngineStats } from "../approx/index.js";
 import { KvEventIngest, type IngestOptions, type KvEngineConfig, type KvEventStats, type KvNotice } from "./ingest.js";
 
 export interface ThreadData {
