@@ -7,6 +7,7 @@ import { stderrLog, type LogFn } from "../engine-protocol/index.js";
 import { SimRequestError, type CoreFinish, type CoreOutput, type EngineCore } from "./core.js";
 import { ApiError, chunkBody, completionBody, errorBody, metricsText, modelsBody, parseCompletion, usageBody, usageChunkBody, type CompletionCall, type CompletionMeta } from "./openai-api.js";
 import { EngineRuntime, type RoutedOutput, type RuntimeOptions } from "./runtime.js";
+import { listen, type BoundAddress } from "./listen.js";
 import { DEFAULT_MODEL } from "./server.js";
 
 export interface HttpSimulatorOptions extends RuntimeOptions {
@@ -76,22 +77,15 @@ class HttpSimulator implements HttpSimulatorHandle {
     const server = createServer((req, res) => void this.handle(req, res));
     server.keepAliveTimeout = 60_000;
     this.server = server;
+    let bound: BoundAddress;
     try {
-      await new Promise<void>((resolve, reject) => {
-        server.once("error", reject);
-        server.listen(o.port ?? 0, o.host ?? "127.0.0.1", () => {
-          server.off("error", reject);
-          resolve();
-        });
-      });
+      bound = await listen(server, o.host ?? "127.0.0.1", o.port ?? 0);
     } catch (error) {
       await this.runtime.close();
-      throw new Error(`cannot listen on ${o.host ?? "127.0.0.1"}:${o.port ?? 0}: ${(error as Error).message}`);
+      throw error;
     }
-    const address = server.address();
-    if (address === null || typeof address === "string") throw new Error("the simulator's server has no TCP address");
-    this.host = address.address;
-    this.port = address.port;
+    this.host = bound.host;
+    this.port = bound.port;
     this.url = `http://${this.host.includes(":") ? `[${this.host}]` : this.host}:${this.port}`;
   }
 

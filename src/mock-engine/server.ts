@@ -4,6 +4,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import { type ConnectionCounters, DEFAULT_MAX_FRAME_BYTES, EngineSideConnection, ErrorCode, type GenerateCommand, type KvTransferParams, type LogFn, PROTOCOL_VERSION, stderrLog, type Welcome } from "../engine-protocol/index.js";
 import { SimRequestError, type EngineCore, type EngineCoreMetrics } from "./core.js";
 import { EngineRuntime, type RoutedOutput, type RuntimeOptions } from "./runtime.js";
+import { listen, type BoundAddress } from "./listen.js";
 
 export const SIMULATOR_VERSION = "kvroute-sim 0.1.0";
 
@@ -85,22 +86,15 @@ class Simulator implements SimulatorHandle {
     this.runtime = await EngineRuntime.start<Route>(o, this.log, (outputs) => this.deliver(outputs));
     const server = createServer((socket) => this.accept(socket));
     this.server = server;
+    let bound: BoundAddress;
     try {
-      await new Promise<void>((resolve, reject) => {
-        server.once("error", reject);
-        server.listen(o.port ?? 0, o.host ?? "127.0.0.1", () => {
-          server.off("error", reject);
-          resolve();
-        });
-      });
+      bound = await listen(server, o.host ?? "127.0.0.1", o.port ?? 0);
     } catch (error) {
       await this.runtime.close();
-      throw new Error(`cannot listen on ${o.host ?? "127.0.0.1"}:${o.port ?? 0}: ${(error as Error).message}`);
+      throw error;
     }
-    const address = server.address();
-    if (address === null || typeof address === "string") throw new Error("the simulator's server has no TCP address");
-    this.host = address.address;
-    this.port = address.port;
+    this.host = bound.host;
+    this.port = bound.port;
     const shownHost = this.host.includes(":") ? `[${this.host}]` : this.host;
     this.url = `tcp://${shownHost}:${this.port}`;
     const c = this.core.options;
