@@ -13,10 +13,10 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { connect, createServer } from "node:net";
 import { startSimulatorThread } from "../src/mock-engine/index.js";
-import type { ReplaySummary } from "../src/tools/replay/stats.js";
+import type { ReplaySummary } from "../src/tools/replay/index.js";
 import { distFile } from "../src/util/package-root.js";
+import { freePort, listening } from "./lib/net.js";
 import { fixed, machineLine, printTable } from "./lib/report.js";
 
 const TRACE = process.env.BENCH_TRACE;
@@ -30,34 +30,6 @@ type Mode = "events" | "approx";
 interface Setup {
   routers: 1 | 2;
   nats: boolean;
-}
-
-/** A port nothing listens on now, from the kernel. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/** Resolves once something accepts connections on the port (bounded: 10 s). */
-async function listening(port: number): Promise<void> {
-  for (const deadline = Date.now() + 10_000; ; ) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const socket = connect({ host: "127.0.0.1", port }, () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.once("error", () => resolve(false));
-    });
-    if (ok) return;
-    if (Date.now() > deadline) throw new Error(`nothing listens on port ${port} after 10 s`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 async function router(engines: string[], mode: Mode, nats: string | null): Promise<{ url: string; child: ChildProcess }> {
