@@ -37,6 +37,29 @@ describe("peer load in the scheduler", () => {
     expect(shared.decide(routable(64, [64, 0]), 16)!.scored[0]!.features.queuedTokens).toBe(0);
   });
 
+  it("counts it in the features an engine's prefill reports teach the time model, as the router's own bookings", () => {
+    const own = new Scheduler({ random: () => 0 });
+    const shared = new Scheduler({ random: () => 0 });
+    const alone = new Scheduler({ random: () => 0 });
+    for (const s of [own, shared, alone]) s.setAvailable(0, true);
+    // Sequences decoding on the engine throughout: booked here, by a peer, or (alone) not at all.
+    for (let i = 0; i < 8; i++) own.active.book(0, 4096, 0, 16).started();
+    shared.setPeerLoad(0, own.active.snapshot(0));
+    const report = (k: number) => ({
+      running: 8,
+      waiting: 0,
+      kvCacheUsage: null,
+      numBlocks: null,
+      prefill: { seconds: k * (10 * 0.01 + 80_000 * 0.00008), requests: 10 * k, promptTokens: 100_000 * k, cachedTokens: 20_000 * k },
+    });
+    for (let k = 1; k <= 50; k++) for (const s of [own, shared, alone]) s.setReport(0, report(k));
+    const features = { queuedTokens: 0, uncachedTokens: 4096, decoding: 8, decodeBlocks: 2048, requests: 8 };
+    expect(shared.model(0).observations.ttft).toBe(49);
+    expect(shared.model(0).ttft(features)).toBeCloseTo(own.model(0).ttft(features), 9);
+    // The control: learned without that load, the model differs, so the equality above says something.
+    expect(Math.abs(alone.model(0).ttft(features) - own.model(0).ttft(features))).toBeGreaterThan(1e-6);
+  });
+
   it("counts peers' requests in least-loaded's tie-break", () => {
     const s = new Scheduler({ policy: "least-loaded", random: () => 0 });
     for (const e of [0, 1]) s.setAvailable(e, true);
