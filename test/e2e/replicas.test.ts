@@ -179,6 +179,27 @@ describe.skipIf(missing !== null)("router replicas through NATS", () => {
     await s.abort();
   }, 45_000);
 
+  it("lets a replica that joins late learn the others' bookings by asking for them", async () => {
+    const s = stream(b.url, prompt(1024, 8), 400);
+    const busy = await until("B's own booking", async () => (await route(b.url, prompt(16, 999))).engines.find((e) => e.active_blocks > 0 && e.peer_blocks === 0));
+    const hellosBefore = metric(await metrics(b.url), "kvroute_replica_messages_total", { direction: "in", kind: "hello" });
+    const c = await startRouterProcess([...engines.flatMap((e, i) => ["--engine", `${e.url},name=e${i}`]), "--nats", nats.url, "--replica-expiry", String(EXPIRY_S), "--policy", "kv-blocks", "--workers", "1"]);
+    try {
+      // C booked nothing: what it sees on the engine is its peers' bookings, B's stream among them.
+      const seen = await until("B's load on C", async () => {
+        const e = on(await route(c.url, prompt(16, 999)), busy.engine);
+        return e.peer_blocks > 0 ? e : undefined;
+      });
+      expect(seen.active_blocks).toBe(seen.peer_blocks);
+      expect(seen.peer_blocks).toBeGreaterThanOrEqual(1024 / 16);
+      expect(metric(await metrics(b.url), "kvroute_replica_messages_total", { direction: "in", kind: "hello" })).toBeGreaterThan(hellosBefore);
+      expect((await health(c.url)).replication.peers.map((p) => p.replica)).toContain((await health(b.url)).replication.replica);
+    } finally {
+      await c.stop();
+      await s.abort();
+    }
+  }, 45_000);
+
   it("drops a killed replica's load within the expiry", async () => {
     stream(a.url, prompt(1024, 7), 400);
     const { engine } = await bookedOnA(a.url);
