@@ -1,6 +1,7 @@
 // Router replicas sharing load and approximate-mode predictions through NATS, every part a real process on
 // 127.0.0.1: Debian's nats-server, two `kvroute sim` engines that publish no KV events (so they are routed in
-// approximate mode), and two `kvroute serve --nats` replicas, A and B, in front of both.
+// approximate mode), and two `kvroute serve --nats` replicas, A and B, in front of both (a third, C, joins late in
+// one test).
 import { connect, type NatsConnection } from "nats";
 import { Packr } from "msgpackr";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
