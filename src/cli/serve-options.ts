@@ -11,11 +11,12 @@ export const SERVE_USAGE = `usage: kvroute serve [options]
 The OpenAI-compatible router. With no --engine it starts simulated engines itself (see --sim).
 
 engines:
-  --engine URL[,kv=URL][,replay=URL][,name=NAME][,role=ROLE]
+  --engine URL[,kv=URL|none][,replay=URL][,name=NAME][,role=ROLE]
                                an engine, repeated for each one: tcp://HOST:PORT speaks kvroute's engine
                                protocol (the vLLM worker in python/); http://HOST:PORT is an OpenAI-compatible
                                server (\`vllm serve\`, SGLang). kv= is its KV-event publisher (tcp://HOST:PORT;
-                               an HTTP engine without it is routed by load alone), replay= its replay
+                               none: do not follow its events); an engine without events is routed in
+                               approximate mode (see --approx-ttl). replay= is the publisher's replay
                                endpoint; name= names it in headers and metrics; role= is prefill, decode or
                                both (default): with prefill and decode engines, prompts are prefilled on a
                                prefill engine and decoded on a decode engine after a KV transfer
@@ -70,6 +71,17 @@ preparation:
   --inline-max-tokens N        token-id prompts up to N tokens are prepared on the main thread
                                (default ${DEFAULT_INLINE_MAX_TOKENS})
   --index-capacity N           prefix-index entries (blocks) kept across the fleet (default 1048576)
+  --approx-ttl S               approximate mode, for engines without KV events: a prompt sent to one is
+                               taken as cached there for S seconds after it was last sent, up to the
+                               engine's KV capacity (default 120; 0: route such engines by load alone)
+
+replicas (several routers behind one load balancer, sharing load through NATS):
+  --nats URL                   nats://HOST:PORT (comma-separated for a cluster): share this router's booked
+                               load, approximate-mode predictions and view of engine health with the other
+                               replicas on the same subject, and count theirs (default: a single router)
+  --nats-subject SUBJECT       the subject the replicas of one fleet share (default kvroute.replicas)
+  --replica-expiry S           a replica not heard from for S seconds (killed, cut off) has its load
+                               dropped (default 3; replicas send their whole state every S/3 seconds)
 
   --log-level LEVEL            fatal, error, warn, info (default: one line per request), debug
   -h, --help                   this help`;
@@ -114,6 +126,10 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
       "tokenize-cache-mb": { type: "string" },
       "inline-max-tokens": { type: "string" },
       "index-capacity": { type: "string" },
+      "approx-ttl": { type: "string" },
+      nats: { type: "string" },
+      "nats-subject": { type: "string" },
+      "replica-expiry": { type: "string" },
       "log-level": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
@@ -162,6 +178,10 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     tokenizeCacheMb: num("tokenize-cache-mb", values["tokenize-cache-mb"], DEFAULT_TOKENIZE_CACHE_MB, 0, 1 << 20),
     inlineMaxTokens: int("inline-max-tokens", values["inline-max-tokens"], DEFAULT_INLINE_MAX_TOKENS, 0, 1 << 30),
     indexCapacity: int("index-capacity", values["index-capacity"], 1 << 20, 1024, 1 << 28),
+    approxTtlMs: Math.ceil(1000 * num("approx-ttl", values["approx-ttl"], 120, 0, 86_400)),
+    nats: values.nats === undefined ? null : natsUrl(values.nats),
+    natsSubject: natsSubject(values["nats-subject"] ?? "kvroute.replicas"),
+    replicaExpiryMs: Math.round(1000 * num("replica-expiry", values["replica-expiry"], 3, 0.1, 3600)),
     logLevel,
   };
 }
@@ -172,4 +192,20 @@ function num(name: string, value: string | undefined, fallback: number, min: num
 
 function int(name: string, value: string | undefined, fallback: number, min: number, max: number): number {
   return numberOption(name, value, { integer: true, min, max }) ?? fallback;
+}
+
+const NATS_URL = /^(nats|tls):\/\/([^:/\s,]+|\[[0-9a-fA-F:]+\]):(\d{1,5})$/;
+
+function natsUrl(text: string): string {
+  for (const url of text.split(",")) {
+    const m = NATS_URL.exec(url);
+    if (!m || Number(m[3]) < 1 || Number(m[3]) > 65535) throw new Error(`--nats must be nats://HOST:PORT (comma-separated for several servers), got ${JSON.stringify(url)}`);
+  }
+  return text;
+}
+
+/** A NATS subject without wildcards: dot-separated tokens. */
+function natsSubject(text: string): string {
+  if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(text)) throw new Error(`--nats-subject must be dot-separated tokens of letters, digits, _ and - (no wildcards), got ${JSON.stringify(text)}`);
+  return text;
 }

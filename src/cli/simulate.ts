@@ -4,7 +4,7 @@ import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { int } from "../tools/replay/index.js";
 import { POLICIES, type PolicyName } from "../router/schedule/index.js";
-import { type EngineSettings, H100_8B, type JobProgress, reportTable, simulate, type SimulateOptions, type SimulationReport, sweepTable, type TraceSpec } from "../tools/policy-sim/index.js";
+import { DEFAULT_APPROX_TTL_MS, type EngineSettings, H100_8B, type JobProgress, KV_EVENTS_MODES, type KvEventsMode, reportTable, simulate, type SimulateOptions, type SimulationReport, sweepTable, type TraceSpec } from "../tools/policy-sim/index.js";
 import { parseWorkloadSpec } from "../tools/trace/index.js";
 import { numberOption, UsageError, type NumberRule } from "./usage.js";
 
@@ -46,6 +46,11 @@ routing:
   --temperature T              kv, kv-blocks: 0 (default) takes the cheapest engine; above 0 samples
   --kv-event-delay-ms X        a step's KV events reach the index X ms after the step ends (default 0:
                                as it ends)
+  --kv-events events|none      events (default): the index follows the engines' KV events; none: the
+                               engines publish none, and the router predicts their caches from its own
+                               decisions (approximate mode, as \`kvroute serve\` does for such engines)
+  --approx-ttl S               approximate mode: a prediction is believed S seconds of virtual time
+                               after it was last made (default 120)
   --seed N                     seeds the random policy, tie-breaks and the engines' outputs (default 0)
 
 engines (defaults: one H100 SXM 80 GB serving an 8B model in bf16, e.g. Llama 3.1 8B):
@@ -91,6 +96,8 @@ const OPTIONS = {
   "overlap-weight": { type: "string" },
   temperature: { type: "string" },
   "kv-event-delay-ms": { type: "string" },
+  "kv-events": { type: "string" },
+  "approx-ttl": { type: "string" },
   seed: { type: "string" },
   blocks: { type: "string" },
   "engine-block-size": { type: "string" },
@@ -227,9 +234,9 @@ export async function simulateCommand(argv: string[], io: Io = { stdout: process
   }
 }
 
-/** Options a sweep may vary: the numeric ones. */
+/** Options a sweep may vary: the numeric ones, and where the index's knowledge comes from. */
 const SWEEPABLE = [
-  "speedup", "engines", "overlap-weight", "temperature", "kv-event-delay-ms", "seed", "blocks", "engine-block-size", "max-num-seqs",
+  "speedup", "engines", "overlap-weight", "temperature", "kv-event-delay-ms", "kv-events", "approx-ttl", "seed", "blocks", "engine-block-size", "max-num-seqs",
   "max-num-batched-tokens", "max-model-len", "step-overhead-ms", "prefill-ms-per-token", "decode-ms-per-seq", "ms-per-kv-block", "max-requests",
   "prefill-engines", "decode-engines", "disagg-min-prefill-tokens", "kv-transfer-gbps",
 ] as const;
@@ -277,6 +284,8 @@ function planRun(v: Values, io: Io): { spec: TraceSpec; options: SimulateOptions
     throw new UsageError(`--engines ${v.engines} disagrees with the ${speeds.length} speeds of --engine-speeds`);
   }
   const maxRequests = v["max-requests"] === undefined ? undefined : num(v, "max-requests", 0, { integer: true, min: 1 });
+  const kvEvents = v["kv-events"] ?? "events";
+  if (!KV_EVENTS_MODES.includes(kvEvents as KvEventsMode)) throw new UsageError(`--kv-events must be one of ${KV_EVENTS_MODES.join(", ")}, got ${JSON.stringify(kvEvents)}`);
   const jobs = num(v, "jobs", Math.min(chosen.length, availableParallelism()), { integer: true, min: 1, max: 64 });
   return {
     spec,
@@ -290,6 +299,8 @@ function planRun(v: Values, io: Io): { spec: TraceSpec; options: SimulateOptions
       overlapWeight: num(v, "overlap-weight", 1),
       temperature: num(v, "temperature", 0),
       kvEventDelayMs: num(v, "kv-event-delay-ms", 0),
+      kvEvents: kvEvents as KvEventsMode,
+      approxTtlMs: 1000 * num(v, "approx-ttl", DEFAULT_APPROX_TTL_MS / 1000, { above: true, max: 1e7 }),
       seed: num(v, "seed", 0, { integer: true }),
       speedup: num(v, "speedup", 1, { above: true }),
       jobs,

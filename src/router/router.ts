@@ -12,16 +12,25 @@ import { NO_ENGINE, withRetry } from "./dispatch/retry.js";
 import { sendAttempt, type Job } from "./dispatch/send.js";
 import { asLocal, splitRequest } from "./dispatch/split.js";
 import { splitNoticeReporter } from "./split-notices.js";
-import { noEngineError, RouterError, type Backend, type GenerateInput, type GenerationEvent, type HealthReport, type ModelCard, type RouteEngineReport, type RouteReport } from "./types.js";
+import { noEngineError, RouterError, type Backend, type GenerateInput, type GenerationEvent, type HealthReport, type ModelCard, type ReplicationReport, type RouteEngineReport, type RouteReport } from "./types.js";
+
+/** Where approximate mode's predictions go: a prompt with these block hashes was sent to this engine. */
+export interface ApproxRecorder {
+  record(engine: number, hashes: BigUint64Array): void;
+}
 
 export interface RouterParts {
   fleet: Fleet;
+  /** Told of every attempt sent to an engine in approximate mode. */
+  approx: ApproxRecorder;
   core: RoutingCore;
   pool: PreparePool;
   metrics: RouterMetrics;
   log: Logger;
   /** The name clients use for the model; defaults to the engines' model name. */
   servedModelName: string | null;
+  /** With replicas: the link's state, for /health. */
+  replication?: () => ReplicationReport;
 }
 
 /** Root seeds of prompts' first blocks, per cache salt; salts are per tenant or user, so the table is bounded. */
@@ -63,7 +72,8 @@ export class Router implements Backend {
       ...(e.routing ? { routing: e.routing } : {}),
       ...(e.spec.role !== "both" ? { role: e.spec.role } : {}),
     }));
-    return { ready: this.o.fleet.up.length > 0, engines };
+    const replication = this.o.replication?.();
+    return { ready: this.o.fleet.up.length > 0, engines, ...(replication ? { replication } : {}) };
   }
 
   metrics(): Promise<{ contentType: string; body: string }> {
@@ -82,6 +92,7 @@ export class Router implements Backend {
         overlap_blocks: s.overlapBlocks,
         cost: s.cost,
         active_blocks: s.activeBlocks,
+        peer_blocks: s.peer.prefillBlocks + s.peer.decodeBlocks,
         external_blocks: s.external.prefillBlocks + s.external.decodeBlocks,
       }));
     const stage = (d: Decision) => ({ engine: this.#handle(d.engine).name, overlap_blocks: d.overlapBlocks, engines: scored(d) });
@@ -117,8 +128,11 @@ export class Router implements Backend {
       return result;
     };
     const job: Job = { tokens: prepared.tokens, sampling: input.sampling, maxTokens, cacheSalt: input.cacheSalt };
+    // Called as an attempt is sent (whole, prefill or decode): in approximate mode the engine is from then
+    // on predicted to hold the prompt's blocks.
     const target = (engine: number) => {
       const handle = this.#handle(engine);
+      if (handle.routing === "approx") this.o.approx.record(engine, prepared.hashes);
       return { name: handle.name, engine: handle.engine };
     };
     const send = (attempt: Attempt) => {

@@ -6,9 +6,10 @@ import { Fleet } from "./dispatch/fleet.js";
 import { Frontend } from "./http/server.js";
 import { KvEventThread } from "./kv-index/kv-events/index.js";
 import { MAX_ENGINES } from "./kv-index/prefix-index/index.js";
-import { RouterMetrics, requestLogger, watchKvEvents } from "./metrics/index.js";
+import { ReplicaMetrics, RouterMetrics, requestLogger, watchKvEvents } from "./metrics/index.js";
+import { ReplicaSync } from "./replicas/index.js";
 import { PreparePool } from "./prepare/index.js";
-import { Router } from "./router.js";
+import { Router, type ApproxRecorder } from "./router.js";
 import { RoutingCore, Scheduler, type CachedTokensFallback, type PolicyName } from "./schedule/index.js";
 import { startSimulatorThread, type SimulatorThread } from "../mock-engine/index.js";
 
@@ -52,6 +53,16 @@ export interface RouterOptions {
   tokenizeCacheMb: number;
   inlineMaxTokens: number;
   indexCapacity: number;
+  /**
+   * Approximate mode for engines without KV events: how long a prediction of their cache is believed, in
+   * ms; 0 turns the mode off (they are routed by load alone).
+   */
+  approxTtlMs: number;
+  /** Replicas: the NATS server(s) they share load through; null: a single router. */
+  nats: string | null;
+  natsSubject: string;
+  /** A replica not heard from for this long has its bookings dropped (ms). */
+  replicaExpiryMs: number;
 }
 
 export interface RunningRouter {
@@ -100,11 +111,24 @@ export async function startRouter(options: RouterOptions, log: Logger): Promise<
     }
     checkRoles(engines);
     // The index's engine sets are sized for the fleet: 8 bytes per entry for every 32 engines.
-    const kv = await KvEventThread.start({ capacity: options.indexCapacity, maxEngines: Math.ceil(engines.length / 32) * 32 });
+    const approxOn = options.approxTtlMs > 0;
+    const kv = await KvEventThread.start({
+      capacity: options.indexCapacity,
+      maxEngines: Math.ceil(engines.length / 32) * 32,
+      ...(approxOn ? { approxTtlMs: options.approxTtlMs } : {}),
+    });
     closers.push(() => kv.close());
     const metrics = new RouterMetrics();
     const scheduler = new Scheduler({ policy: options.policy, overlapWeight: options.overlapWeight, temperature: options.temperature });
-    const fleet = new Fleet(engines, { blockSize: options.blockSize, metricsIntervalMs: options.engineMetricsIntervalMs, scheduler, kv, log });
+    const fleet = new Fleet(engines, {
+      blockSize: options.blockSize,
+      metricsIntervalMs: options.engineMetricsIntervalMs,
+      // An engine that does not say how many blocks it caches gets its share of the index.
+      approxBlocks: approxOn ? Math.max(1, Math.floor(options.indexCapacity / engines.length)) : null,
+      scheduler,
+      kv,
+      log,
+    });
     closers.push(() => fleet.close());
     kv.onNotice((notice) => {
       if (notice.kind === "block_size_mismatch") {
@@ -134,6 +158,7 @@ export async function startRouter(options: RouterOptions, log: Logger): Promise<
     metrics.engines(() =>
       fleet.engines.map((e) => {
         const load = scheduler.active.load(e.id);
+        const peer = scheduler.peerLoad(e.id);
         const report = scheduler.report(e.id);
         const timing = scheduler.predictor(e.id).timing;
         return {
@@ -142,6 +167,8 @@ export async function startRouter(options: RouterOptions, log: Logger): Promise<
           activeRequests: load.requests,
           prefillBlocks: load.prefillBlocks,
           decodeBlocks: load.decodeBlocks,
+          peerPrefillBlocks: peer.prefillBlocks,
+          peerDecodeBlocks: peer.decodeBlocks,
           reported: report ? { running: report.running, waiting: report.waiting } : null,
           prefillTokensPerSecond: timing.prefillMsPerToken > 0 ? 1000 / timing.prefillMsPerToken : 0,
           decodeStepSeconds: timing.stepMs / 1000,
@@ -152,7 +179,42 @@ export async function startRouter(options: RouterOptions, log: Logger): Promise<
     if (!(await fleet.waitForEngine(FIRST_ENGINE_WAIT_MS))) {
       log.warn("no engine is up yet: serving anyway; /health answers 503 until one connects");
     }
-    const router = new Router({ fleet, core, pool, metrics, log, servedModelName: options.servedModelName });
+    // Replicas: bookings, predictions and engine health shared with the other routers through NATS.
+    const replica =
+      options.nats === null
+        ? null
+        : new ReplicaSync(
+            { url: options.nats, subject: options.natsSubject, expiryMs: options.replicaExpiryMs },
+            {
+              engines: fleet.engines,
+              blockSize: () => fleet.blockSize,
+              ownLoad: (engine) => scheduler.active.snapshot(engine),
+              setPeerLoad: (engine, load) => scheduler.setPeerLoad(engine, load),
+              recordApprox: (engine, hashes) => kv.recordApprox(engine, hashes),
+              telemetry: new ReplicaMetrics(metrics.registry),
+              log,
+            },
+          );
+    if (replica !== null) {
+      replica.start();
+      closers.push(() => replica.close());
+    }
+    const approx: ApproxRecorder = {
+      record: (engine, hashes) => {
+        kv.recordApprox(engine, hashes);
+        replica?.shareApprox(engine, hashes);
+      },
+    };
+    const router = new Router({
+      fleet,
+      approx,
+      core,
+      pool,
+      metrics,
+      log,
+      servedModelName: options.servedModelName,
+      ...(replica !== null ? { replication: () => replica.report() } : {}),
+    });
     const requestLog = requestLogger(log);
     const frontend = new Frontend(router, {
       host: options.host,

@@ -57,6 +57,7 @@ export interface RouteEngineReport {
   overlap_blocks: number;
   cost: number;
   active_blocks: number;
+  peer_blocks: number;
   external_blocks: number;
 }
 
@@ -67,7 +68,10 @@ export interface RouteReport {
   overlap_blocks: number;
   block_size: number;
   prompt_tokens: number;
-  /** `active_blocks` counts the router's bookings and the engine's external load; `external_blocks` the latter. */
+  /**
+   * `active_blocks` counts the router's bookings, other replicas' (`peer_blocks`) and the engine's external
+   * load (`external_blocks`).
+   */
   engines: RouteEngineReport[];
   /**
    * With engine roles: `split` (prefill, then decode elsewhere), or `local` with why (`short`: the uncached
@@ -89,13 +93,27 @@ export interface ModelCard {
   max_model_len: number;
 }
 
+/** This replica's link to the others (`kvroute serve --nats`), as /health shows it. */
+export interface ReplicationReport {
+  replica: string;
+  nats: string;
+  connected: boolean;
+  /** Why this replica routes alone (NATS unreachable), or null while connected. */
+  reason: string | null;
+  /** The other replicas heard from within the expiry, with the engines' health as each sees it. */
+  peers: { replica: string; last_heard_ms: number; synced: boolean; engines: { engine: string; state: string; reason?: string; routing?: string }[] }[];
+}
+
 export interface HealthReport {
   ready: boolean;
+  /** Present when the router runs as one of several replicas. */
+  replication?: ReplicationReport;
   /**
    * Per engine: its state, why it is down or refused, and how it is routed: by `cache` (its KV events are
-   * followed) or by `load` alone (it publishes none, or they cannot be followed).
+   * followed), `approx` (no KV events: its cache is predicted from the router's own decisions) or by `load`
+   * alone (approximate mode turned off).
    */
-  engines: { engine: string; state: string; reason?: string; routing?: "cache" | "load"; role?: "prefill" | "decode" }[];
+  engines: { engine: string; state: string; reason?: string; routing?: "cache" | "approx" | "load"; role?: "prefill" | "decode" }[];
 }
 
 /** What the HTTP frontend needs from the router behind it. */

@@ -45,6 +45,7 @@ export interface SplitContext {
   core: RoutingCore;
   prompt: RoutablePrompt;
   job: Job;
+  /** Where an attempt on this engine is sent; called once per attempt, as it is sent. */
   target: (engine: number) => Target;
   signal: AbortSignal;
   /** The whole request on a decode engine (the router's ordinary path), for the degraded case. */
@@ -91,7 +92,7 @@ export async function* splitRequest(c: SplitContext, prefillDecision: Decision):
     c.notice({ kind: "sent", stage: "decode", attempt });
     return sendAttempt(core, attempt, c.target(attempt.engine), decodeJob, signal, (finish) => (raw = finish));
   };
-  const prefillName = c.target(prefill.attempt.engine).name;
+  const prefillName = prefill.sentTo.name;
   try {
     for await (const event of withRetry(core, () => decision, prompt, send, signal, (failed, _next, failure) => c.notice({ kind: "retried", stage: "decode", failed, failure }))) {
       if (event.type === "start") {
@@ -116,7 +117,7 @@ export async function* splitRequest(c: SplitContext, prefillDecision: Decision):
 }
 
 type PrefillResult =
-  | { kind: "done"; attempt: Attempt; cached: CachedTokens; params: KvTransferParams | null }
+  | { kind: "done"; attempt: Attempt; sentTo: Target; cached: CachedTokens; params: KvTransferParams | null }
   | { kind: "failed"; failure: ErrorEvent }
   | { kind: "aborted" };
 
@@ -129,14 +130,16 @@ async function runPrefill(c: SplitContext, decision: Decision): Promise<PrefillR
     kvTransferParams: { do_remote_decode: true },
   };
   let attempt: Attempt | null = null;
+  let sentTo: Target | null = null;
   let params: KvTransferParams | null = null;
   const send = (a: Attempt) => {
     attempt = a;
+    sentTo = c.target(a.engine);
     c.notice({ kind: "sent", stage: "prefill", attempt: a });
-    return sendAttempt(core, a, c.target(a.engine), prefillJob, signal, (finish) => (params = finish.kvTransferParams ?? null));
+    return sendAttempt(core, a, sentTo, prefillJob, signal, (finish) => (params = finish.kvTransferParams ?? null));
   };
   for await (const event of withRetry(core, () => decision, prompt, send, signal, (failed, _next, failure) => c.notice({ kind: "retried", stage: "prefill", failed, failure }))) {
-    if (event.type === "finish") return { kind: "done", attempt: attempt!, cached: { cachedTokens: event.usage.cachedTokens, source: event.usage.cachedTokensSource }, params };
+    if (event.type === "finish") return { kind: "done", attempt: attempt!, sentTo: sentTo!, cached: { cachedTokens: event.usage.cachedTokens, source: event.usage.cachedTokensSource }, params };
     if (event.type === "error") return { kind: "failed", failure: event };
   }
   return { kind: "aborted" };

@@ -13,6 +13,9 @@ export interface EngineGaugeSource {
   activeRequests: number;
   prefillBlocks: number;
   decodeBlocks: number;
+  /** What other router replicas booked on the engine. */
+  peerPrefillBlocks: number;
+  peerDecodeBlocks: number;
   /** The engine's own count of its requests (its metrics; every client's), when it reports one. */
   reported: { running: number; waiting: number } | null;
   /** What the router's time model has learned of the engine. */
@@ -46,6 +49,7 @@ export class RouterMetrics implements Telemetry {
   readonly #engineUp: Gauge<"engine">;
   readonly #engineRequests: Gauge<"engine">;
   readonly #engineBlocks: Gauge<"engine" | "phase">;
+  readonly #enginePeerBlocks: Gauge<"engine" | "phase">;
   readonly #engineReported: Gauge<"engine" | "state">;
   readonly #enginePrefillRate: Gauge<"engine">;
   readonly #engineStep: Gauge<"engine">;
@@ -83,6 +87,7 @@ export class RouterMetrics implements Telemetry {
     this.#engineUp = new Gauge({ name: "kvroute_engine_up", help: "1 when the engine is connected and accepting work", labelNames: ["engine"], registers });
     this.#engineRequests = new Gauge({ name: "kvroute_engine_active_requests", help: "Requests in flight per engine", labelNames: ["engine"], registers });
     this.#engineBlocks = new Gauge({ name: "kvroute_engine_active_blocks", help: "KV blocks booked per engine by phase", labelNames: ["engine", "phase"], registers });
+    this.#enginePeerBlocks = new Gauge({ name: "kvroute_engine_peer_blocks", help: "KV blocks other router replicas booked per engine by phase (replicas sharing load through NATS)", labelNames: ["engine", "phase"], registers });
     this.#engineReported = new Gauge({
       name: "kvroute_engine_reported_requests",
       help: "Requests an HTTP engine's own metrics report (every client's), by state, while the report is fresh",
@@ -161,6 +166,7 @@ export class RouterMetrics implements Telemetry {
       this.#engineUp.reset();
       this.#engineRequests.reset();
       this.#engineBlocks.reset();
+      this.#enginePeerBlocks.reset();
       this.#engineReported.reset();
       this.#enginePrefillRate.reset();
       this.#engineStep.reset();
@@ -175,6 +181,8 @@ export class RouterMetrics implements Telemetry {
         this.#engineRequests.set({ engine: e.engine }, e.activeRequests);
         this.#engineBlocks.set({ engine: e.engine, phase: "prefill" }, e.prefillBlocks);
         this.#engineBlocks.set({ engine: e.engine, phase: "decode" }, e.decodeBlocks);
+        this.#enginePeerBlocks.set({ engine: e.engine, phase: "prefill" }, e.peerPrefillBlocks);
+        this.#enginePeerBlocks.set({ engine: e.engine, phase: "decode" }, e.peerDecodeBlocks);
       }
     });
   }

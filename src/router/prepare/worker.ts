@@ -26,7 +26,7 @@ class Transfer {
   get [transferableSymbol](): ArrayBuffer[] {
     const buffers: ArrayBuffer[] = [];
     for (const item of this.items) {
-      if (item.ok && item.value.ok) buffers.push(item.value.tokens.buffer as ArrayBuffer, item.value.overlaps.buffer as ArrayBuffer);
+      if (item.ok && item.value.ok) buffers.push(item.value.tokens.buffer as ArrayBuffer, item.value.hashes.buffer as ArrayBuffer, item.value.overlaps.buffer as ArrayBuffer);
     }
     return buffers;
   }

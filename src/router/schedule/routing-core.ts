@@ -199,12 +199,13 @@ export class Attempt {
    */
   generated(count: number, gapMs: number | null): void {
     if (gapMs !== null && count > 0) {
-      // The step decodes every client's sequences: the engine's external load counts with the bookings, as
-      // it does in the features the model predicts from.
+      // The step decodes every client's sequences: other replicas' and the engine's external load count
+      // with the bookings, as they do in the features the model predicts from.
       const scheduler = this.#core.scheduler;
       const load = scheduler.active.load(this.engine);
+      const peer = scheduler.peerLoad(this.engine);
       const external = scheduler.external(this.engine, this.prompt.blocks);
-      scheduler.observeGap(this.engine, load.decodeRequests + external.running, load.decodeBlocks + external.decodeBlocks, gapMs / count);
+      scheduler.observeGap(this.engine, load.decodeRequests + peer.decodeRequests + external.running, load.decodeBlocks + peer.decodeBlocks + external.decodeBlocks, gapMs / count);
     }
     this.#booking.generated(count);
   }

@@ -1,4 +1,4 @@
-import { ActiveLoad, type Booking } from "./active-load.js";
+import { ActiveLoad, type Booking, type EngineLoad } from "./active-load.js";
 import { externalLoad, NO_EXTERNAL_LOAD, type EngineReport, type ExternalLoad, type PrefillCounters } from "./external-load.js";
 import { pickByCost, pickLeastLoaded, score, type PolicyName, type Scored } from "./policy.js";
 import type { Stage } from "./roles.js";
@@ -6,6 +6,8 @@ import { DEFAULT_PRIOR, EngineTimeModel, type TimeFeatures, type TimeModelOption
 
 /** First tokens an engine's own time model needs before its predictions are trusted over the fleet's. */
 const WARM_UP = 16;
+
+const NO_PEER_LOAD: EngineLoad = Object.freeze({ prefillBlocks: 0, prefillTokens: 0, decodeBlocks: 0, decodeRequests: 0, requests: 0 });
 
 export interface SchedulerOptions {
   policy?: PolicyName;
@@ -54,6 +56,11 @@ export class Scheduler {
    * the engine when it arrived (see external-load.ts).
    */
   readonly #reports = new Map<number, { report: EngineReport; ownRequests: number }>();
+  /**
+   * Load other router replicas have booked on each engine (shared through NATS; replicas/): a separate
+   * input, beside the router's own bookings and the engines' external load, added into every decision.
+   */
+  readonly #peers = new Map<number, EngineLoad>();
   /** Available engines, ascending: kept sorted on change rather than on every decision. */
   #available: number[] = [];
   readonly #random: () => number;
@@ -86,8 +93,20 @@ export class Scheduler {
    */
   setReport(engine: number, report: EngineReport | null): void {
     if (report === null) this.#reports.delete(engine);
-    else this.#reports.set(engine, { report, ownRequests: this.active.load(engine).requests });
+    // Other replicas' requests are the engine's clients too, but already counted as peer load.
+    else this.#reports.set(engine, { report, ownRequests: this.active.load(engine).requests + this.peerLoad(engine).requests });
     if (report?.prefill) this.#observePrefillCounters(engine, report.prefill);
+  }
+
+  /** The load other router replicas have booked on the engine, or null when there is none. */
+  setPeerLoad(engine: number, load: EngineLoad | null): void {
+    if (load === null) this.#peers.delete(engine);
+    else this.#peers.set(engine, { ...load });
+  }
+
+  /** The load other replicas have booked on the engine (all zeros when none). */
+  peerLoad(engine: number): EngineLoad {
+    return this.#peers.get(engine) ?? NO_PEER_LOAD;
   }
 
   /**
@@ -104,8 +123,16 @@ export class Scheduler {
     const seconds = now.seconds - before.seconds;
     // Counters that went back (an engine restart) or moved too little say nothing.
     if (!(requests >= 1 && computed > 0 && seconds > 0)) return;
+    // Other replicas' bookings are on the engine too, as in the features routing predicts from.
     const load = this.active.load(engine);
-    const features: TimeFeatures = { queuedTokens: 0, uncachedTokens: computed / requests, decoding: load.decodeRequests, decodeBlocks: load.decodeBlocks, requests: load.requests };
+    const peer = this.peerLoad(engine);
+    const features: TimeFeatures = {
+      queuedTokens: 0,
+      uncachedTokens: computed / requests,
+      decoding: load.decodeRequests + peer.decodeRequests,
+      decodeBlocks: load.decodeBlocks + peer.decodeBlocks,
+      requests: load.requests + peer.requests,
+    };
     this.observeTtft(engine, features, (1000 * seconds) / requests);
   }
 
@@ -167,7 +194,7 @@ export class Scheduler {
     const scored = score(
       engines.map((engine) => {
         const load = this.active.snapshot(engine);
-        return { engine, overlapBlocks: Math.min(prompt.overlaps[engine] ?? 0, prompt.blocks), load, external: this.external(engine, prompt.blocks) };
+        return { engine, overlapBlocks: Math.min(prompt.overlaps[engine] ?? 0, prompt.blocks), load, peer: this.peerLoad(engine), external: this.external(engine, prompt.blocks) };
       }),
       {
         policy: this.policy,

@@ -41,6 +41,8 @@ export interface PolicyReport {
   speed: number;
   /** KV events the router's applier could not place, and index entries evicted for room (normally 0). */
   kv_events: { unknown_parent: number; unknown_block: number; index_evictions: number };
+  /** Approximate mode (--kv-events none): predictions recorded, blocks forgotten by TTL and for room; else null. */
+  approx: { predictions: number; expired_blocks: number; evicted_blocks: number } | null;
 }
 
 export interface BoundReport {
@@ -114,6 +116,7 @@ export function policyReport(run: PolicyRun): PolicyReport {
     wall_sec: run.wallMs / 1000,
     speed: run.wallMs > 0 ? run.virtualMs / run.wallMs : 0,
     kv_events: { unknown_parent: run.unknownParents, unknown_block: run.unknownBlocks, index_evictions: run.indexEvictions },
+    approx: run.approx === null ? null : { predictions: run.approx.predictions, expired_blocks: run.approx.expired, evicted_blocks: run.approx.evicted },
   };
 }
 

@@ -16,6 +16,11 @@
 // the decode engine stores them and computes the last prompt token. TTFT is from arrival to the decode
 // engine's first token; the answer's cached tokens follow the disaggregated rule. Nothing fails here, so
 // no request retries or degrades but for want of prefill engines.
+// With kvEvents "none" the engines' KV events are dropped, as from engines that publish none: the index is
+// fed by approximate mode instead (ApproxCache, as the router's KV-event thread runs it), each attempt's
+// prompt recorded for its engine as it is sent (prefill and decode stages alike, as the router does), with
+// the TTL on the virtual clock.
+import { ApproxCache } from "../../router/kv-index/approx/index.js";
 import { createBlockHasher, rootSeed } from "../../router/prepare/hashing/index.js";
 import { KvEventApplier } from "../../router/kv-index/kv-events/index.js";
 import { PrefixIndex } from "../../router/kv-index/prefix-index/index.js";
@@ -55,6 +60,13 @@ export interface SimulationOptions {
   seed?: number;
   /** KV events reach the index this long after the step that produced them ends (default 0). */
   kvEventDelayMs?: number;
+  /**
+   * "events" (default): the index follows the engines' KV events. "none": the engines publish none, and the
+   * index holds approximate mode's predictions from the routing decisions.
+   */
+  kvEvents?: KvEventsMode;
+  /** Approximate mode: how long a prediction is believed (default 120,000 ms of virtual time). */
+  approxTtlMs?: number;
   /** Trace time runs this many times faster: arrivals at timestamp / speedup (default 1). */
   speedup?: number;
   /** Simulate only the first N requests. */
@@ -68,6 +80,10 @@ export interface SimulationOptions {
   /** Called every 256 requests with the requests sent and the virtual time. */
   onProgress?: (sent: number, virtualMs: number) => void;
 }
+
+export type KvEventsMode = "events" | "none";
+export const KV_EVENTS_MODES: readonly KvEventsMode[] = ["events", "none"];
+export const DEFAULT_APPROX_TTL_MS = 120_000;
 
 export interface EngineFigures {
   engine: string;
@@ -93,6 +109,8 @@ export interface PolicyRun {
   /** KV events the applier could not place (0 when the simulation is consistent). */
   unknownParents: number;
   unknownBlocks: number;
+  /** Approximate mode's figures (null when the index followed KV events). */
+  approx: { predictions: number; expired: number; evicted: number } | null;
 }
 
 interface InFlight {
@@ -102,6 +120,8 @@ interface InFlight {
   maxTokens: number;
   prompt: RoutablePrompt;
   tokens: Uint32Array;
+  /** Approximate mode: the prompt's block hashes, recorded for each engine an attempt is sent to. */
+  hashes: BigUint64Array | null;
   /** The stage under way: the whole request, or a split request's prefill or decode. */
   stage: "whole" | "prefill" | "decode";
   engine: SimEngine;
@@ -133,6 +153,9 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
   const speedup = o.speedup ?? 1;
   const delayMs = o.kvEventDelayMs ?? 0;
   const seed = o.seed ?? 0;
+  const kvEvents = o.kvEvents ?? "events";
+  const approxTtlMs = o.approxTtlMs ?? DEFAULT_APPROX_TTL_MS;
+  if (!KV_EVENTS_MODES.includes(kvEvents)) throw new RangeError(`kvEvents must be one of ${KV_EVENTS_MODES.join(", ")}, got ${JSON.stringify(kvEvents)}`);
   if (!(speedup > 0 && Number.isFinite(speedup))) throw new RangeError(`speedup must be a number above 0, got ${speedup}`);
   if (!(delayMs >= 0 && Number.isFinite(delayMs))) throw new RangeError(`kvEventDelayMs must be a number of at least 0, got ${delayMs}`);
   if (!Number.isSafeInteger(o.engines) || o.engines < 1 || o.engines > 4096) throw new RangeError(`engines must be an integer from 1 to 4096, got ${o.engines}`);
@@ -150,6 +173,7 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
   // Engines cache at most numBlocks blocks each, so this many entries never evict.
   const index = PrefixIndex.create({ capacity: Math.ceil(o.engines * settings.numBlocks * 1.25), maxEngines: o.engines });
   const applier = new KvEventApplier(index, hasher);
+  const approx = kvEvents === "none" ? new ApproxCache(index, { ttlMs: approxTtlMs }) : null;
   const rng = new Rng(seed);
   const scheduler = new Scheduler({
     policy: o.policy,
@@ -172,7 +196,8 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
   const byName = new Map(engines.map((e) => [e.name, e]));
   const paths = { split: 0, whole: 0, local_short: 0, local_degraded: 0 };
   for (const engine of engines) {
-    applier.addEngine(engine.id, { model: SIM_MODEL, blockSize });
+    if (approx !== null) approx.addEngine(engine.id, settings.numBlocks);
+    else applier.addEngine(engine.id, { model: SIM_MODEL, blockSize });
     scheduler.setAvailable(engine.id, true);
   }
   const synthesize = createPromptSynthesizer({
@@ -222,6 +247,8 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
     }
     f.engine.requests++;
     f.sentMs = now;
+    const h = f.hashes;
+    if (approx !== null && h !== null) approx.record(f.engine.id, new Uint32Array(h.buffer, h.byteOffset, 2 * h.length), h.length, now);
     if (!f.engine.stepping) startStep(f.engine);
     return true;
   };
@@ -269,6 +296,7 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
     }
     const hashed = hasher.hashBlocks(tokens, blockSize, root, hashes);
     for (const b of o.bounds ?? []) b.add(hashed, tokens.length);
+    approx?.expire(now);
     // The overlaps are copied: a split request decides its decode engine later, from what the index said now.
     const prompt: RoutablePrompt = { promptTokens: tokens.length, blocks: hashed.length, overlaps: Uint32Array.from(index.overlaps(hashed, overlaps)), outputTokens: maxTokens };
     const plan = core.plan(prompt)!;
@@ -282,6 +310,7 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
       maxTokens,
       prompt,
       tokens,
+      hashes: approx !== null ? hashed.slice() : null,
       stage: plan.kind === "split" ? "prefill" : "whole",
       engine: engines[decision.engine]!,
       attempt: core.begin(decision, prompt),
@@ -369,7 +398,7 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
   const endStep = (engine: SimEngine): void => {
     engine.stepping = false;
     const events = engine.takeEvents();
-    if (events.length > 0) {
+    if (events.length > 0 && approx === null) {
       if (delayMs > 0) queue.push(now + delayMs, { kind: "kv", engine, events });
       else applier.apply(engine.id, toKvEvents(events));
     }
@@ -420,6 +449,8 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
       prefillEngines,
       disaggMinPrefillTokens: core.disaggMinPrefillTokens,
       kvTransferGbps: settings.kvTransferGbps,
+      kvEvents,
+      ...(approx !== null ? { approxTtlMs } : {}),
       speedup,
       kvEventDelayMs: delayMs,
       seed,
@@ -447,6 +478,7 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
     indexEvictions: index.stats().evictions,
     unknownParents: applier.counters.unknownParent,
     unknownBlocks: applier.counters.unknownBlock,
+    approx: approx === null ? null : { ...approx.counters },
   };
 }
 

@@ -51,6 +51,11 @@ export function sweepTable(key: string, runs: readonly { value: string; report: 
   ].join("\n");
 }
 
+/** Where the index's knowledge came from in a run. */
+function indexSource(r: SimulationReport): string {
+  return r.settings.kv_events === "none" ? `no KV events (approximate mode, TTL ${r.settings.approx_ttl_sec} s)` : "index from KV events";
+}
+
 export function reportTable(r: SimulationReport): string {
   const header = ["policy", "hit ratio", "TTFT mean", "TTFT p50", "TTFT p99", "ITL mean", "ITL p99", "E2E p50", "E2E p99", "req/s", "out tok/s", "busy max/mean", "req max/mean", "failed", "wall s", "virtual s/wall s"];
   const rows = r.policies.map((p) => [
@@ -74,7 +79,7 @@ export function reportTable(r: SimulationReport): string {
   const b = r.bound;
   const f = r.fleet_bound;
   return [
-    `kvroute simulate: ${r.trace.name}, ${int(r.trace.records)} records (${int(r.trace.bad_lines)} bad lines skipped), ${fleet(r)}; latencies in ms of virtual time`,
+    `kvroute simulate: ${r.trace.name}, ${int(r.trace.records)} records (${int(r.trace.bad_lines)} bad lines skipped), ${fleet(r)}, ${indexSource(r)}; latencies in ms of virtual time`,
     "",
     align([header, ...rows]),
     "",

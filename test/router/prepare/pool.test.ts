@@ -61,3 +61,22 @@ it("prepares many prompts sent at once, each to its own ids (they leave in batch
 it("refuses a negative cache size", async () => {
   await expect(PreparePool.start({ tokenizerDir: null, index: PrefixIndex.create({ capacity: 1024, maxEngines: 8 }).shared, threads: 1, tokenizeCacheMb: -1 })).rejects.toThrow(/0 or more MiB/);
 });
+
+it("returns each prompt's block hashes in an array of its own, inline and from a thread", async () => {
+  const { createBlockHasher } = await import("../../../src/router/prepare/hashing/index.js");
+  const hasher = await createBlockHasher();
+  const seed = rootSeed({ model: "m" });
+  const a = Uint32Array.from({ length: 100 }, (_, i) => i + 1);
+  const b = Uint32Array.from({ length: 40 }, (_, i) => 1000 + i);
+  const expectedA = hasher.hashBlocks(a, 16, seed).slice();
+  const expectedB = hasher.hashBlocks(b, 16, seed).slice();
+  const first = pool.runInline({ kind: "tokens", tokens: a.slice() }, 16, seed);
+  // A second prompt prepared on the same thread must not overwrite the first one's hashes.
+  const second = pool.runInline({ kind: "tokens", tokens: b.slice() }, 16, seed);
+  const pooled = await pool.runInPool({ kind: "tokens", tokens: a.slice() }, 16, seed);
+  if (!first.ok || !second.ok || !pooled.ok) throw new Error("preparation failed");
+  expect(first.hashes).toEqual(expectedA);
+  expect(second.hashes).toEqual(expectedB);
+  expect(pooled.hashes).toEqual(expectedA);
+  expect(first.hashes.length).toBe(first.blocks);
+});

@@ -43,7 +43,7 @@ describe("kvroute simulate", () => {
     expect(report.policies.map((p) => p.policy)).toEqual(["least-loaded", "random"]);
     for (const p of report.policies) {
       expect(Object.keys(p).sort()).toEqual(
-        ["balance", "cached_tokens", "e2e_ms", "engines", "hit_ratio", "itl_ms", "kv_events", "mode", "paths", "policy", "prompt_tokens", "requests", "speed", "throughput", "ttft_ms", "virtual_sec", "wall_sec"],
+        ["approx", "balance", "cached_tokens", "e2e_ms", "engines", "hit_ratio", "itl_ms", "kv_events", "mode", "paths", "policy", "prompt_tokens", "requests", "speed", "throughput", "ttft_ms", "virtual_sec", "wall_sec"],
       );
       expect(Object.keys(p.ttft_ms).sort()).toEqual(["max", "mean", "p50", "p90", "p99"]);
       expect(p.engines).toHaveLength(2);
@@ -97,6 +97,15 @@ describe("kvroute simulate", () => {
     await bad([...small, "--prefill-engines", "1"], "--prefill-engines and --decode-engines go together");
     await bad([...small, "--prefill-engines", "1", "--decode-engines", "1"], "leave out --engines and --engine-speeds");
     await bad(["--trace", "x", "--prefill-engines", "0", "--decode-engines", "1"], '--prefill-engines must be an integer of at least 1');
+    await bad([...small, "--kv-events", "some"], '--kv-events must be one of events, none, got "some"');
+    await bad([...small, "--approx-ttl", "0"], "--approx-ttl must be a number above 0");
+  });
+
+  it("simulates engines without KV events (approximate mode) and says so", async () => {
+    const r = await kvroute(["simulate", "--trace", fixture("mooncake-conversation-200.jsonl"), "--max-requests", "20", "--policy", "kv", "--kv-events", "none", "--approx-ttl", "60", "--quiet"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/no KV events \(approximate mode, TTL 60 s\)/);
+    expect(r.stdout).toMatch(/^kv\s+\d+\.\d\d%/m);
   });
 
   it("sweeps a setting: one run per value, in one table, and the runs in JSON", async () => {

@@ -66,6 +66,27 @@ describe("kvroute simulate", () => {
     expect(stale.policies[0]!.virtual_sec).toBeLessThan(1000);
   });
 
+  it("routes by cache without KV events, from its own decisions (approximate mode), while its predictions last", async () => {
+    const run = (o: Partial<SimulateOptions>) => simulate(crowded, { engines: 4, engine: crowdedEngine, policies: ["kv"], ...o });
+    const [events, approx, forgetful, rr] = await Promise.all([
+      run({}),
+      run({ kvEvents: "none" }),
+      // Predictions forgotten 1 ms after they are made: the index is always empty.
+      run({ kvEvents: "none", approxTtlMs: 1 }),
+      run({ policies: ["round-robin"] }),
+    ]);
+    const hit = (r: SimulationReport) => r.policies[0]!.hit_ratio!;
+    expect(hit(approx)).toBeGreaterThan(hit(rr) + 0.05);
+    expect(hit(approx)).toBeGreaterThan(hit(forgetful) + 0.05);
+    const a = approx.policies[0]!;
+    expect(a.approx).toMatchObject({ predictions: a.requests.succeeded });
+    // The engines' events were dropped: nothing was applied from them.
+    expect(a.kv_events).toEqual({ unknown_parent: 0, unknown_block: 0, index_evictions: 0 });
+    expect(events.policies[0]!.approx).toBeNull();
+    expect(approx.settings).toMatchObject({ kv_events: "none", approx_ttl_sec: 120 });
+    expect(forgetful.policies[0]!.approx!.expired_blocks).toBeGreaterThan(0);
+  });
+
   it("fails the prompts the engines cannot hold and serves the rest", async () => {
     const r = await simulate(mooncake, { engines: 2, engine: { ...H100_8B, maxModelLen: 8192 }, maxRequests: 40, policies: ["kv"] });
     const p = r.policies[0]!;
