@@ -89,6 +89,14 @@ const BLOCKS = 1000;
 const STEP_RATE = 0.01;
 /** The most one gap's log-ratio counts for: larger ones are outliers. */
 const STEP_CLIP = 0.5;
+/**
+ * The least a prompt token is taken to cost, as a share of the prior's p. A fit below it means the engine's
+ * first tokens carry no sign of the prompt's size (an engine that answers without computing, or noise
+ * larger than the compute): no GPU computes tokens a thousand times faster than the prior's. Without the
+ * floor such a fit makes a cached prefix worth nothing, or less than nothing, and the cost would stop
+ * preferring the engine that holds it.
+ */
+const MIN_PREFILL_SHARE = 1e-3;
 
 export class EngineTimeModel {
   readonly #prior: EngineTiming;
@@ -99,6 +107,8 @@ export class EngineTimeModel {
   readonly #transfer: RobustFit;
   readonly #maxBatchedTokens: number;
   readonly #maxNumSeqs: number;
+  /** The floor of p, per TOKENS tokens (MIN_PREFILL_SHARE of the prior's). */
+  readonly #minPrefillPerTokens: number;
   readonly #x2 = new Float64Array(2);
   readonly #x1 = new Float64Array(1);
 
@@ -108,6 +118,7 @@ export class EngineTimeModel {
     this.#maxBatchedTokens = o.maxBatchedTokens ?? 8192;
     this.#maxNumSeqs = o.maxNumSeqs ?? 256;
     if (!(p.stepMs > 0)) throw new RangeError(`the prior's stepMs must be above 0, got ${p.stepMs}`);
+    this.#minPrefillPerTokens = MIN_PREFILL_SHARE * p.prefillMsPerToken * TOKENS;
     // Variances: the prior may be off by about its own size (a factor of a few in either direction).
     this.#prefill = new RobustFit({
       prior: [p.firstTokenMs, p.prefillMsPerToken * TOKENS],
@@ -153,7 +164,8 @@ export class EngineTimeModel {
   /** Predicted TTFT (ms) of a request with these features. */
   ttft(f: TimeFeatures): number {
     const step = this.stepTime(f.decoding, f.decodeBlocks);
-    const prefill = this.#prefill.predict(this.#prefillX(f));
+    const x = this.#prefillX(f);
+    const prefill = this.#prefill.at(0) * x[0]! + this.#prefillPerTokens() * x[1]!;
     // Past max_num_seqs a request waits for a running one to finish: about a step per request beyond it.
     const slotWait = Math.max(0, f.requests + 1 - this.#maxNumSeqs) * step;
     return prefill + this.steps(f) * step + slotWait;
@@ -176,7 +188,7 @@ export class EngineTimeModel {
 
   /** The engine time a request's uncached prompt takes to compute (p × U). */
   prefillTime(f: TimeFeatures): number {
-    return (this.#prefill.at(1) / TOKENS) * f.uncachedTokens;
+    return (this.#prefillPerTokens() / TOKENS) * f.uncachedTokens;
   }
 
   /** A first token came `ttftMs` after the request was sent, with these features at the time. */
@@ -196,6 +208,11 @@ export class EngineTimeModel {
   #priorStep(decoding: number, decodeBlocks: number): number {
     const p = this.#prior;
     return p.stepMs + p.decodeMsPerSeq * decoding + p.msPerKvBlock * decodeBlocks;
+  }
+
+  /** The fitted p per TOKENS tokens, at least its floor. */
+  #prefillPerTokens(): number {
+    return Math.max(this.#prefill.at(1), this.#minPrefillPerTokens);
   }
 
   #prefillX(f: TimeFeatures): Float64Array {
