@@ -3,9 +3,9 @@
 // pid, temp folders, error log) live in a fresh temporary folder, removed when it stops.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { freePort } from "../lib/net.js";
 
 export interface Nginx {
   port: number;
@@ -18,17 +18,6 @@ export function findNginx(): string | null {
     if (spawnSync(bin, ["-v"]).error === undefined) return bin;
   }
   return null;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const port = (server.address() as { port: number }).port;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 export async function startNginx(bin: string, upstreamPort: number): Promise<Nginx> {

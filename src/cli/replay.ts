@@ -47,7 +47,8 @@ trace:
   --dry-run               read and check the trace, print its figures, send nothing
 
 target:
-  --target URL            server base URL, e.g. http://127.0.0.1:8000
+  --target URL[,URL...]   server base URL, e.g. http://127.0.0.1:8000; several (router replicas):
+                          request i goes to the (i mod n)th, spreading the load evenly
   --model NAME            model to request (default: the first one GET /v1/models lists)
   --api-key KEY           bearer token (default: $OPENAI_API_KEY)
 
@@ -204,7 +205,7 @@ async function replay(argv: string[], io: Io): Promise<number> {
   }
 
   if (v.target === undefined) throw new UsageError("--target URL is required (or --dry-run)");
-  const base = apiBase(v.target);
+  const bases = v.target.split(",").map((t) => apiBase(t.trim()));
   const speedup = numberOption("speedup", v.speedup, { min: 0, above: true })!;
   const maxConcurrency = numberOption("max-concurrency", v["max-concurrency"], { integer: true, min: 1 });
   const maxRequests = numberOption("max-requests", v["max-requests"], { integer: true, min: 1 });
@@ -222,7 +223,7 @@ async function replay(argv: string[], io: Io): Promise<number> {
   if (model === undefined) {
     const agent = new Agent();
     try {
-      model = await discoverModel(base, agent, apiKey, Math.min(timeoutMs, 30_000));
+      model = await discoverModel(bases[0]!, agent, apiKey, Math.min(timeoutMs, 30_000));
     } finally {
       await agent.close();
     }
@@ -254,7 +255,7 @@ async function replay(argv: string[], io: Io): Promise<number> {
   let run;
   try {
     run = await runReplay({
-      base,
+      base: bases,
       model,
       trace,
       synthesize,
@@ -283,7 +284,7 @@ async function replay(argv: string[], io: Io): Promise<number> {
   const summary = stats.summary({
     tool: "kvroute replay",
     startedAt: run.startedAt,
-    target: base,
+    target: bases.join(","),
     model,
     trace: { name: trace.name, blockSize: trace.blockSize ?? null, report: trace.report },
     settings: {

@@ -14,12 +14,15 @@ export const SERVE_USAGE = `usage: kvroute serve [options]
 The OpenAI-compatible router. With no --engine it starts simulated engines itself (see --sim).
 
 engines:
-  --engine URL[,kv=URL][,replay=URL][,name=NAME]
+  --engine URL[,kv=URL|none][,replay=URL][,name=NAME][,role=ROLE]
                                an engine, repeated for each one: tcp://HOST:PORT speaks kvroute's engine
                                protocol (the vLLM worker in python/); http://HOST:PORT is an OpenAI-compatible
                                server (\`vllm serve\`, SGLang). kv= is its KV-event publisher (tcp://HOST:PORT;
-                               an HTTP engine without it is routed by load alone), replay= its replay
-                               endpoint; name= names it in headers and metrics
+                               none: do not follow its events); an engine without events is routed in
+                               approximate mode (see --approx-ttl). replay= is the publisher's replay
+                               endpoint; name= names it in headers and metrics; role= is prefill, decode or
+                               both (default): with prefill and decode engines, prompts are prefilled on a
+                               prefill engine and decoded on a decode engine after a KV transfer
   --engine-metrics-interval S  read HTTP engines' /metrics every S seconds, so that their load from other
                                clients counts (default 1; 0: never)
   --stall-timeout S            an engine whose requests get no event for S seconds (a token, or the first
@@ -36,6 +39,11 @@ engines:
   --sim-engine-speeds S1,S2,...
                                one speed per simulated engine (0.5: every step takes twice as long);
                                sets their number. The router is not told: its time models find out
+  --sim-prefill N --sim-decode M
+                               start N simulated prefill engines and M decode engines instead (sim-p0…,
+                               sim-d0…): disaggregated serving
+  --sim-no-cached-tokens       the simulated engines withhold their cached-token count, so that answers
+                               carry the router's estimate
   --block-size N               hash prompts with N-token blocks; engines with another block size are
                                refused, also when their KV events show it (default: the first engine's;
                                16, vLLM's default, for HTTP engines, which cannot say)
@@ -54,6 +62,10 @@ routing:
   --cached-tokens-fallback router|none
                                when an engine does not report cached_tokens: report the router's estimate
                                overlap_blocks × block_size (router, default) or 0 (none)
+  --disagg-min-prefill-tokens N
+                               with prefill and decode engines: a prompt whose uncached part (on the decode
+                               engine that would serve it) is under N tokens is prefilled there, without a
+                               prefill engine (default 0: every prompt goes to a prefill engine)
 
 preparation:
   --workers N                  preparation pool threads (default: cores - 1, at least 1)
@@ -69,6 +81,17 @@ preparation:
   --inline-max-tokens N        token-id prompts up to N tokens are prepared on the main thread
                                (default ${DEFAULT_INLINE_MAX_TOKENS})
   --index-capacity N           prefix-index entries (blocks) kept across the fleet (default 1048576)
+  --approx-ttl S               approximate mode, for engines without KV events: a prompt sent to one is
+                               taken as cached there for S seconds after it was last sent, up to the
+                               engine's KV capacity (default 120; 0: route such engines by load alone)
+
+replicas (several routers behind one load balancer, sharing load through NATS):
+  --nats URL                   nats://HOST:PORT (comma-separated for a cluster): share this router's booked
+                               load, approximate-mode predictions and view of engine health with the other
+                               replicas on the same subject, and count theirs (default: a single router)
+  --nats-subject SUBJECT       the subject the replicas of one fleet share (default kvroute.replicas)
+  --replica-expiry S           a replica not heard from for S seconds (killed, cut off) has its load
+                               dropped (default 3; replicas send their whole state every S/3 seconds)
 
   --log-level LEVEL            fatal, error, warn, info (default: one line per request), debug
   -h, --help                   this help`;
@@ -95,6 +118,10 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
       "sim-blocks": { type: "string" },
       "sim-max-model-len": { type: "string" },
       "sim-engine-speeds": { type: "string" },
+      "sim-prefill": { type: "string" },
+      "sim-decode": { type: "string" },
+      "sim-no-cached-tokens": { type: "boolean" },
+      "disagg-min-prefill-tokens": { type: "string" },
       "block-size": { type: "string" },
       "served-model-name": { type: "string" },
       host: { type: "string" },
@@ -111,6 +138,10 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
       "inline-max-tokens": { type: "string" },
       "special-tokens-in-content": { type: "string" },
       "index-capacity": { type: "string" },
+      "approx-ttl": { type: "string" },
+      nats: { type: "string" },
+      "nats-subject": { type: "string" },
+      "replica-expiry": { type: "string" },
       "log-level": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
@@ -129,11 +160,19 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
   if (simSpeeds.length > 0 && values.sim !== undefined && Number(values.sim) !== simSpeeds.length) {
     throw new Error(`--sim ${values.sim} disagrees with the ${simSpeeds.length} speeds of --sim-engine-speeds`);
   }
+  const simPrefill = int("sim-prefill", values["sim-prefill"], 0, 0, 64);
+  const simDecode = int("sim-decode", values["sim-decode"], 0, 0, 64);
+  if ((simPrefill > 0) !== (simDecode > 0)) throw new Error("--sim-prefill and --sim-decode go together: give both, each at least 1");
+  if (simPrefill > 0 && (values.sim !== undefined || simSpeeds.length > 0)) throw new Error("--sim-prefill and --sim-decode set the simulated engines: leave out --sim and --sim-engine-speeds");
   return {
     engines,
     sim: simSpeeds.length > 0 ? simSpeeds.length : int("sim", values.sim, 4, 1, 64),
     simSpeeds,
     simHttp: values["sim-http"] ?? false,
+    simPrefill,
+    simDecode,
+    simNoCachedTokens: values["sim-no-cached-tokens"] ?? false,
+    disaggMinPrefillTokens: int("disagg-min-prefill-tokens", values["disagg-min-prefill-tokens"], 0, 0, 1 << 24),
     engineMetricsIntervalMs: Math.round(1000 * num("engine-metrics-interval", values["engine-metrics-interval"], 1, 0, 3600)),
     stallTimeoutMs: Math.round(1000 * num("stall-timeout", values["stall-timeout"], DEFAULT_STALL_TIMEOUT_S, 0, 3600)),
     simSpeedup: num("sim-speedup", values["sim-speedup"], 1, 0, 1e6),
@@ -155,6 +194,10 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     specialTokensInContent: specials,
     inlineMaxTokens: int("inline-max-tokens", values["inline-max-tokens"], DEFAULT_INLINE_MAX_TOKENS, 0, 1 << 30),
     indexCapacity: int("index-capacity", values["index-capacity"], 1 << 20, 1024, 1 << 28),
+    approxTtlMs: Math.ceil(1000 * num("approx-ttl", values["approx-ttl"], 120, 0, 86_400)),
+    nats: values.nats === undefined ? null : natsUrl(values.nats),
+    natsSubject: natsSubject(values["nats-subject"] ?? "kvroute.replicas"),
+    replicaExpiryMs: Math.round(1000 * num("replica-expiry", values["replica-expiry"], 3, 0.1, 3600)),
     logLevel,
   };
 }
@@ -165,4 +208,20 @@ function num(name: string, value: string | undefined, fallback: number, min: num
 
 function int(name: string, value: string | undefined, fallback: number, min: number, max: number): number {
   return numberOption(name, value, { integer: true, min, max }) ?? fallback;
+}
+
+const NATS_URL = /^(nats|tls):\/\/([^:/\s,]+|\[[0-9a-fA-F:]+\]):(\d{1,5})$/;
+
+function natsUrl(text: string): string {
+  for (const url of text.split(",")) {
+    const m = NATS_URL.exec(url);
+    if (!m || Number(m[3]) < 1 || Number(m[3]) > 65535) throw new Error(`--nats must be nats://HOST:PORT (comma-separated for several servers), got ${JSON.stringify(url)}`);
+  }
+  return text;
+}
+
+/** A NATS subject without wildcards: dot-separated tokens. */
+function natsSubject(text: string): string {
+  if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(text)) throw new Error(`--nats-subject must be dot-separated tokens of letters, digits, _ and - (no wildcards), got ${JSON.stringify(text)}`);
+  return text;
 }

@@ -46,6 +46,16 @@ timing (milliseconds of modelled time):
   --ms-per-kv-block X            per KV block held by the step's sequences (default ${DEFAULT_TIMING.msPerKvBlock})
   --speedup X                    modelled time runs X times faster than real time; 0: as fast as it can (default 0)
 
+disaggregated prefill (vLLM's NixlConnector, as the router drives it with kv_transfer_params):
+  --kv-transfer-host HOST        where the KV transfer channel listens, which decode engines pull held
+                                 blocks from (default 127.0.0.1; "none": off)
+  --kv-transfer-port PORT        its port (default 0: any free port)
+  --kv-transfer-gbps X           the link this engine pulls blocks over, in Gb/s; a block is block size ×
+                                 112 KiB (Qwen3-0.6B's KV per token), so 16-token blocks take 0.037 ms
+                                 each at the default 400 (divided by --speedup; none at 0)
+  --kv-hold-timeout-ms N         blocks a prefill request holds for a decode engine are freed after N ms
+                                 if no decode engine has pulled them (default 30000)
+
   --no-cached-tokens             answer cached_tokens nil, like an engine that cannot count them
   --log-requests                 log each finished request: cached tokens beside the router's overlap_blocks
   -h, --help                     this help`;
@@ -93,6 +103,10 @@ export function parseSimArgs(argv: string[]): SimArgs | "help" {
       "ms-per-kv-block": { type: "string" },
       speedup: { type: "string" },
       "no-cached-tokens": { type: "boolean" },
+      "kv-transfer-host": { type: "string" },
+      "kv-transfer-port": { type: "string" },
+      "kv-transfer-gbps": { type: "string" },
+      "kv-hold-timeout-ms": { type: "string" },
       "log-requests": { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
@@ -137,6 +151,10 @@ export function parseSimArgs(argv: string[]): SimArgs | "help" {
     eosProbability: numberOption("eos-probability", values["eos-probability"]),
     speedup: numberOption("speedup", values.speedup),
     reportCachedTokens: !values["no-cached-tokens"],
+    kvTransferHost: endpoint(values["kv-transfer-host"]),
+    kvTransferPort: numberOption("kv-transfer-port", values["kv-transfer-port"], { integer: true, min: 0, max: 65535 }),
+    kvTransferGbps: numberOption("kv-transfer-gbps", values["kv-transfer-gbps"], { min: 0, above: true }),
+    kvHoldTimeoutMs: numberOption("kv-hold-timeout-ms", values["kv-hold-timeout-ms"], { min: 0 }),
     timing,
   };
   if (values["log-requests"]) {
@@ -160,7 +178,7 @@ export async function runSim(argv: string[]): Promise<number> {
     console.log(SIM_USAGE);
     return 0;
   }
-  let sim: { url: string; kvEventsEndpoint: string | null; replayEndpoint: string | null; close(): Promise<void> };
+  let sim: { url: string; kvEventsEndpoint: string | null; replayEndpoint: string | null; kvTransfer: { host: string; port: number } | null; close(): Promise<void> };
   let info: { model: string; blockSize: number; numBlocks: number | null; maxModelLen: number };
   try {
     if (options.http) {
@@ -182,6 +200,7 @@ export async function runSim(argv: string[]): Promise<number> {
       url: sim.url,
       kv_events: sim.kvEventsEndpoint,
       replay: sim.replayEndpoint,
+      kv_transfer: sim.kvTransfer && `${sim.kvTransfer.host}:${sim.kvTransfer.port}`,
       model: info.model,
       block_size: info.blockSize,
       num_blocks: info.numBlocks,

@@ -4,7 +4,7 @@ import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { int } from "../tools/replay/index.js";
 import { POLICIES, type PolicyName } from "../router/schedule/index.js";
-import { type EngineSettings, H100_8B, type JobProgress, reportTable, simulate, type SimulateOptions, type SimulationReport, sweepTable, type TraceSpec } from "../tools/policy-sim/index.js";
+import { DEFAULT_APPROX_TTL_MS, type EngineSettings, H100_8B, type JobProgress, KV_EVENTS_MODES, type KvEventsMode, reportTable, simulate, type SimulateOptions, type SimulationReport, sweepTable, type TraceSpec } from "../tools/policy-sim/index.js";
 import { parseWorkloadSpec } from "../tools/trace/index.js";
 import { numberOption, UsageError, type NumberRule } from "./usage.js";
 
@@ -33,10 +33,24 @@ routing:
   --engines N                  engines in the fleet (default 8)
   --engine-speeds S1,S2,...    one speed per engine, relative to the timing below (0.5: every step takes
                                twice as long); sets the number of engines. The router is not told
+  --prefill-engines N --decode-engines M
+                               disaggregated serving instead: N prefill engines and M decode engines, a
+                               prompt prefilled on one and its KV blocks moved to the other, as kvroute
+                               serve does with engine roles
+  --disagg-min-prefill-tokens N
+                               disaggregated: a prompt whose uncached part on its decode engine is under N
+                               tokens is prefilled there (default 0)
+  --kv-transfer-gbps X         disaggregated: the link KV blocks move over, in Gb/s (default ${D.kvTransferGbps}; a
+                               block is ${D.kvBytesPerToken / 1024} KiB a token × the block size)
   --overlap-weight W           kv-blocks cost = W × blocks to prefill + decode blocks (default 1)
   --temperature T              kv, kv-blocks: 0 (default) takes the cheapest engine; above 0 samples
   --kv-event-delay-ms X        a step's KV events reach the index X ms after the step ends (default 0:
                                as it ends)
+  --kv-events events|none      events (default): the index follows the engines' KV events; none: the
+                               engines publish none, and the router predicts their caches from its own
+                               decisions (approximate mode, as \`kvroute serve\` does for such engines)
+  --approx-ttl S               approximate mode: a prediction is believed S seconds of virtual time
+                               after it was last made (default 120)
   --seed N                     seeds the random policy, tie-breaks and the engines' outputs (default 0)
 
 engines (defaults: one H100 SXM 80 GB serving an 8B model in bf16, e.g. Llama 3.1 8B):
@@ -82,6 +96,8 @@ const OPTIONS = {
   "overlap-weight": { type: "string" },
   temperature: { type: "string" },
   "kv-event-delay-ms": { type: "string" },
+  "kv-events": { type: "string" },
+  "approx-ttl": { type: "string" },
   seed: { type: "string" },
   blocks: { type: "string" },
   "engine-block-size": { type: "string" },
@@ -93,6 +109,10 @@ const OPTIONS = {
   "decode-ms-per-seq": { type: "string" },
   "ms-per-kv-block": { type: "string" },
   "engine-speeds": { type: "string" },
+  "prefill-engines": { type: "string" },
+  "decode-engines": { type: "string" },
+  "disagg-min-prefill-tokens": { type: "string" },
+  "kv-transfer-gbps": { type: "string" },
   jobs: { type: "string" },
   sweep: { type: "string" },
   out: { type: "string" },
@@ -167,6 +187,8 @@ function engineSettings(v: Values): EngineSettings {
       decodeMsPerSeq: num(v, "decode-ms-per-seq", D.timing.decodeMsPerSeq),
       msPerKvBlock: num(v, "ms-per-kv-block", D.timing.msPerKvBlock),
     },
+    kvBytesPerToken: D.kvBytesPerToken,
+    kvTransferGbps: num(v, "kv-transfer-gbps", D.kvTransferGbps, { above: true }),
   };
   const t = settings.timing;
   if (t.stepOverheadMs + t.prefillMsPerToken + t.decodeMsPerSeq === 0) {
@@ -212,10 +234,11 @@ export async function simulateCommand(argv: string[], io: Io = { stdout: process
   }
 }
 
-/** Options a sweep may vary: the numeric ones. */
+/** Options a sweep may vary: the numeric ones, and where the index's knowledge comes from. */
 const SWEEPABLE = [
-  "speedup", "engines", "overlap-weight", "temperature", "kv-event-delay-ms", "seed", "blocks", "engine-block-size", "max-num-seqs",
+  "speedup", "engines", "overlap-weight", "temperature", "kv-event-delay-ms", "kv-events", "approx-ttl", "seed", "blocks", "engine-block-size", "max-num-seqs",
   "max-num-batched-tokens", "max-model-len", "step-overhead-ms", "prefill-ms-per-token", "decode-ms-per-seq", "ms-per-kv-block", "max-requests",
+  "prefill-engines", "decode-engines", "disagg-min-prefill-tokens", "kv-transfer-gbps",
 ] as const;
 
 function parseSweep(text: string): { key: (typeof SWEEPABLE)[number]; values: string[] } {
@@ -251,11 +274,18 @@ function planRun(v: Values, io: Io): { spec: TraceSpec; options: SimulateOptions
   const chosen = policies(v.policy);
   const engine = engineSettings(v);
   const speeds = engineSpeeds(v["engine-speeds"]);
-  const engines = speeds ? speeds.length : num(v, "engines", 8, { integer: true, min: 1, max: 4096 });
+  const split = v["prefill-engines"] !== undefined || v["decode-engines"] !== undefined;
+  if (split && (v["prefill-engines"] === undefined || v["decode-engines"] === undefined)) throw new UsageError("--prefill-engines and --decode-engines go together: give both");
+  if (split && (v.engines !== undefined || speeds)) throw new UsageError("--prefill-engines and --decode-engines set the fleet: leave out --engines and --engine-speeds");
+  const prefillEngines = split ? num(v, "prefill-engines", 0, { integer: true, min: 1, max: 2048 }) : 0;
+  const decodeEngines = split ? num(v, "decode-engines", 0, { integer: true, min: 1, max: 2048 }) : 0;
+  const engines = split ? prefillEngines + decodeEngines : speeds ? speeds.length : num(v, "engines", 8, { integer: true, min: 1, max: 4096 });
   if (speeds && v.engines !== undefined && Number(v.engines) !== speeds.length) {
     throw new UsageError(`--engines ${v.engines} disagrees with the ${speeds.length} speeds of --engine-speeds`);
   }
   const maxRequests = v["max-requests"] === undefined ? undefined : num(v, "max-requests", 0, { integer: true, min: 1 });
+  const kvEvents = v["kv-events"] ?? "events";
+  if (!KV_EVENTS_MODES.includes(kvEvents as KvEventsMode)) throw new UsageError(`--kv-events must be one of ${KV_EVENTS_MODES.join(", ")}, got ${JSON.stringify(kvEvents)}`);
   const jobs = num(v, "jobs", Math.min(chosen.length, availableParallelism()), { integer: true, min: 1, max: 64 });
   return {
     spec,
@@ -264,9 +294,13 @@ function planRun(v: Values, io: Io): { spec: TraceSpec; options: SimulateOptions
       engines,
       engine,
       ...(speeds ? { engineSpeeds: speeds } : {}),
+      ...(split ? { prefillEngines } : {}),
+      disaggMinPrefillTokens: num(v, "disagg-min-prefill-tokens", 0, { integer: true }),
       overlapWeight: num(v, "overlap-weight", 1),
       temperature: num(v, "temperature", 0),
       kvEventDelayMs: num(v, "kv-event-delay-ms", 0),
+      kvEvents: kvEvents as KvEventsMode,
+      approxTtlMs: 1000 * num(v, "approx-ttl", DEFAULT_APPROX_TTL_MS / 1000, { above: true, max: 1e7 }),
       seed: num(v, "seed", 0, { integer: true }),
       speedup: num(v, "speedup", 1, { above: true }),
       jobs,

@@ -2,10 +2,18 @@
 // batch the way vLLM's scheduler does (running requests first, then waiting ones, within max_num_seqs and
 // max_num_batched_tokens, with chunked prefill and preemption), computes it in the timing model, and
 // returns the step's modelled duration and outputs. KV events go to the sink, one batch per step.
+//
+// Disaggregated serving (kv-transfer-params.ts), the core's part, with no sockets or clock: a prefill
+// request that ends at its max_tokens keeps its blocks referenced (held) until releaseHeld(); a decode
+// request, when first scheduled, gets blocks for its whole prompt and waits outside the batch while a step's
+// `pulls` are fetched by whoever drives the core, which then calls finishReceive(): on success the received
+// blocks join the prefix cache (and the KV events) and the request computes its last prompt token; on
+// failure it drops them and computes its prompt here, as vLLM's "recompute" policy does.
 import type { BlockHasher } from "../router/prepare/hashing/index.js";
-import type { EngineUsage, GenerateRequest, LogFn, TokenLogprobs } from "../engine-protocol/index.js";
+import type { EngineUsage, GenerateRequest, KvTransferParams, LogFn, TokenLogprobs } from "../engine-protocol/index.js";
 import { BlockPool } from "./block-pool.js";
 import type { KvEventSink, SimKvEvent } from "./kv-events.js";
+import { heldParams, readKvTransferParams, type RemotePrefill } from "./kv-transfer-params.js";
 import { EOS_TOKEN_ID, requestSeed, sampleToken } from "./sampler.js";
 import { Sequence } from "./sequence.js";
 import { DEFAULT_TIMING, stepDurationMs, type StepWork, type TimingModel } from "./timing.js";
@@ -28,6 +36,8 @@ export interface EngineCoreOptions {
   seed?: number;
   /** Chance per output token of ending with EOS, unless ignore_eos (default 0: run to max_tokens). */
   eosProbability?: number;
+  /** Names this engine in the kv_transfer_params it answers prefill requests with (default "sim"). */
+  engineId?: string;
   timing?: Partial<TimingModel>;
   kvEventSink?: KvEventSink;
   log?: LogFn;
@@ -48,6 +58,17 @@ export interface CoreFinish {
   finishReason: "stop" | "length";
   stopReason: string | number | null;
   usage: EngineUsage;
+  /** A prefill request's blocks are held for a decode engine: where they are (see kv-transfer-params.ts). */
+  kvTransferParams?: KvTransferParams;
+}
+
+/** A decode request's blocks to fetch from a prefill engine. */
+export interface KvPull {
+  /** The decode request (its id in this core). */
+  id: number;
+  from: RemotePrefill;
+  /** Blocks this engine lacks: the prompt's, the partial last one included, minus its own cache hits. */
+  blocks: number;
 }
 
 export interface CoreOutput {
@@ -64,6 +85,8 @@ export interface StepResult {
   durationMs: number;
   outputs: CoreOutput[];
   work: StepWork;
+  /** Decode requests that started waiting for their blocks in this step. */
+  pulls: KvPull[];
 }
 
 export interface EngineCoreMetrics {
@@ -87,8 +110,17 @@ export interface EngineCoreMetrics {
   preemptions: number;
   blocksStored: number;
   blocksRemoved: number;
+  /** Decode requests whose blocks were pulled, and of those the pulls that failed. */
+  kvPulls: number;
+  kvPullsFailed: number;
+  /** Blocks received from prefill engines. */
+  kvBlocksReceived: number;
   running: number;
   waiting: number;
+  /** Decode requests waiting for their blocks. */
+  receiving: number;
+  /** Prefill requests whose blocks are held for a decode engine. */
+  held: number;
   blocksUsed: number;
   blocksCached: number;
 }
@@ -114,6 +146,7 @@ interface Resolved {
   seed: number;
   eosProbability: number;
   timing: TimingModel;
+  engineId: string;
 }
 
 function positiveInt(name: string, value: number | undefined, fallback: number): number {
@@ -133,6 +166,7 @@ function resolveOptions(o: EngineCoreOptions): Resolved {
     seed: o.seed ?? 0,
     eosProbability: o.eosProbability ?? 0,
     timing: { ...DEFAULT_TIMING, ...o.timing },
+    engineId: o.engineId ?? "sim",
   };
   if (!Number.isSafeInteger(r.seed)) throw new RangeError(`seed must be an integer, not ${r.seed}`);
   if (!(r.eosProbability >= 0 && r.eosProbability <= 1)) throw new RangeError(`eosProbability must be in [0, 1], not ${r.eosProbability}`);
@@ -155,6 +189,11 @@ export class EngineCore {
   private readonly sequences = new Map<number, Sequence>();
   private waiting: Sequence[] = [];
   private running: Sequence[] = [];
+  /** Decode requests whose blocks are on their way. */
+  private readonly receiving = new Map<number, Sequence>();
+  /** Finished prefill requests' blocks, held for a decode engine, by request id. */
+  private readonly held = new Map<number, number[]>();
+  private pulls: KvPull[] = [];
   private pendingEvents: SimKvEvent[] = [];
   private readonly counters = {
     steps: 0,
@@ -170,6 +209,9 @@ export class EngineCore {
     preemptions: 0,
     blocksStored: 0,
     blocksRemoved: 0,
+    kvPulls: 0,
+    kvPullsFailed: 0,
+    kvBlocksReceived: 0,
     prefillRequests: 0,
     prefillMs: 0,
   };
@@ -240,6 +282,10 @@ export class EngineCore {
       request.requestId ?? null,
       this.hasher,
     );
+    const kv = readKvTransferParams(request.kvTransferParams);
+    if (kv.kind === "invalid") this.log?.("warn", `request ${request.requestId ?? id}: kv_transfer_params not used (${kv.reason}); it runs without a KV transfer`);
+    sequence.remoteDecode = kv.kind === "remote_decode";
+    sequence.remotePrefill = kv.kind === "remote_prefill" ? kv.from : null;
     this.sequences.set(id, sequence);
     this.waiting.push(sequence);
     this.counters.requestsAdded++;
@@ -251,9 +297,57 @@ export class EngineCore {
     if (!sequence) return false;
     this.waiting = this.waiting.filter((s) => s !== sequence);
     this.running = this.running.filter((s) => s !== sequence);
+    this.receiving.delete(id);
     this.releaseBlocks(sequence);
     this.sequences.delete(id);
     this.counters.requestsAborted++;
+    this.flushEvents();
+    return true;
+  }
+
+  /**
+   * A decode request's pull ended: its blocks came (`ok`), or not, and it computes its prompt itself. False
+   * when the request is not waiting for blocks (aborted meanwhile).
+   */
+  finishReceive(id: number, ok: boolean): boolean {
+    const sequence = this.receiving.get(id);
+    if (!sequence) return false;
+    this.receiving.delete(id);
+    if (ok) {
+      // What arrived is every prompt token but the last, which is computed here (vLLM's NixlConnector).
+      sequence.numComputed = sequence.tokens.length - 1;
+      this.counters.kvBlocksReceived += sequence.blocks.length - sequence.numCachedBlocks;
+      this.storeFullBlocks(sequence, Math.floor(sequence.numComputed / this.options.blockSize));
+      this.recordCached(sequence, sequence.numComputed);
+      sequence.transfer = "received";
+    } else {
+      this.counters.kvPullsFailed++;
+      this.releaseBlocks(sequence);
+      sequence.numCachedBlocks = 0;
+      sequence.numComputed = 0;
+      sequence.transfer = "none";
+    }
+    this.waiting.unshift(sequence);
+    this.flushEvents();
+    return true;
+  }
+
+  /** Where a decode request's blocks are to come from, while its pull has not started; else null. */
+  unpulledFrom(id: number): RemotePrefill | null {
+    return this.sequences.get(id)?.remotePrefill ?? null;
+  }
+
+  /** How many blocks a finished prefill request holds for a decode engine; null when none are held. */
+  heldBlocks(id: number): number | null {
+    return this.held.get(id)?.length ?? null;
+  }
+
+  /** Frees the blocks a finished prefill request held (pulled, or given up on); false when none were held. */
+  releaseHeld(id: number): boolean {
+    const blocks = this.held.get(id);
+    if (!blocks) return false;
+    this.held.delete(id);
+    this.pool.release([...blocks].reverse());
     this.flushEvents();
     return true;
   }
@@ -296,7 +390,9 @@ export class EngineCore {
         this.counters.prefillMs += sequence.prefillMs;
       }
     }
-    return { durationMs, outputs, work };
+    const pulls = this.pulls;
+    this.pulls = [];
+    return { durationMs, outputs, work, pulls };
   }
 
   metrics(): EngineCoreMetrics {
@@ -304,6 +400,8 @@ export class EngineCore {
       ...this.counters,
       running: this.running.length,
       waiting: this.waiting.length,
+      receiving: this.receiving.size,
+      held: this.held.size,
       blocksUsed: this.pool.numUsed,
       blocksCached: this.pool.numCached,
     };
@@ -340,8 +438,15 @@ export class EngineCore {
 
     while (!preempted && this.waiting.length > 0 && budget > 0 && this.running.length < o.maxNumSeqs) {
       const sequence = this.waiting[0]!;
-      const hits = this.findCachedPrefix(sequence);
-      const numNew = Math.min(sequence.tokens.length - hits.length * o.blockSize, budget);
+      if (sequence.remotePrefill !== null) {
+        // Its blocks are to come from a prefill engine: it waits for them outside the batch.
+        if (!this.startReceiving(sequence)) break;
+        this.waiting.shift();
+        continue;
+      }
+      // A request whose blocks came by transfer has them already; it computes its last prompt token.
+      const hits = sequence.transfer === "received" ? [] : this.findCachedPrefix(sequence);
+      const numNew = Math.min(sequence.tokens.length - sequence.numComputed - hits.length * o.blockSize, budget);
       if (!this.allocate(sequence, numNew, hits)) break;
       if (sequence.cachedTokens < 0) this.recordCached(sequence, hits.length * o.blockSize);
       this.waiting.shift();
@@ -350,6 +455,27 @@ export class EngineCore {
       budget -= numNew;
     }
     return scheduled;
+  }
+
+  /**
+   * Gives a decode request blocks for its whole prompt (its own cache hits, and new ones for what is to come)
+   * and queues the pull of the rest. False, with nothing changed, when there are too few free blocks.
+   */
+  private startReceiving(sequence: Sequence): boolean {
+    const hits = this.findCachedPrefix(sequence);
+    const needed = Math.ceil(sequence.tokens.length / this.options.blockSize) - hits.length;
+    let freeHits = 0;
+    for (const block of hits) if (this.pool.isFree(block)) freeHits++;
+    if (needed + freeHits > this.pool.numFree) return false;
+    this.pool.touch(hits);
+    sequence.blocks = [...hits, ...this.pool.allocate(needed)];
+    sequence.numCachedBlocks = hits.length;
+    sequence.transfer = "receiving";
+    this.receiving.set(sequence.id, sequence);
+    this.pulls.push({ id: sequence.id, from: sequence.remotePrefill!, blocks: needed });
+    sequence.remotePrefill = null;
+    this.counters.kvPulls++;
+    return true;
   }
 
   /** Leading blocks of the sequence found in the prefix cache; the last token is always computed. */
@@ -433,6 +559,7 @@ export class EngineCore {
     this.releaseBlocks(sequence);
     sequence.numComputed = 0;
     sequence.numCachedBlocks = 0;
+    sequence.transfer = "none";
     sequence.preemptions++;
     this.counters.preemptions++;
     this.waiting.unshift(sequence);
@@ -479,14 +606,22 @@ export class EngineCore {
         stopReason,
         usage: { promptTokens: sequence.promptLen, completionTokens: sequence.outputs, cachedTokens: Math.max(0, sequence.cachedTokens) },
       };
-      this.complete(sequence);
+      // As vLLM's NixlConnector: only a prefill request capped at its max_tokens holds its blocks.
+      const hold = sequence.remoteDecode && finish === "length";
+      if (hold) output.finish.kvTransferParams = heldParams(this.options.engineId, String(sequence.id), sequence.blocks);
+      this.complete(sequence, hold);
     }
     return output;
   }
 
-  private complete(sequence: Sequence): void {
+  private complete(sequence: Sequence, hold: boolean): void {
     this.running = this.running.filter((s) => s !== sequence);
-    this.releaseBlocks(sequence);
+    if (hold) {
+      this.held.set(sequence.id, sequence.blocks);
+      sequence.blocks = [];
+    } else {
+      this.releaseBlocks(sequence);
+    }
     this.sequences.delete(sequence.id);
     this.counters.requestsFinished++;
     if (this.log) {

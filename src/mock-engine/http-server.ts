@@ -31,6 +31,8 @@ export interface HttpSimulatorHandle {
   readonly model: string;
   readonly kvEventsEndpoint: string | null;
   readonly replayEndpoint: string | null;
+  /** Where the KV transfer channel listens (held blocks are pulled from it); null when off. */
+  readonly kvTransfer: { host: string; port: number } | null;
   readonly core: EngineCore;
   close(): Promise<void>;
 }
@@ -69,6 +71,10 @@ class HttpSimulator implements HttpSimulatorHandle {
 
   get replayEndpoint(): string | null {
     return this.runtime.replayEndpoint;
+  }
+
+  get kvTransfer(): { host: string; port: number } | null {
+    return this.runtime.kvTransfer;
   }
 
   async start(): Promise<void> {

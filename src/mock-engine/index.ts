@@ -1,6 +1,8 @@
 // The simulated vLLM engine: a socket-free core for virtual time, and a server around it.
 export { EngineCore, SimRequestError } from "./core.js";
-export type { CoreFinish, CoreOutput, CoreRequest, EngineCoreMetrics, EngineCoreOptions, StepResult } from "./core.js";
+export type { CoreFinish, CoreOutput, CoreRequest, EngineCoreMetrics, EngineCoreOptions, KvPull, StepResult } from "./core.js";
+export { DEFAULT_KV_TRANSFER_GBPS, kvBytesPerToken, QWEN3_0_6B, transferMs, type KvDims } from "./kv-link.js";
+export { readKvTransferParams, type KvTransferRequest, type RemotePrefill } from "./kv-transfer-params.js";
 export { BlockPool } from "./block-pool.js";
 export { hashBlock, rootDigest } from "./block-hash.js";
 export type { BlockDigest } from "./block-hash.js";

@@ -6,7 +6,10 @@
 // `prompt_tokens_details` only when the server runs with --enable-prompt-tokens-details and the count is not
 // 0 (as vLLM did up to its completion/serving.py rewrite; later versions also report 0, which a client must
 // take the same way); errors are `{"error": {"message", "type", "param", "code"}}` with the HTTP status as
-// the code; stream chunks carry `usage: null` unless `stream_options.continuous_usage_stats`.
+// the code; stream chunks carry `usage: null` unless `stream_options.continuous_usage_stats`. With a KV
+// connector configured, vLLM takes `kv_transfer_params` in the body and answers a non-streamed request with
+// the connector's `kv_transfer_params` beside its usage (null when there are none); streamed chunks do not
+// carry them.
 import type { GenerateRequest, SamplingOptions } from "../engine-protocol/index.js";
 import type { CoreFinish } from "./core.js";
 
@@ -110,6 +113,11 @@ export function parseCompletion(body: unknown, limits: ApiLimits): CompletionCal
     if (ids.length > 0) sampling.stopTokenIds = ids as number[];
   }
   const request: GenerateRequest = { promptTokenIds: prompt, sampling };
+  if (b.kv_transfer_params !== undefined && b.kv_transfer_params !== null) {
+    const kv = b.kv_transfer_params;
+    if (typeof kv !== "object" || Array.isArray(kv)) throw new ApiError(400, "kv_transfer_params must be an object", "kv_transfer_params");
+    request.kvTransferParams = kv as Json;
+  }
   if (b.cache_salt !== undefined && b.cache_salt !== null) {
     if (typeof b.cache_salt !== "string" || b.cache_salt === "") throw new ApiError(400, "cache_salt must be a non-empty string", "cache_salt");
     request.cacheSalt = b.cache_salt;
@@ -200,6 +208,7 @@ export function completionBody(meta: CompletionMeta, text: string, finish: CoreF
     model: meta.model,
     choices: [{ index: 0, text, logprobs: null, finish_reason: finish.finishReason, stop_reason: finish.stopReason, prompt_logprobs: null }],
     usage: { prompt_tokens_details: null, ...usage },
+    kv_transfer_params: finish.kvTransferParams ?? null,
   };
 }
 

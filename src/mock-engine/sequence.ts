@@ -1,6 +1,7 @@
 // One request inside the simulated engine: its tokens, its KV blocks, and how far it has been computed.
 import type { BlockHasher } from "../router/prepare/hashing/index.js";
 import { hashBlock, rootDigest, type BlockDigest } from "./block-hash.js";
+import type { RemotePrefill } from "./kv-transfer-params.js";
 import { Rng } from "./sampler.js";
 import { StopChecker } from "./stop-checker.js";
 
@@ -28,6 +29,12 @@ export class Sequence {
   /** Output tokens produced. */
   outputs = 0;
   preemptions = 0;
+  /** Prefill side of a disaggregated request: hold the blocks for a decode engine when it ends at max_tokens. */
+  remoteDecode = false;
+  /** Decode side: where the prompt's blocks are to be pulled from, until the pull starts. */
+  remotePrefill: RemotePrefill | null = null;
+  /** Decode side: the blocks are on their way (`receiving`) or have come (`received`). */
+  transfer: "none" | "receiving" | "received" = "none";
   /** Modelled time of the steps it was in from its scheduling to its first token. */
   prefillMs = 0;
   readonly rng: Rng;

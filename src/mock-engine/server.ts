@@ -36,6 +36,8 @@ export interface SimulatorHandle {
   readonly url: string;
   readonly kvEventsEndpoint: string | null;
   readonly replayEndpoint: string | null;
+  /** Where the KV transfer channel listens (held blocks are pulled from it); null when off. */
+  readonly kvTransfer: { host: string; port: number } | null;
   readonly info: Welcome;
   /** The engine core, for inspection (its block pool and metrics). */
   readonly core: EngineCore;
@@ -48,8 +50,6 @@ export interface SimulatorHandle {
 interface Route {
   connection: EngineSideConnection;
   wireId: number;
-  /** Echoed in the finish as they came: the simulator has no KV connector of its own yet. */
-  kvTransferParams?: KvTransferParams;
 }
 
 class Simulator implements SimulatorHandle {
@@ -79,6 +79,10 @@ class Simulator implements SimulatorHandle {
 
   get replayEndpoint(): string | null {
     return this.runtime.replayEndpoint;
+  }
+
+  get kvTransfer(): { host: string; port: number } | null {
+    return this.runtime.kvTransfer;
   }
 
   async start(): Promise<void> {
@@ -159,7 +163,6 @@ class Simulator implements SimulatorHandle {
 
   private submit(connection: EngineSideConnection, command: GenerateCommand): { code: string; message: string } | null {
     const route: Route = { connection, wireId: command.id };
-    if (command.request.kvTransferParams !== undefined) route.kvTransferParams = command.request.kvTransferParams;
     let coreId: number;
     try {
       coreId = this.runtime.submit(command.request, route);
@@ -178,8 +181,7 @@ class Simulator implements SimulatorHandle {
     for (const { route, output } of outputs) {
       let list = byConnection.get(route.connection);
       if (!list) byConnection.set(route.connection, (list = []));
-      const finish = output.finish && route.kvTransferParams ? { ...output.finish, kvTransferParams: route.kvTransferParams } : output.finish;
-      list.push({ wireId: route.wireId, output: finish === output.finish ? output : { ...output, finish } });
+      list.push({ wireId: route.wireId, output });
     }
     for (const [connection, list] of byConnection) connection.deliver(list);
   }

@@ -1,24 +1,36 @@
-// The router behind the HTTP frontend: prepares a prompt (pool), asks the routing core for a decision and
-// a booking, and sends it (dispatch, with retry as a wrapper). It holds no routing rule of its own: those
-// are in the routing core (schedule/routing-core.ts), which `kvroute simulate` drives too.
+// The router behind the HTTP frontend: prepares a prompt (pool), asks the routing core for a plan (a
+// decision, or with engine roles a prefill decision to split on) and a booking, and sends it (dispatch,
+// with retry as a wrapper; split requests through dispatch/split.ts). It holds no routing rule of its own:
+// those are in the routing core (schedule/routing-core.ts), which `kvroute simulate` drives too.
 import type { Logger } from "pino";
 import { rootSeed } from "./prepare/hashing/index.js";
 import type { RouterMetrics } from "./metrics/index.js";
 import type { PreparePool, Prepared } from "./prepare/index.js";
-import type { Attempt, RoutablePrompt, RoutingCore } from "./schedule/index.js";
+import type { Attempt, Decision, RoutablePrompt, RoutingCore } from "./schedule/index.js";
 import type { EngineHandle, Fleet } from "./dispatch/fleet.js";
-import { withRetry } from "./dispatch/retry.js";
+import { NO_ENGINE, withRetry } from "./dispatch/retry.js";
 import { sendAttempt, type Job } from "./dispatch/send.js";
-import { noEngineError, RouterError, type Backend, type GenerateInput, type GenerationEvent, type HealthReport, type ModelCard, type RouteReport } from "./types.js";
+import { asLocal, splitRequest } from "./dispatch/split.js";
+import { splitNoticeReporter } from "./split-notices.js";
+import { noEngineError, RouterError, type Backend, type GenerateInput, type GenerationEvent, type HealthReport, type ModelCard, type ReplicationReport, type RouteEngineReport, type RouteReport } from "./types.js";
+
+/** Where approximate mode's predictions go: a prompt with these block hashes was sent to this engine. */
+export interface ApproxRecorder {
+  record(engine: number, hashes: BigUint64Array): void;
+}
 
 export interface RouterParts {
   fleet: Fleet;
+  /** Told of every attempt sent to an engine in approximate mode. */
+  approx: ApproxRecorder;
   core: RoutingCore;
   pool: PreparePool;
   metrics: RouterMetrics;
   log: Logger;
   /** The name clients use for the model; defaults to the engines' model name. */
   servedModelName: string | null;
+  /** With replicas: the link's state, for /health. */
+  replication?: () => ReplicationReport;
 }
 
 /** Root seeds of prompts' first blocks, per cache salt; salts are per tenant or user, so the table is bounded. */
@@ -27,8 +39,11 @@ const MAX_SEEDS = 10_000;
 export class Router implements Backend {
   readonly #created = Math.floor(Date.now() / 1000);
   readonly #seeds = new Map<string, bigint>();
+  readonly #notice: ReturnType<typeof splitNoticeReporter>;
 
-  constructor(private readonly o: RouterParts) {}
+  constructor(private readonly o: RouterParts) {
+    this.#notice = splitNoticeReporter(o.metrics, o.log, (engine) => this.#handle(engine).name, () => o.fleet.blockSize!);
+  }
 
   get modelName(): string | null {
     return this.o.servedModelName ?? this.o.fleet.model;
@@ -50,7 +65,9 @@ export class Router implements Backend {
   }
 
   health(): HealthReport {
-    return { ready: this.o.fleet.ready, engines: this.o.fleet.engines.map((e) => e.health()) };
+    const engines = this.o.fleet.engines.map((e) => ({ ...e.health(), ...(e.spec.role !== "both" ? { role: e.spec.role } : {}) }));
+    const replication = this.o.replication?.();
+    return { ready: this.o.fleet.ready, engines, ...(replication ? { replication } : {}) };
   }
 
   metrics(): Promise<{ contentType: string; body: string }> {
@@ -58,22 +75,36 @@ export class Router implements Backend {
   }
 
   async route(input: GenerateInput): Promise<RouteReport> {
+    const { core } = this.o;
     const prepared = await this.#prepare(input, undefined);
-    const decision = this.o.core.decide(routable(prepared));
-    if (!decision) throw noEngineError();
-    return {
-      engine: this.#handle(decision.engine).name,
-      overlap_blocks: decision.overlapBlocks,
-      block_size: this.o.fleet.blockSize!,
-      prompt_tokens: prepared.tokens.length,
-      engines: decision.scored.map((s) => ({
+    const prompt = { ...routable(prepared), ...(input.sampling.maxTokens !== null ? { outputTokens: input.sampling.maxTokens } : {}) };
+    const plan = core.plan(prompt);
+    if (!plan) throw noEngineError();
+    const scored = (d: Decision): RouteEngineReport[] =>
+      d.scored.map((s) => ({
         engine: this.#handle(s.engine).name,
         overlap_blocks: s.overlapBlocks,
         cost: s.cost,
         active_blocks: s.activeBlocks,
+        peer_blocks: s.peer.prefillBlocks + s.peer.decodeBlocks,
         external_blocks: s.external.prefillBlocks + s.external.decodeBlocks,
-      })),
-    };
+      }));
+    const stage = (d: Decision) => ({ engine: this.#handle(d.engine).name, overlap_blocks: d.overlapBlocks, engines: scored(d) });
+    const report = (answering: Decision, computing: Decision): RouteReport => ({
+      engine: this.#handle(answering.engine).name,
+      overlap_blocks: computing.overlapBlocks,
+      block_size: this.o.fleet.blockSize!,
+      prompt_tokens: prepared.tokens.length,
+      engines: scored(answering),
+    });
+    if (plan.kind === "whole") {
+      if (plan.why === "aggregated") return report(plan.decision, plan.decision);
+      return { ...report(plan.decision, plan.decision), disaggregation: { plan: "local", why: plan.why, prefill: stage(plan.decision), decode: stage(plan.decision) } };
+    }
+    // The decode stage is decided when the prefill has finished; as the engines' loads are now, it would be:
+    const decode = core.decide(prompt, undefined, "decode");
+    if (!decode) throw noEngineError();
+    return { ...report(decode, plan.prefill), disaggregation: { plan: "split", prefill: stage(plan.prefill), decode: stage(decode) } };
   }
 
   async generate(input: GenerateInput, signal: AbortSignal): Promise<AsyncIterable<GenerationEvent>> {
@@ -81,25 +112,50 @@ export class Router implements Backend {
     const prepared = await this.#prepare(input, signal);
     const maxModelLen = fleet.maxModelLen;
     if (maxModelLen === null) throw noEngineError();
-    const prompt = routable(prepared);
-    const maxTokens = core.budget(input.sampling.maxTokens, prompt.promptTokens, maxModelLen);
+    const maxTokens = core.budget(input.sampling.maxTokens, prepared.tokens.length, maxModelLen);
+    const prompt = { ...routable(prepared), outputTokens: maxTokens };
     if (fleet.up.length === 0) throw noEngineError();
-    const decide = () => {
+    const timed = <T>(decide: () => T): T => {
       const t0 = performance.now();
-      const decision = core.decide(prompt);
+      const result = decide();
       metrics.overhead("schedule", (performance.now() - t0) / 1000);
-      return decision;
+      return result;
     };
     const job: Job = { tokens: prepared.tokens, sampling: input.sampling, maxTokens, cacheSalt: input.cacheSalt };
+    // Called as an attempt is sent (whole, prefill or decode): in approximate mode the engine is from then
+    // on predicted to hold the prompt's blocks.
+    const target = (engine: number) => {
+      const handle = this.#handle(engine);
+      if (handle.routing === "approx") this.o.approx.record(engine, prepared.hashes);
+      return { name: handle.name, engine: handle.engine };
+    };
     const send = (attempt: Attempt) => {
       metrics.predicted(attempt.overlapBlocks * fleet.blockSize!, prompt.promptTokens);
-      const handle = this.#handle(attempt.engine);
-      return sendAttempt(core, attempt, { name: handle.name, engine: handle.engine }, job, signal);
+      return sendAttempt(core, attempt, target(attempt.engine), job, signal);
     };
-    return withRetry(core, decide, prompt, send, signal, (failed, _next, failure) => {
-      metrics.retried();
-      this.o.log.warn({ engine: this.#handle(failed.engine).name, code: failure.code, reason: failure.message }, "engine failed before the first token; retrying on another engine");
-    });
+    const whole = (decide: () => Decision | null) =>
+      withRetry(core, decide, prompt, send, signal, (failed, _next, failure) => {
+        metrics.retried();
+        this.o.log.warn({ engine: this.#handle(failed.engine).name, code: failure.code, reason: failure.message }, "engine failed before the first token; retrying on another engine");
+      });
+    if (!core.disaggregated) return whole(() => timed(() => core.decide(prompt)));
+    // Planned when the stream is first read, as withRetry decides: the plan sees the load of the requests before it.
+    const notice = this.#notice;
+    return (async function* (): AsyncGenerator<GenerationEvent> {
+      const plan = timed(() => core.plan(prompt));
+      if (!plan) {
+        yield NO_ENGINE;
+        return;
+      }
+      if (plan.kind === "split") {
+        metrics.disaggregation("split");
+        yield* splitRequest({ core, prompt, job, target, signal, whole: (decision) => whole(() => decision), notice }, plan.prefill);
+        return;
+      }
+      metrics.disaggregation(plan.why === "short" ? "local_short" : "local_degraded");
+      if (plan.why === "no_prefill_engine") notice({ kind: "prefill_unavailable", reason: "no prefill engine is available" });
+      yield* asLocal(whole(() => plan.decision));
+    })();
   }
 
   /** Tokenizing stops at the context length, and when `signal` says the client has left. */

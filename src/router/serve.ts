@@ -1,14 +1,15 @@
 // startRouter: every part of the router, started and wired together. `kvroute serve` calls it, and so can
 // a program that embeds the router.
 import type { Logger } from "pino";
-import { parseEngineSpec, type EngineSpec } from "./dispatch/engine-spec.js";
+import { checkRoles, parseEngineSpec, type EngineSpec } from "./dispatch/engine-spec.js";
 import { Fleet } from "./dispatch/fleet.js";
 import { Frontend } from "./http/server.js";
 import { KvEventThread } from "./kv-index/kv-events/index.js";
 import { MAX_ENGINES } from "./kv-index/prefix-index/index.js";
-import { RouterMetrics, requestLogger, watchKvEvents, watchPool } from "./metrics/index.js";
+import { ReplicaMetrics, RouterMetrics, requestLogger, watchKvEvents, watchPool } from "./metrics/index.js";
+import { ReplicaSync } from "./replicas/index.js";
 import { PreparePool, type SpecialTokensInContent } from "./prepare/index.js";
-import { Router } from "./router.js";
+import { Router, type ApproxRecorder } from "./router.js";
 import { RoutingCore, Scheduler, type CachedTokensFallback, type PolicyName } from "./schedule/index.js";
 import { startSimulatorThread, type SimulatorThread } from "../mock-engine/index.js";
 
@@ -23,6 +24,13 @@ export interface RouterOptions {
   simMaxModelLen: number | undefined;
   /** Simulated engine i runs simSpeeds[i] times as fast as the default timing (empty: all at 1). */
   simSpeeds: number[];
+  /** Simulated prefill and decode engines to start instead of `sim` aggregated ones (0 and 0: none). */
+  simPrefill: number;
+  simDecode: number;
+  /** Simulated engines withhold their cached-token count. */
+  simNoCachedTokens: boolean;
+  /** With engine roles: prompts with fewer uncached tokens than this are prefilled on their decode engine. */
+  disaggMinPrefillTokens: number;
   /** The block size prompts are hashed with; null: the first engine's (16 for HTTP engines). */
   blockSize: number | null;
   /** How often HTTP engines' /metrics are read for their load, in ms; 0: never. */
@@ -49,6 +57,16 @@ export interface RouterOptions {
   specialTokensInContent: SpecialTokensInContent;
   inlineMaxTokens: number;
   indexCapacity: number;
+  /**
+   * Approximate mode for engines without KV events: how long a prediction of their cache is believed, in
+   * ms; 0 turns the mode off (they are routed by load alone).
+   */
+  approxTtlMs: number;
+  /** Replicas: the NATS server(s) they share load through; null: a single router. */
+  nats: string | null;
+  natsSubject: string;
+  /** A replica not heard from for this long has its bookings dropped (ms). */
+  replicaExpiryMs: number;
 }
 
 export interface RunningRouter {
@@ -74,27 +92,48 @@ export async function startRouter(options: RouterOptions, log: Logger): Promise<
     let engines: EngineSpec[] = options.engines;
     let sims: SimulatorThread | null = null;
     if (engines.length === 0) {
-      sims = await startSimulatorThread(options.sim, {
+      const split = options.simPrefill > 0;
+      sims = await startSimulatorThread(split ? options.simPrefill + options.simDecode : options.sim, {
         http: options.simHttp,
         speedup: options.simSpeedup,
         ...(options.blockSize ? { blockSize: options.blockSize } : {}),
         ...(options.simBlocks ? { numBlocks: options.simBlocks } : {}),
         ...(options.simMaxModelLen ? { maxModelLen: options.simMaxModelLen } : {}),
+        reportCachedTokens: !options.simNoCachedTokens,
+        enablePromptTokensDetails: !options.simNoCachedTokens,
       }, options.simSpeeds);
       closers.push(() => sims!.close());
       // An HTTP engine announces no KV-event endpoint: it is given, as it would be on the command line.
       engines = sims.engines.map((e, i) => ({
         ...parseEngineSpec(options.simHttp && e.kvEventsEndpoint ? `${e.url},kv=${e.kvEventsEndpoint}${e.replayEndpoint ? `,replay=${e.replayEndpoint}` : ""}` : e.url),
-        name: `sim-${i}`,
+        ...(!split ? { name: `sim-${i}` } : i < options.simPrefill ? { name: `sim-p${i}`, role: "prefill" as const } : { name: `sim-d${i - options.simPrefill}`, role: "decode" as const }),
       }));
-      log.info({ engines: engines.length, speedup: options.simSpeedup, api: options.simHttp ? "http" : "msgpack" }, "no --engine given: started simulated engines");
+      log.info(
+        { engines: engines.length, ...(split ? { prefill: options.simPrefill, decode: options.simDecode } : {}), speedup: options.simSpeedup, api: options.simHttp ? "http" : "msgpack" },
+        "no --engine given: started simulated engines",
+      );
     }
+    checkRoles(engines);
     // The index's engine sets are sized for the fleet: 8 bytes per entry for every 32 engines.
-    const kv = await KvEventThread.start({ capacity: options.indexCapacity, maxEngines: Math.ceil(engines.length / 32) * 32 });
+    const approxOn = options.approxTtlMs > 0;
+    const kv = await KvEventThread.start({
+      capacity: options.indexCapacity,
+      maxEngines: Math.ceil(engines.length / 32) * 32,
+      ...(approxOn ? { approxTtlMs: options.approxTtlMs } : {}),
+    });
     closers.push(() => kv.close());
     const metrics = new RouterMetrics();
     const scheduler = new Scheduler({ policy: options.policy, overlapWeight: options.overlapWeight, temperature: options.temperature });
-    const fleet = new Fleet(engines, { blockSize: options.blockSize, metricsIntervalMs: options.engineMetricsIntervalMs, stallMs: options.stallTimeoutMs, scheduler, kv, log });
+    const fleet = new Fleet(engines, {
+      blockSize: options.blockSize,
+      metricsIntervalMs: options.engineMetricsIntervalMs,
+      // An engine that does not say how many blocks it caches gets its share of the index.
+      approxBlocks: approxOn ? Math.max(1, Math.floor(options.indexCapacity / engines.length)) : null,
+      stallMs: options.stallTimeoutMs,
+      scheduler,
+      kv,
+      log,
+    });
     closers.push(() => fleet.close());
     kv.onNotice((notice) => {
       if (notice.kind === "block_size_mismatch") {
@@ -106,6 +145,8 @@ export async function startRouter(options: RouterOptions, log: Logger): Promise<
       cachedTokensFallback: options.cachedTokensFallback,
       blockSize: () => fleet.blockSize!,
       onTtft: (engine, predicted, observed) => metrics.ttftPrediction(fleet.engines[engine]!.name, predicted / 1000, observed / 1000),
+      roles: engines.map((e) => e.role),
+      disaggMinPrefillTokens: options.disaggMinPrefillTokens,
     });
     const pool = await PreparePool.start({
       tokenizerDir: options.tokenizer,
@@ -124,6 +165,7 @@ export async function startRouter(options: RouterOptions, log: Logger): Promise<
     metrics.engines(() =>
       fleet.engines.map((e) => {
         const load = scheduler.active.load(e.id);
+        const peer = scheduler.peerLoad(e.id);
         const report = scheduler.report(e.id);
         const timing = scheduler.predictor(e.id).timing;
         return {
@@ -133,6 +175,8 @@ export async function startRouter(options: RouterOptions, log: Logger): Promise<
           activeRequests: load.requests,
           prefillBlocks: load.prefillBlocks,
           decodeBlocks: load.decodeBlocks,
+          peerPrefillBlocks: peer.prefillBlocks,
+          peerDecodeBlocks: peer.decodeBlocks,
           reported: report ? { running: report.running, waiting: report.waiting } : null,
           prefillTokensPerSecond: timing.prefillMsPerToken > 0 ? 1000 / timing.prefillMsPerToken : 0,
           decodeStepSeconds: timing.stepMs / 1000,
@@ -143,7 +187,42 @@ export async function startRouter(options: RouterOptions, log: Logger): Promise<
     if (!(await fleet.waitForEngine(FIRST_ENGINE_WAIT_MS))) {
       log.warn("no engine is up yet: serving anyway; /health answers 503 until one connects");
     }
-    const router = new Router({ fleet, core, pool, metrics, log, servedModelName: options.servedModelName });
+    // Replicas: bookings, predictions and engine health shared with the other routers through NATS.
+    const replica =
+      options.nats === null
+        ? null
+        : new ReplicaSync(
+            { url: options.nats, subject: options.natsSubject, expiryMs: options.replicaExpiryMs },
+            {
+              engines: fleet.engines,
+              blockSize: () => fleet.blockSize,
+              ownLoad: (engine) => scheduler.active.snapshot(engine),
+              setPeerLoad: (engine, load) => scheduler.setPeerLoad(engine, load),
+              recordApprox: (engine, hashes) => kv.recordApprox(engine, hashes),
+              telemetry: new ReplicaMetrics(metrics.registry),
+              log,
+            },
+          );
+    if (replica !== null) {
+      replica.start();
+      closers.push(() => replica.close());
+    }
+    const approx: ApproxRecorder = {
+      record: (engine, hashes) => {
+        kv.recordApprox(engine, hashes);
+        replica?.shareApprox(engine, hashes);
+      },
+    };
+    const router = new Router({
+      fleet,
+      approx,
+      core,
+      pool,
+      metrics,
+      log,
+      servedModelName: options.servedModelName,
+      ...(replica !== null ? { replication: () => replica.report() } : {}),
+    });
     const requestLog = requestLogger(log);
     const frontend = new Frontend(router, {
       host: options.host,
@@ -161,7 +240,7 @@ export async function startRouter(options: RouterOptions, log: Logger): Promise<
     const port = await frontend.listen();
     closers.push(() => frontend.close());
     const url = `http://${options.host.includes(":") ? `[${options.host}]` : options.host}:${port}`;
-    log.info({ url, model: router.modelName, engines: sims ? `${options.sim} simulated` : options.engines.length }, "kvroute listening");
+    log.info({ url, model: router.modelName, engines: sims ? `${engines.length} simulated` : options.engines.length, ...(core.disaggregated ? { disaggregated: true } : {}) }, "kvroute listening");
     return {
       url,
       port,

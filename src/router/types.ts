@@ -38,8 +38,12 @@ export interface Usage {
 }
 
 export type GenerationEvent =
-  /** The engine that answers is fixed (after any retry); comes before the first delta. */
-  | { type: "start"; engine: string; overlapBlocks: number; promptTokens: number; cachedTokensSource: CachedTokensSource }
+  /**
+   * The engine that answers is fixed (after any retry); comes before the first delta. With engine roles,
+   * `prefillEngine` names the engine that computed the prompt (the answering engine itself when it
+   * prefilled locally), and `overlapBlocks` is that engine's overlap.
+   */
+  | { type: "start"; engine: string; overlapBlocks: number; promptTokens: number; cachedTokensSource: CachedTokensSource; prefillEngine?: string }
   | { type: "delta"; text: string; tokenCount: number }
   | { type: "finish"; finishReason: string; usage: Usage }
   /**
@@ -48,13 +52,37 @@ export type GenerationEvent =
    */
   | { type: "error"; message: string; code: string; status?: number };
 
-export interface RouteReport {
+export interface RouteEngineReport {
   engine: string;
+  overlap_blocks: number;
+  cost: number;
+  active_blocks: number;
+  peer_blocks: number;
+  external_blocks: number;
+}
+
+export interface RouteReport {
+  /** The engine that would answer (disaggregated: the decode engine). */
+  engine: string;
+  /** The overlap of the engine that would compute the prompt (disaggregated: the prefill engine's). */
   overlap_blocks: number;
   block_size: number;
   prompt_tokens: number;
-  /** `active_blocks` counts the router's bookings and the engine's external load; `external_blocks` the latter. */
-  engines: { engine: string; overlap_blocks: number; cost: number; active_blocks: number; external_blocks: number }[];
+  /**
+   * `active_blocks` counts the router's bookings, other replicas' (`peer_blocks`) and the engine's external
+   * load (`external_blocks`).
+   */
+  engines: RouteEngineReport[];
+  /**
+   * With engine roles: `split` (prefill, then decode elsewhere), or `local` with why (`short`: the uncached
+   * part is under --disagg-min-prefill-tokens; `no_prefill_engine`), and each stage's decision.
+   */
+  disaggregation?: {
+    plan: "split" | "local";
+    why?: "short" | "no_prefill_engine";
+    prefill: { engine: string; overlap_blocks: number; engines: RouteEngineReport[] };
+    decode: { engine: string; overlap_blocks: number; engines: RouteEngineReport[] };
+  };
 }
 
 export interface ModelCard {
@@ -65,13 +93,27 @@ export interface ModelCard {
   max_model_len: number;
 }
 
+/** This replica's link to the others (`kvroute serve --nats`), as /health shows it. */
+export interface ReplicationReport {
+  replica: string;
+  nats: string;
+  connected: boolean;
+  /** Why this replica routes alone (NATS unreachable), or null while connected. */
+  reason: string | null;
+  /** The other replicas heard from within the expiry, with the engines' health as each sees it. */
+  peers: { replica: string; last_heard_ms: number; synced: boolean; engines: { engine: string; state: string; reason?: string; routing?: string }[] }[];
+}
+
 export interface HealthReport {
   ready: boolean;
+  /** Present when the router runs as one of several replicas. */
+  replication?: ReplicationReport;
   /**
    * Per engine: its state, why it is down or refused, and how it is routed: by `cache` (its KV events are
-   * followed) or by `load` alone (it publishes none, or they cannot be followed).
+   * followed), `approx` (no KV events: its cache is predicted from the router's own decisions) or by `load`
+   * alone (approximate mode turned off).
    */
-  engines: { engine: string; state: string; reason?: string; routing?: "cache" | "load" }[];
+  engines: { engine: string; state: string; reason?: string; routing?: "cache" | "approx" | "load"; role?: "prefill" | "decode" }[];
 }
 
 /** What the HTTP frontend needs from the router behind it. */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { parseServeArgs } from "../../src/cli/serve-options.js";
-import { parseEngineSpec } from "../../src/router/dispatch/engine-spec.js";
+import { checkRoles, parseEngineSpec } from "../../src/router/dispatch/engine-spec.js";
 
 describe("kvroute serve options", () => {
   it("has the defaults the README describes", () => {
@@ -46,8 +46,8 @@ describe("kvroute serve options", () => {
     const o = parseServeArgs(["--engine", "tcp://10.0.0.5:9000,kv=tcp://10.0.0.5:5557,name=a", "--engine", "tcp://h:1", "--sim-blocks", "20000", "--sim-max-model-len", "131072"], { KVROUTE_API_KEY: "k" });
     if (o === "help") throw new Error("unexpected help");
     expect(o.engines).toEqual([
-      { url: "tcp://10.0.0.5:9000", kind: "msgpack", name: "a", kvEndpoint: "tcp://10.0.0.5:5557", replayEndpoint: null },
-      { url: "tcp://h:1", kind: "msgpack", name: "h:1", kvEndpoint: null, replayEndpoint: null },
+      { url: "tcp://10.0.0.5:9000", kind: "msgpack", name: "a", kvEndpoint: "tcp://10.0.0.5:5557", noKvEvents: false, replayEndpoint: null, role: "both" },
+      { url: "tcp://h:1", kind: "msgpack", name: "h:1", kvEndpoint: null, noKvEvents: false, replayEndpoint: null, role: "both" },
     ]);
     expect(o).toMatchObject({ simBlocks: 20000, simMaxModelLen: 131072, apiKey: "k" });
   });
@@ -64,7 +64,17 @@ describe("kvroute serve options", () => {
     [["--engine", "http://h:1,replay=tcp://h:2"], /replay= needs kv= as well/],
     [["--engine-metrics-interval=-1"], /--engine-metrics-interval must be a number of at least 0/],
     [["--engine", "tcp://h:1,colour=red"], /unknown option "colour"/],
-    [["--engine", "tcp://h:1,kv=h:2"], /kv= must be tcp:\/\/HOST:PORT/],
+    [["--engine", "tcp://h:1,kv=h:2"], /kv= must be tcp:\/\/HOST:PORT or none/],
+    [["--engine", "tcp://h:1,kv=none,replay=tcp://h:3"], /kv=none follows no KV events; it cannot go with a kv= endpoint or replay=/],
+    [["--engine", "tcp://h:1,role=leader"], /role= must be prefill, decode or both, got "leader"/],
+    [["--sim-prefill", "2"], /--sim-prefill and --sim-decode go together/],
+    [["--sim-prefill", "1", "--sim-decode", "1", "--sim", "3"], /leave out --sim and --sim-engine-speeds/],
+    [["--disagg-min-prefill-tokens=-5"], /--disagg-min-prefill-tokens must be an integer of at least 0/],
+    [["--approx-ttl=-1"], /--approx-ttl must be a number of at least 0/],
+    [["--nats", "http://h:4222"], /--nats must be nats:\/\/HOST:PORT/],
+    [["--nats", "nats://h:4222,nats://h"], /--nats must be nats:\/\/HOST:PORT .*got "nats:\/\/h"/],
+    [["--nats-subject", "kvroute.>"], /--nats-subject must be dot-separated tokens/],
+    [["--replica-expiry", "0"], /--replica-expiry must be a number of at least 0.1/],
     [["--nope"], /Unknown option '--nope'/],
     [["--special-tokens-in-content", "escape"], /--special-tokens-in-content must be parse or plain, got "escape"/],
   ];
@@ -78,14 +88,47 @@ describe("kvroute serve options", () => {
     const o = parseServeArgs(["--engine", "http://10.0.0.6:8000,kv=tcp://10.0.0.6:5557,replay=tcp://10.0.0.6:5558", "--engine", "https://[::1]:8443/", "--engine-metrics-interval", "0.5", "--sim-http"], {});
     if (o === "help") throw new Error("unexpected help");
     expect(o.engines).toEqual([
-      { url: "http://10.0.0.6:8000", kind: "http", name: "10.0.0.6:8000", kvEndpoint: "tcp://10.0.0.6:5557", replayEndpoint: "tcp://10.0.0.6:5558" },
-      { url: "https://[::1]:8443", kind: "http", name: "[::1]:8443", kvEndpoint: null, replayEndpoint: null },
+      { url: "http://10.0.0.6:8000", kind: "http", name: "10.0.0.6:8000", kvEndpoint: "tcp://10.0.0.6:5557", noKvEvents: false, replayEndpoint: "tcp://10.0.0.6:5558", role: "both" },
+      { url: "https://[::1]:8443", kind: "http", name: "[::1]:8443", kvEndpoint: null, noKvEvents: false, replayEndpoint: null, role: "both" },
     ]);
     expect(o).toMatchObject({ engineMetricsIntervalMs: 500, simHttp: true });
+  });
+
+  it("reads kv=none and the approximate-mode TTL, 0 turning the mode off", () => {
+    expect(parseEngineSpec("tcp://h:1,kv=none")).toMatchObject({ kvEndpoint: null, noKvEvents: true });
+    expect(parseServeArgs([], {})).toMatchObject({ approxTtlMs: 120_000 });
+    expect(parseServeArgs(["--approx-ttl", "0"], {})).toMatchObject({ approxTtlMs: 0 });
+    expect(parseServeArgs(["--approx-ttl", "2.5"], {})).toMatchObject({ approxTtlMs: 2500 });
+  });
+
+  it("reads the replica options: NATS servers, subject and expiry", () => {
+    expect(parseServeArgs([], {})).toMatchObject({ nats: null, natsSubject: "kvroute.replicas", replicaExpiryMs: 3000 });
+    expect(parseServeArgs(["--nats", "nats://10.0.0.9:4222,nats://[::1]:4223", "--nats-subject", "fleet-a.replicas", "--replica-expiry", "1.5"], {})).toMatchObject({
+      nats: "nats://10.0.0.9:4222,nats://[::1]:4223",
+      natsSubject: "fleet-a.replicas",
+      replicaExpiryMs: 1500,
+    });
   });
 
   it("parses engine specs on their own", () => {
     expect(parseEngineSpec("tcp://[::1]:9000").name).toBe("[::1]:9000");
     expect(() => parseEngineSpec("tcp://h:0")).toThrow(/expected tcp/);
+  });
+
+  it("reads engine roles, simulated prefill and decode pools, and the disaggregation settings", () => {
+    const o = parseServeArgs(["--engine", "http://p:8000,kv=tcp://p:5557,role=prefill", "--engine", "tcp://d:9000,role=decode,name=d", "--disagg-min-prefill-tokens", "512"], {});
+    if (o === "help") throw new Error("unexpected help");
+    expect(o.engines.map((e) => [e.name, e.role])).toEqual([["p:8000", "prefill"], ["d", "decode"]]);
+    expect(o).toMatchObject({ disaggMinPrefillTokens: 512, simPrefill: 0, simDecode: 0, simNoCachedTokens: false });
+    expect(parseServeArgs(["--sim-prefill", "2", "--sim-decode", "3", "--sim-no-cached-tokens"], {})).toMatchObject({ simPrefill: 2, simDecode: 3, simNoCachedTokens: true });
+  });
+
+  it("refuses a fleet whose roles cannot serve a request", () => {
+    const specs = (...roles: string[]) => roles.map((role, i) => parseEngineSpec(`tcp://h:${i + 1},role=${role}`));
+    expect(() => checkRoles(specs("prefill", "prefill"))).toThrow(/role=prefill need at least one engine that can decode/);
+    expect(() => checkRoles(specs("decode"))).toThrow(/role=decode need at least one engine that can prefill/);
+    expect(() => checkRoles(specs("prefill", "both"))).not.toThrow();
+    expect(() => checkRoles(specs("both", "decode"))).not.toThrow();
+    expect(() => checkRoles(specs("prefill", "decode"))).not.toThrow();
   });
 });

@@ -186,9 +186,9 @@ describe("kvroute serve in front of kvroute sim --http engines", () => {
 });
 
 describe("engines that cannot be followed", () => {
-  it("refuses an engine whose KV events carry another block size (reason in /health), and routes an engine without kv= by load alone", async () => {
+  it("refuses an engine whose KV events carry another block size (reason in /health), and routes an engine without kv= by load alone when approximate mode is off", async () => {
     // --engine-metrics-interval 0: /metrics is not read, so the block size shows only in the KV events.
-    const f = await fleet([["--speedup", "0", "--block-size", "32"], ["--speedup", "0"]], ["--engine-metrics-interval", "0"], [true, false]);
+    const f = await fleet([["--speedup", "0", "--block-size", "32"], ["--speedup", "0"]], ["--engine-metrics-interval", "0", "--approx-ttl", "0"], [true, false]);
     const base = f.router.url;
     expect((await health(base)).engines.map((e) => e.routing)).toEqual(["cache", "load"]);
     expect(f.router.logs.some((l) => l.msg === "engine up, routed by load alone" && l.engine === "e1")).toBe(true);

@@ -3,33 +3,30 @@
 // installed; KVROUTE_REQUIRE_PROXIES=1 (set by .ci/run, which installs both) makes that a failure.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { connect, createServer } from "node:net";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { freePort } from "./engines.js";
 
 export interface RunningProxy {
   port: number;
   stop(): Promise<void>;
 }
 
-/** Why `command` (from Debian's `pkg`) cannot be run here, or null when it can. Throws when it is required. */
-export function proxyMissing(command: "nginx" | "haproxy", pkg: string): string | null {
-  const found = spawnSync(command, ["-v"]).error === undefined;
-  if (found) return null;
-  const reason = `${command} is not installed (install ${pkg})`;
-  if (process.env.KVROUTE_REQUIRE_PROXIES === "1") throw new Error(`KVROUTE_REQUIRE_PROXIES=1, but ${reason}`);
-  return reason;
+/** The command on PATH, else where Debian puts it (/usr/sbin is not on a normal user's PATH); null if neither runs. */
+function locate(command: "nginx" | "haproxy"): string | null {
+  return [command, `/usr/sbin/${command}`].find((c) => spawnSync(c, ["-v"]).error === undefined) ?? null;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
+const NGINX = locate("nginx");
+const HAPROXY = locate("haproxy");
+
+/** Why `command` (from Debian's `pkg`) cannot be run here, or null when it can. Throws when it is required. */
+export function proxyMissing(command: "nginx" | "haproxy", pkg: string): string | null {
+  if ((command === "nginx" ? NGINX : HAPROXY) !== null) return null;
+  const reason = `${command} is not installed (neither on PATH nor /usr/sbin/${command}; install ${pkg})`;
+  if (process.env.KVROUTE_REQUIRE_PROXIES === "1") throw new Error(`KVROUTE_REQUIRE_PROXIES=1, but ${reason}`);
+  return reason;
 }
 
 export async function startNginx(upstreamPort: number): Promise<RunningProxy> {
@@ -63,7 +60,7 @@ ${temp}
 }
 `,
   );
-  return run("nginx", ["-p", dir, "-c", join(dir, "nginx.conf")], dir, port, () => fetch(`http://127.0.0.1:${port}/health`).then(() => true));
+  return run(NGINX!, ["-p", dir, "-c", join(dir, "nginx.conf")], dir, port, () => fetch(`http://127.0.0.1:${port}/health`).then(() => true));
 }
 
 /**
@@ -97,7 +94,7 @@ backend default
   server kvroute 127.0.0.1:${upstreamPort} check inter 200ms fall 1 rise 1
 `,
   );
-  const running = await run("haproxy", ["-db", "-f", join(dir, "haproxy.cfg")], dir, port, () => showStat(socket).then(() => true));
+  const running = await run(HAPROXY!, ["-db", "-f", join(dir, "haproxy.cfg")], dir, port, () => showStat(socket).then(() => true));
   return {
     ...running,
     async checks() {

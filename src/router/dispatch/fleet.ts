@@ -1,8 +1,10 @@
 // The engines behind the router. The fleet starts each engine (msgpack or HTTP, from its spec), checks that
 // it serves the same model at the same block size, and keeps the scheduler and the KV-event side in step
 // with who is up: an engine that drops leaves scheduling and its index entries are dropped (a restarted
-// engine has an empty cache); when it comes back, it rejoins. Engines that report their own load (HTTP
-// engines, from their metrics) have it passed to the scheduler as external load while it is fresh. Every
+// engine has an empty cache); when it comes back, it rejoins. An engine whose KV events are not followed
+// (it publishes none, kv=none, or they cannot be subscribed to) is put in approximate mode, its cache
+// predicted from what the router sends it, unless that mode is off. Engines that report their own load
+// (HTTP engines, from their metrics) have it passed to the scheduler as external load while it is fresh. Every
 // engine's request streams are watched for progress (stall-watch.ts): an engine that is up but stalled
 // takes no new requests until it moves again.
 import type { Logger } from "pino";
@@ -18,7 +20,13 @@ import { StallWatch, WatchedEngine, type StallChange } from "./stall-watch.js";
 export const HTTP_DEFAULT_BLOCK_SIZE = 16;
 
 /** What the fleet tells the KV-event side about engines joining and leaving. */
-export type KvRegistry = Pick<KvEventThread, "addEngine" | "removeEngine">;
+export type KvRegistry = Pick<KvEventThread, "addEngine" | "addApproxEngine" | "removeEngine">;
+
+/**
+ * How an engine that is up is routed: by `cache` (its KV events are followed), by `approx` (its cache is
+ * predicted from the router's own decisions) or by `load` alone.
+ */
+export type Routing = "cache" | "approx" | "load";
 
 export type EngineState = "connecting" | "up" | "down" | "refused";
 
@@ -27,9 +35,9 @@ export class EngineHandle {
   info: EngineInfo | null = null;
   /** Why the engine is down or refused (or, while connecting, why it is not up yet). */
   reason: string | null = null;
-  /** While up: whether its KV events are followed (cache-aware routing) or it is routed by load alone. */
-  routing: "cache" | "load" | null = null;
-  /** Whether its KV events were subscribed to (they must be dropped when it leaves). */
+  /** While up: how it is routed. */
+  routing: Routing | null = null;
+  /** Whether the KV-event thread holds entries for it (they must be dropped when it leaves). */
   followed = false;
   /**
    * While up: set when its requests stopped moving, until they move again (`probing`: let back for one
@@ -66,7 +74,7 @@ export interface EngineHealth {
   /** `stalled`: up, but its requests stopped moving. */
   state: EngineState | "stalled";
   reason?: string;
-  routing?: "cache" | "load";
+  routing?: Routing;
 }
 
 export interface FleetOptions {
@@ -76,6 +84,11 @@ export interface FleetOptions {
   metricsIntervalMs: number;
   /** How long an engine may leave a waiting request without an event before it counts as stalled; 0: never. */
   stallMs: number;
+  /**
+   * Approximate mode for engines whose KV events are not followed: the capacity in blocks assumed for an
+   * engine that does not announce its own; null turns the mode off (such engines are routed by load alone).
+   */
+  approxBlocks: number | null;
   scheduler: Scheduler;
   kv: KvRegistry;
   log: Logger;
@@ -166,14 +179,14 @@ export class Fleet {
     const log = this.options.log;
     const common = {
       name: spec.name,
-      kvEndpoint: spec.kvEndpoint,
+      kvEndpoint: spec.noKvEvents ? null : spec.kvEndpoint,
       replayEndpoint: spec.replayEndpoint,
       log: (level: "debug" | "info" | "warn" | "error", message: string) => log[level]({ engine: spec.name }, message),
     };
     if (spec.kind === "http") {
       return new HttpEngine(spec.url, { ...common, blockSize: this.options.blockSize ?? HTTP_DEFAULT_BLOCK_SIZE, metricsIntervalMs: this.options.metricsIntervalMs });
     }
-    return new MsgpackEngine(spec.url, { ...common, expectedBlockSize: this.options.blockSize });
+    return new MsgpackEngine(spec.url, { ...common, noKvEvents: spec.noKvEvents, expectedBlockSize: this.options.blockSize });
   }
 
   /**
@@ -227,15 +240,24 @@ export class Fleet {
         // A bad KV-event endpoint costs the engine its cache-aware routing, not its place in the fleet.
         log.error({ engine: handle.name, endpoint: events.endpoint, reason: (err as Error).message }, "cannot follow the engine's KV events: it is routed by load alone");
       }
-    } else {
-      log.warn({ engine: handle.name }, "engine publishes no KV events: it is routed by load alone");
     }
+    const approxBlocks = this.options.approxBlocks;
+    if (handle.routing === "load" && approxBlocks !== null) {
+      try {
+        await kv.addApproxEngine(handle.id, info.numBlocks ?? approxBlocks);
+        handle.followed = true;
+        handle.routing = "approx";
+      } catch (err) {
+        log.error({ engine: handle.name, reason: (err as Error).message }, "cannot predict the engine's cache: it is routed by load alone");
+      }
+    }
+    if (handle.routing !== "cache" && !events) log.warn({ engine: handle.name }, `engine publishes no KV events${spec(handle)}: it is routed ${handle.routing === "approx" ? "by the router's predictions of its cache (approximate mode)" : "by load alone"}`);
     if (handle.state === "refused") return void this.#unfollow(handle); // refused while its events were being subscribed to
     handle.state = "up";
     scheduler.setAvailable(handle.id, true);
     log.info(
       { engine: handle.name, engineSoftware: info.software, model: info.model, blockSize: info.blockSize, kvEvents: events?.endpoint ?? null, routing: handle.routing, numBlocks: info.numBlocks },
-      handle.routing === "cache" ? "engine up" : "engine up, routed by load alone",
+      handle.routing === "cache" ? "engine up" : handle.routing === "approx" ? "engine up, routed in approximate mode" : "engine up, routed by load alone",
     );
     for (const wake of [...this.#waiters]) wake();
   }
@@ -282,6 +304,12 @@ export class Fleet {
     this.#watch.reset(handle.id);
   }
 
+  /** Engines in approximate mode, by name (the names replicas share). */
+  approxEngine(name: string): EngineHandle | null {
+    const handle = this.engines.find((e) => e.name === name);
+    return handle !== undefined && handle.state === "up" && handle.routing === "approx" ? handle : null;
+  }
+
   /** Stops following the engine's KV events and drops its index entries. */
   async #unfollow(handle: EngineHandle): Promise<void> {
     if (!handle.followed) return;
@@ -290,4 +318,8 @@ export class Fleet {
       this.options.log.error({ engine: handle.name, reason: err.message }, "cannot drop the engine's index entries");
     });
   }
+}
+
+function spec(handle: EngineHandle): string {
+  return handle.spec.noKvEvents ? " (kv=none)" : "";
 }

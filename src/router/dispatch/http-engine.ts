@@ -11,7 +11,8 @@
 // - Load: GET /metrics every metricsIntervalMs while up, read into an EngineReport (openai/metrics-text.ts)
 //   for the scheduler; a report older than three intervals is withdrawn.
 // - Requests: POST /v1/completions with the token ids as the prompt, streamed (openai/body.ts), read chunk by
-//   chunk (openai/stream.ts). Aborting the signal, or the consumer leaving the loop, closes the upstream
+//   chunk (openai/stream.ts); a prefill for a remote decode is sent unstreamed and read whole, for the
+//   kv_transfer_params vLLM returns only there. Aborting the signal, or the consumer leaving the loop, closes the upstream
 //   request (its connection is destroyed), which makes vLLM and SGLang abort it. Connections are pooled and
 //   kept alive (undici), with connect, header and body timeouts; health, models and metrics use a pool of
 //   their own, so that busy streams never delay a health poll.
@@ -23,10 +24,10 @@ import { Pool, type Dispatcher } from "undici";
 import type { LogFn } from "../../engine-protocol/index.js";
 import type { EngineReport } from "../schedule/index.js";
 import type { Engine, EngineEvent, EngineInfo, EngineListener, GenerateRequest } from "./engine.js";
-import { completionBody } from "./openai/body.js";
+import { completionBody, wantsWholeResponse } from "./openai/body.js";
 import { readEngineMetrics } from "./openai/metrics-text.js";
 import { parseModels } from "./openai/models.js";
-import { CachedTokensReporting, CompletionStreamReader, errorMessage, type UpstreamUsage } from "./openai/stream.js";
+import { CachedTokensReporting, CompletionStreamReader, errorMessage, readWholeCompletion, type UpstreamUsage } from "./openai/stream.js";
 import { readBoundedText as readText } from "../../util/openai-wire.js";
 
 export interface HttpEngineOptions {
@@ -151,6 +152,28 @@ export class HttpEngine implements Engine {
           if (status === 503) this.#suspect();
           yield { type: "error", code: "engine_error", message: `engine ${this.#o.name} answered ${status}: ${message}`, tokensProduced: 0, upstreamStatus: status };
         }
+        return;
+      }
+      if (wantsWholeResponse(request)) {
+        let whole;
+        try {
+          whole = readWholeCompletion(await readText(res.body, CONTROL_BODY_LIMIT));
+          completed = true;
+        } catch (err) {
+          if (upstream.signal.aborted) return;
+          yield { type: "error", code: "engine_error", message: `engine ${this.#o.name}: ${(err as Error).message}`, tokensProduced: 0 };
+          return;
+        }
+        const u = whole.usage;
+        const tokens = u.completionTokens ?? (whole.text === "" ? 0 : 1);
+        if (tokens > 0 || whole.text !== "") yield { type: "delta", tokenIds: [], text: whole.text, tokenCount: tokens };
+        yield {
+          type: "finish",
+          finishReason: whole.finishReason,
+          stopReason: whole.stopReason,
+          usage: { promptTokens: u.promptTokens ?? request.promptTokenIds.length, completionTokens: tokens, cachedTokens: this.#cached.count(u.cachedTokens) },
+          ...(whole.kvTransferParams ? { kvTransferParams: whole.kvTransferParams } : {}),
+        };
         return;
       }
       const reader = new CompletionStreamReader();

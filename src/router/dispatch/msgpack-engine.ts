@@ -9,6 +9,8 @@ export interface MsgpackEngineOptions {
   expectedBlockSize: number | null;
   /** Endpoints given on the command line override what the engine announces. */
   kvEndpoint: string | null;
+  /** kv=none: ignore the endpoints the engine announces. */
+  noKvEvents: boolean;
   replayEndpoint: string | null;
   log: LogFn;
 }
@@ -44,7 +46,7 @@ export class MsgpackEngine implements Engine {
   }
 
   #info(w: Welcome): EngineInfo {
-    const endpoint = this.options.kvEndpoint ?? w.kvEvents?.endpoint ?? null;
+    const endpoint = this.options.noKvEvents ? null : (this.options.kvEndpoint ?? w.kvEvents?.endpoint ?? null);
     return {
       software: w.engine,
       model: w.model,

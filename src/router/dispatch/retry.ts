@@ -8,6 +8,9 @@ export type SendOne = (attempt: Attempt) => AsyncIterable<GenerationEvent>;
 
 type ErrorEvent = Extract<GenerationEvent, { type: "error" }>;
 
+/** What a request whose stream found no engine to decide on yields. */
+export const NO_ENGINE: ErrorEvent = { type: "error", code: "no_engine_available", message: "no engine is available: none is connected and healthy" };
+
 /**
  * Runs a request: when the stream is first read (a generator's body runs only then) it is decided and its
  * first attempt booked in one go, so the next request's decision sees this one's load, and a stream that
@@ -23,7 +26,7 @@ export async function* withRetry(
 ): AsyncGenerator<GenerationEvent> {
   const decision = decide();
   if (decision === null) {
-    yield { type: "error", code: "no_engine_available", message: "no engine is available: none is connected and healthy" };
+    yield NO_ENGINE;
     return;
   }
   let attempt = core.begin(decision, prompt);

@@ -1,7 +1,7 @@
 // Sending one attempt: the request goes to the attempt's engine, and what the engine reports moves the
 // attempt (its booking) and becomes the router's generation events. A failure is reported as an error
 // event and decided on by whoever drives the attempts (see retry.ts); this module never retries.
-import type { SamplingOptions } from "../../engine-protocol/index.js";
+import type { FinishEvent, KvTransferParams, SamplingOptions } from "../../engine-protocol/index.js";
 import type { Attempt, RoutingCore } from "../schedule/index.js";
 import type { GenerationEvent, Sampling } from "../types.js";
 import { clientMessage } from "./client-message.js";
@@ -14,6 +14,8 @@ export interface Job {
   /** The output budget, already set. */
   maxTokens: number;
   cacheSalt: string | undefined;
+  /** For the engine's KV connector (disaggregated serving): what a prefill asks, or what a decode pulls with. */
+  kvTransferParams?: KvTransferParams;
 }
 
 /** The engine an attempt goes to, and how clients know it. */
@@ -22,7 +24,15 @@ export interface Target {
   engine: Engine;
 }
 
-export async function* sendAttempt(core: RoutingCore, attempt: Attempt, target: Target, job: Job, signal: AbortSignal): AsyncGenerator<GenerationEvent> {
+/** `onFinish` sees the engine's own finish (its kv_transfer_params and raw count) before it is settled. */
+export async function* sendAttempt(
+  core: RoutingCore,
+  attempt: Attempt,
+  target: Target,
+  job: Job,
+  signal: AbortSignal,
+  onFinish?: (finish: FinishEvent) => void,
+): AsyncGenerator<GenerationEvent> {
   const promptTokens = job.tokens.length;
   const start = (): GenerationEvent => ({
     type: "start",
@@ -43,6 +53,7 @@ export async function* sendAttempt(core: RoutingCore, attempt: Attempt, target: 
         sampling: samplingOptions(job.sampling, job.maxTokens),
         overlapBlocks: attempt.overlapBlocks,
         ...(job.cacheSalt !== undefined ? { cacheSalt: job.cacheSalt } : {}),
+        ...(job.kvTransferParams !== undefined ? { kvTransferParams: job.kvTransferParams } : {}),
       },
       { signal, expectFirstTokenMs: attempt.decision.chosen.predictedTtftMs },
     );
@@ -62,6 +73,7 @@ export async function* sendAttempt(core: RoutingCore, attempt: Attempt, target: 
         last = now;
         yield { type: "delta", text: event.text, tokenCount: tokens };
       } else if (event.type === "finish") {
+        onFinish?.(event);
         if (!started) yield start();
         const cached = attempt.finish(event.usage.cachedTokens, event.usage.promptTokens);
         yield {

@@ -46,6 +46,7 @@ export async function handleGenerate(
     if (failure) throw generationError(failure.code, failure.message, failure.status);
     const starts = lanes.map((l) => l.start!);
     record.engines = starts.map((s) => s.engine);
+    if (starts.some((s) => s.prefillEngine !== undefined)) record.prefillEngines = starts.map((s) => s.prefillEngine ?? s.engine);
     record.overlapBlocks = starts.map((s) => s.overlapBlocks);
     const meta: ResponseMeta = { id: responseId(request.endpoint), created: Math.floor(Date.now() / 1000), model: request.model };
     const timing = new Timing(telemetry, startedAt);
@@ -103,11 +104,14 @@ function sourceOf(starts: StartEvent[]): CachedTokensSource {
 }
 
 function headersFor(starts: StartEvent[], source: CachedTokensSource): Headers {
-  return {
+  const headers: Headers = {
     "x-kvroute-engine": starts.map((s) => s.engine).join(","),
     "x-kvroute-overlap-blocks": starts.map((s) => String(s.overlapBlocks)).join(","),
     "x-kvroute-cached-tokens-source": source,
   };
+  // With engine roles: the engine that computed each prompt (the answering one when it prefilled locally).
+  if (starts.some((s) => s.prefillEngine !== undefined)) headers["x-kvroute-prefill-engine"] = starts.map((s) => s.prefillEngine ?? s.engine).join(",");
+  return headers;
 }
 
 async function collect(

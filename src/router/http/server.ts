@@ -216,7 +216,15 @@ export class Frontend {
 
   #health(ex: Exchange): void {
     const health = this.backend.health();
-    ex.json(health.ready ? 200 : 503, { status: health.ready ? "ok" : "unavailable", engines: health.engines });
+    const r = health.replication;
+    // Degraded: serving, but alone, without the other replicas' load (their link is down).
+    const degraded = health.ready && r !== undefined && !r.connected;
+    ex.json(health.ready ? 200 : 503, {
+      status: !health.ready ? "unavailable" : degraded ? "degraded" : "ok",
+      ...(degraded ? { reason: r.reason } : {}),
+      engines: health.engines,
+      ...(r !== undefined ? { replication: r } : {}),
+    });
   }
 
   async #metrics(ex: Exchange): Promise<void> {

@@ -6,6 +6,8 @@ export interface RequestRecord {
   status: number;
   stream: boolean;
   engines: string[];
+  /** With engine roles: the engine that computed each prompt. */
+  prefillEngines?: string[];
   overlapBlocks: number[];
   promptTokens: number;
   completionTokens: number;

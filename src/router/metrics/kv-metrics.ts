@@ -20,6 +20,9 @@ export function watchKvEvents(metrics: RouterMetrics, writer: KvEventThread, eng
   const entries = new Gauge({ name: "kvroute_index_entries", help: "Prefix-index entries in use", registers });
   const capacity = new Gauge({ name: "kvroute_index_capacity", help: "Prefix-index entries available", registers });
   const engineBlocks = new Gauge({ name: "kvroute_index_engine_blocks", help: "Prefix-index entries naming each engine", labelNames: ["engine"], registers });
+  const approxPredictions = new MirroredCounter(registry, "kvroute_approx_predictions_total", "Approximate mode: prompts recorded as cached on the engine they were sent to (by this router or a peer replica)");
+  const approxForgotten = new MirroredCounter(registry, "kvroute_approx_blocks_forgotten_total", "Approximate mode: predicted blocks forgotten, by reason (expired: TTL; evicted: the engine's capacity)", ["reason"]);
+  const approxBlocks = new Gauge({ name: "kvroute_approx_blocks", help: "Approximate mode: blocks predicted held per engine", labelNames: ["engine"], registers });
   const publisherUp = new Gauge({ name: "kvroute_kv_publisher_connected", help: "1 while the KV-event subscriber of an engine rank is connected", labelNames: ["engine", "rank"], registers });
 
   metrics.onScrape(async () => {
@@ -45,12 +48,21 @@ export function watchKvEvents(metrics: RouterMetrics, writer: KvEventThread, eng
     evictions.set(s.index.evictions);
     entries.set(s.index.entries);
     capacity.set(s.index.capacity);
+    approxPredictions.set(s.approx.predictions);
+    approxForgotten.set(s.approx.expired, { reason: "expired" });
+    approxForgotten.set(s.approx.evicted, { reason: "evicted" });
     engineBlocks.reset();
     publisherUp.reset();
+    approxBlocks.reset();
     for (const engine of s.engines) {
       const name = engineName(engine.id);
       engineBlocks.set({ engine: name }, engine.indexBlocks);
       engine.ranks.forEach((rank, r) => publisherUp.set({ engine: name, rank: String(r) }, rank.state === "connected" ? 1 : 0));
+    }
+    for (const engine of s.approx.engines) {
+      const name = engineName(engine.engine);
+      engineBlocks.set({ engine: name }, engine.indexBlocks);
+      approxBlocks.set({ engine: name }, engine.blocks);
     }
   });
 }

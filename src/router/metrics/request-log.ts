@@ -12,6 +12,7 @@ export function requestLogger(log: Logger): (r: RequestRecord) => void {
       status: r.status,
       stream: r.stream,
       engine: r.engines.join(",") || null,
+      ...(r.prefillEngines ? { prefill_engine: r.prefillEngines.join(",") } : {}),
       overlap_blocks: r.overlapBlocks.join(",") || null,
       prompt_tokens: r.promptTokens,
       completion_tokens: r.completionTokens,

@@ -15,6 +15,9 @@ export interface EngineGaugeSource {
   activeRequests: number;
   prefillBlocks: number;
   decodeBlocks: number;
+  /** What other router replicas booked on the engine. */
+  peerPrefillBlocks: number;
+  peerDecodeBlocks: number;
   /** The engine's own count of its requests (its metrics; every client's), when it reports one. */
   reported: { running: number; waiting: number } | null;
   /** What the router's time model has learned of the engine. */
@@ -43,10 +46,13 @@ export class RouterMetrics implements Telemetry {
   readonly #predictedHitRatio: Histogram;
   readonly #overhead: Histogram<"stage">;
   readonly #retries: Counter;
+  readonly #disaggregated: Counter<"path">;
+  readonly #disaggFailures: Counter<"stage" | "failure">;
   readonly #engineUp: Gauge<"engine">;
   readonly #engineStalled: Gauge<"engine">;
   readonly #engineRequests: Gauge<"engine">;
   readonly #engineBlocks: Gauge<"engine" | "phase">;
+  readonly #enginePeerBlocks: Gauge<"engine" | "phase">;
   readonly #engineReported: Gauge<"engine" | "state">;
   readonly #enginePrefillRate: Gauge<"engine">;
   readonly #engineStep: Gauge<"engine">;
@@ -69,10 +75,23 @@ export class RouterMetrics implements Telemetry {
     this.#predictedHitRatio = new Histogram({ name: "kvroute_predicted_hit_ratio", help: "Per request: predicted cached tokens / prompt tokens on the chosen engine", buckets: [0, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1], registers });
     this.#overhead = new Histogram({ name: "kvroute_router_overhead_seconds", help: "Router time per request by stage", labelNames: ["stage"], buckets: OVERHEAD_BUCKETS, registers });
     this.#retries = new Counter({ name: "kvroute_retries_total", help: "Requests retried on another engine after their engine failed before the first token", registers });
+    this.#disaggregated = new Counter({
+      name: "kvroute_disaggregated_requests_total",
+      help: "With engine roles, prompts by how they were served: split (prefill engine, then decode engine), local_short (prefilled on the decode engine: uncached part under --disagg-min-prefill-tokens), local_degraded (no prefill engine available)",
+      labelNames: ["path"],
+      registers,
+    });
+    this.#disaggFailures = new Counter({
+      name: "kvroute_disaggregation_failures_total",
+      help: "Disaggregated serving's failures by stage: retried (an engine failed before answering), unavailable (no prefill engine: prefilled on a decode engine), no_transfer_params, kv_transfer_failed (the decode engine computed the prompt itself), engine_failed, aborted (the client left)",
+      labelNames: ["stage", "failure"],
+      registers,
+    });
     this.#engineUp = new Gauge({ name: "kvroute_engine_up", help: "1 while the engine is connected (and takes work unless kvroute_engine_stalled is 1)", labelNames: ["engine"], registers });
     this.#engineStalled = new Gauge({ name: "kvroute_engine_stalled", help: "1 while the engine is connected but its requests make no progress: it gets no new ones", labelNames: ["engine"], registers });
     this.#engineRequests = new Gauge({ name: "kvroute_engine_active_requests", help: "Requests in flight per engine", labelNames: ["engine"], registers });
     this.#engineBlocks = new Gauge({ name: "kvroute_engine_active_blocks", help: "KV blocks booked per engine by phase", labelNames: ["engine", "phase"], registers });
+    this.#enginePeerBlocks = new Gauge({ name: "kvroute_engine_peer_blocks", help: "KV blocks other router replicas booked per engine by phase (replicas sharing load through NATS)", labelNames: ["engine", "phase"], registers });
     this.#engineReported = new Gauge({
       name: "kvroute_engine_reported_requests",
       help: "Requests an HTTP engine's own metrics report (every client's), by state, while the report is fresh",
@@ -137,6 +156,14 @@ export class RouterMetrics implements Telemetry {
     this.#retries.inc();
   }
 
+  disaggregation(path: "split" | "local_short" | "local_degraded"): void {
+    this.#disaggregated.inc({ path });
+  }
+
+  disaggregationFailure(stage: "whole" | "prefill" | "decode", failure: "retried" | "unavailable" | "no_transfer_params" | "kv_transfer_failed" | "engine_failed" | "aborted"): void {
+    this.#disaggFailures.inc({ stage, failure });
+  }
+
   /** Engine gauges are rebuilt at each scrape, so engines that left the fleet disappear. */
   engines(read: () => EngineGaugeSource[]): void {
     this.onScrape(() => {
@@ -144,6 +171,7 @@ export class RouterMetrics implements Telemetry {
       this.#engineStalled.reset();
       this.#engineRequests.reset();
       this.#engineBlocks.reset();
+      this.#enginePeerBlocks.reset();
       this.#engineReported.reset();
       this.#enginePrefillRate.reset();
       this.#engineStep.reset();
@@ -159,6 +187,8 @@ export class RouterMetrics implements Telemetry {
         this.#engineRequests.set({ engine: e.engine }, e.activeRequests);
         this.#engineBlocks.set({ engine: e.engine, phase: "prefill" }, e.prefillBlocks);
         this.#engineBlocks.set({ engine: e.engine, phase: "decode" }, e.decodeBlocks);
+        this.#enginePeerBlocks.set({ engine: e.engine, phase: "prefill" }, e.peerPrefillBlocks);
+        this.#enginePeerBlocks.set({ engine: e.engine, phase: "decode" }, e.peerDecodeBlocks);
       }
     });
   }

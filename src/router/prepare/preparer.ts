@@ -97,6 +97,9 @@ export class Preparer {
       ok: true,
       tokens,
       blocks,
+      // A copy: the reused array is overwritten by the next prompt, and this one may be recorded later
+      // (approximate mode records a prompt's hashes for the engine it is sent to).
+      hashes: hashes.slice(),
       overlaps,
       timings: { tokenize: (t1 - t0) / 1000, hash: (t2 - t1) / 1000, index: (t3 - t2) / 1000 },
     };

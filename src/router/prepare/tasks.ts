@@ -31,6 +31,8 @@ export interface Prepared {
   tokens: Uint32Array;
   /** Full blocks in the prompt. */
   blocks: number;
+  /** The prompt's chained block hashes, one per full block (its own array). */
+  hashes: BigUint64Array;
   /** Leading blocks of the prompt each engine holds, indexed by engine. */
   overlaps: Uint32Array;
   timings: PrepareTimings;

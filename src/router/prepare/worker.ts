@@ -31,7 +31,7 @@ class Transfer<V> {
   ) {}
   get [transferableSymbol](): ArrayBuffer[] {
     const buffers: ArrayBuffer[] = [];
-    for (const r of this.results) if (r.ok) buffers.push(r.tokens.buffer as ArrayBuffer, r.overlaps.buffer as ArrayBuffer);
+    for (const r of this.results) if (r.ok) buffers.push(r.tokens.buffer as ArrayBuffer, r.hashes.buffer as ArrayBuffer, r.overlaps.buffer as ArrayBuffer);
     return buffers;
   }
   get [valueSymbol](): V {

@@ -14,16 +14,28 @@
 // its running requests: blocks to compute and blocks held weighed as if they cost the same.
 // Either way temperature 0 takes the cheapest (ties: fewest active blocks, then at random); above 0
 // samples softmax(-normalized cost / temperature), costs normalized to [0, 1].
-// Both costs take the engine's external load (work the router did not book, from the engine's own
-// metrics; external-load.ts) on top of the router's bookings: into the time model's features (queued
-// prompt tokens, decoding sequences and their blocks, requests), or into the block counts. Each candidate
-// keeps it apart from the bookings.
+// Both costs take two more loads on top of the router's own bookings: what other router replicas booked on
+// the engine (peer load, shared through NATS), in the same terms as the bookings; and the engine's external
+// load (work no replica booked, from the engine's own metrics; external-load.ts). They go into the time
+// model's features (queued prompt tokens, decoding sequences and their blocks, requests), or into the block
+// counts. Each candidate keeps the three apart.
 // round-robin, random and least-loaded ignore the cache; they are the baselines a deployment compares against.
+// The decode stage of a disaggregated request (roles.ts) computes only its last prompt token, once the
+// blocks the engine lacks have come from the prefill engine, and then generates. kv's cost there is the
+// time to that first token with the transfer in it (time-model.ts), plus the time of the steps it will
+// generate in: the output budget (at most DECODE_HORIZON tokens) × the engine's step time with this
+// sequence added. kv-blocks counts the blocks to receive in place of the blocks to prefill. Either way a
+// decode engine's load outweighs the decode side's overlap unless the loads are close, as disaggregation
+// wants: the point of it is an even, fast inter-token latency.
 import type { EngineLoad } from "./active-load.js";
 import type { ExternalLoad } from "./external-load.js";
+import type { Stage } from "./roles.js";
 import type { EngineTimeModel, TimeFeatures } from "./time-model.js";
 
 export type PolicyName = "kv" | "kv-blocks" | "round-robin" | "random" | "least-loaded";
+
+/** The most output tokens over which a decode engine's step time counts in kv's decode-stage cost. */
+export const DECODE_HORIZON = 512;
 export const POLICIES: readonly PolicyName[] = ["kv", "kv-blocks", "round-robin", "random", "least-loaded"];
 
 export interface Candidate {
@@ -31,6 +43,8 @@ export interface Candidate {
   overlapBlocks: number;
   /** The router's own bookings on the engine. */
   load: EngineLoad;
+  /** What other router replicas booked on the engine. */
+  peer: EngineLoad;
   /** Work on the engine the router did not book. */
   external: ExternalLoad;
 }
@@ -43,6 +57,8 @@ export interface Scored extends Candidate {
   predictedTtftMs: number;
   /** What the prediction was made from; kept to calibrate the model when the first token comes. */
   features: TimeFeatures;
+  /** Decode stage: the KV blocks the engine must receive from the prefill engine (0 otherwise). */
+  transferBlocks: number;
 }
 
 export interface ScoreContext {
@@ -52,26 +68,40 @@ export interface ScoreContext {
   promptBlocks: number;
   blockSize: number;
   model: (engine: number) => EngineTimeModel;
+  /** What the attempt asks of the engine (default: the whole request). */
+  stage?: Stage;
+  /** The request's output budget (decode stage: how long its step time counts; default 1). */
+  outputTokens?: number;
 }
 
 export function score(candidates: Candidate[], ctx: ScoreContext): Scored[] {
+  const decode = ctx.stage === "decode";
+  // A decode attempt receives every block of the prompt it lacks, the partial last one included, and
+  // computes the last prompt token itself (as vLLM's NixlConnector has it).
+  const allBlocks = Math.ceil(ctx.promptTokens / ctx.blockSize);
   return candidates.map((c) => {
     const x = c.external;
+    const p = c.peer;
+    const model = ctx.model(c.engine);
+    const transferBlocks = decode ? Math.max(0, allBlocks - c.overlapBlocks) : 0;
     const features: TimeFeatures = {
-      queuedTokens: c.load.prefillTokens + x.prefillBlocks * ctx.blockSize,
-      uncachedTokens: ctx.promptTokens - c.overlapBlocks * ctx.blockSize,
-      decoding: c.load.decodeRequests + x.running,
-      decodeBlocks: c.load.decodeBlocks + x.decodeBlocks,
-      requests: c.load.requests + x.requests,
+      queuedTokens: c.load.prefillTokens + p.prefillTokens + x.prefillBlocks * ctx.blockSize,
+      uncachedTokens: decode ? 1 : ctx.promptTokens - c.overlapBlocks * ctx.blockSize,
+      decoding: c.load.decodeRequests + p.decodeRequests + x.running,
+      decodeBlocks: c.load.decodeBlocks + p.decodeBlocks + x.decodeBlocks,
+      requests: c.load.requests + p.requests + x.requests,
     };
-    const predictedTtftMs = ctx.model(c.engine).ttft(features);
-    const prefillBlocks = c.load.prefillBlocks + x.prefillBlocks;
-    const decodeBlocks = c.load.decodeBlocks + x.decodeBlocks;
+    const predictedTtftMs = model.ttft(features) + (decode ? model.transferTime(transferBlocks) : 0);
+    const prefillBlocks = c.load.prefillBlocks + p.prefillBlocks + x.prefillBlocks;
+    const decodeBlocks = c.load.decodeBlocks + p.decodeBlocks + x.decodeBlocks;
+    const newBlocks = decode ? transferBlocks : ctx.promptBlocks - c.overlapBlocks;
     let cost = 0;
-    if (ctx.policy === "kv") cost = predictedTtftMs + ctx.model(c.engine).prefillTime(features);
-    else if (ctx.policy === "kv-blocks") cost = ctx.overlapWeight * (ctx.promptBlocks - c.overlapBlocks + prefillBlocks) + decodeBlocks;
+    if (ctx.policy === "kv") {
+      cost = predictedTtftMs + model.prefillTime(features);
+      if (decode) cost += (Math.min(ctx.outputTokens ?? 1, DECODE_HORIZON) - 1) * model.stepTime(features.decoding + 1, features.decodeBlocks + allBlocks);
+    } else if (ctx.policy === "kv-blocks") cost = ctx.overlapWeight * (newBlocks + prefillBlocks) + decodeBlocks;
     // Spelled out: V8 (Node 20) builds `{ ...c, more }` on a slow path, some microseconds per object.
-    return { engine: c.engine, overlapBlocks: c.overlapBlocks, load: c.load, external: c.external, activeBlocks: prefillBlocks + decodeBlocks, cost, predictedTtftMs, features };
+    return { engine: c.engine, overlapBlocks: c.overlapBlocks, load: c.load, peer: c.peer, external: c.external, activeBlocks: prefillBlocks + decodeBlocks, cost, predictedTtftMs, features, transferBlocks };
   });
 }
 
@@ -108,8 +138,8 @@ export function pickLeastLoaded(scored: Scored[], random: () => number): number 
   for (let i = 0; i < scored.length; i++) {
     const s = scored[i]!;
     const b = best.length ? scored[best[0]!]! : null;
-    const requests = s.load.requests + s.external.requests;
-    const bRequests = b ? b.load.requests + b.external.requests : 0;
+    const requests = s.load.requests + s.peer.requests + s.external.requests;
+    const bRequests = b ? b.load.requests + b.peer.requests + b.external.requests : 0;
     if (!b || s.activeBlocks < b.activeBlocks || (s.activeBlocks === b.activeBlocks && requests < bRequests)) best = [i];
     else if (s.activeBlocks === b.activeBlocks && requests === bRequests) best.push(i);
   }

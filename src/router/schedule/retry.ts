@@ -14,7 +14,12 @@ export interface Failure {
   tokensProduced: number;
 }
 
+/** Whether an error code is a failure of the engine rather than of the request. */
+export function isEngineFailure(code: string): boolean {
+  return ENGINE_FAILURES.has(code);
+}
+
 /** Whether attempt number `attempt` (0 for the first) that ended in `failure` is tried again elsewhere. */
 export function shouldRetry(failure: Failure, attempt: number, aborted: boolean): boolean {
-  return !aborted && attempt + 1 < MAX_ATTEMPTS && failure.tokensProduced === 0 && ENGINE_FAILURES.has(failure.code);
+  return !aborted && attempt + 1 < MAX_ATTEMPTS && failure.tokensProduced === 0 && isEngineFailure(failure.code);
 }

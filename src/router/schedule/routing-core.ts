@@ -5,13 +5,20 @@
 // rule and the cached-tokens rule. Sending is not its business: the live dispatcher and the simulator each
 // drive an Attempt with what their engines do, and tell it how long things took (the core reads no clock).
 //
+// With engine roles (roles.ts) a request is planned first: whole on one engine, or split into a prefill
+// attempt on the prefill pool and, once that has finished, a decode attempt on the decode pool. A prompt
+// whose uncached part is short is prefilled where it decodes (`disaggMinPrefillTokens`, as Dynamo's and
+// llm-d's thresholds do), and so is every prompt while no prefill engine is available (degraded). Each
+// attempt is decided, booked and retried within its stage's pool.
+//
 // Invariant: every Attempt's booking is released exactly once, by finish(), fail() or release(),
 // whichever comes first; later calls change nothing.
 import type { CachedTokensSource } from "../types.js";
 import type { Booking } from "./active-load.js";
 import { outputBudget } from "./budget.js";
-import { cachedTokens, expectedSource, type CachedTokens, type CachedTokensFallback } from "./cached-tokens.js";
+import { cachedTokens, expectedSource, transferFailed, type CachedTokens, type CachedTokensFallback } from "./cached-tokens.js";
 import { shouldRetry, type Failure } from "./retry.js";
+import { isDisaggregated, servesStage, type EngineRole, type Stage } from "./roles.js";
 import type { Decision, RoutablePrompt, Scheduler } from "./scheduler.js";
 
 export interface RoutingCoreOptions {
@@ -21,6 +28,27 @@ export interface RoutingCoreOptions {
   blockSize: () => number;
   /** Told of every first token: the time model's prediction for its engine, and what it took (ms). */
   onTtft?: (engine: number, predictedMs: number, observedMs: number) => void;
+  /** Each engine's role, by engine number (absent: both). All `both`: aggregated serving. */
+  roles?: readonly EngineRole[];
+  /** Disaggregated: a prompt with fewer uncached tokens than this is prefilled on its decode engine (default 0). */
+  disaggMinPrefillTokens?: number;
+}
+
+/** How a request is served: whole on one engine, or prefilled on one and decoded on another. */
+export type Plan =
+  | {
+      kind: "whole";
+      decision: Decision;
+      /** Why not split: an aggregated fleet, a short uncached part, or no prefill engine available (degraded). */
+      why: "aggregated" | "short" | "no_prefill_engine";
+    }
+  | { kind: "split"; prefill: Decision };
+
+/** What a finished prefill attempt left for the answer. */
+export interface PrefillOutcome {
+  engine: number;
+  /** The answer's cached tokens while the transfer holds: the prefill engine's count, else its overlap estimate. */
+  cached: CachedTokens;
 }
 
 export type RetryOutcome =
@@ -38,12 +66,23 @@ export class RoutingCore {
   readonly #onTtft: ((engine: number, predictedMs: number, observedMs: number) => void) | undefined;
   /** Per engine: whether its last answer carried its own cached-token count. */
   readonly #reportedCachedTokens = new Map<number, boolean>();
+  /** Whether requests are split into a prefill and a decode stage. */
+  readonly disaggregated: boolean;
+  readonly disaggMinPrefillTokens: number;
+  /** Per stage, the engines outside its pool (empty for every stage when aggregated). */
+  readonly #outOfPool: Record<Stage, ReadonlySet<number>>;
 
   constructor(options: RoutingCoreOptions) {
     this.scheduler = options.scheduler;
     this.cachedTokensFallback = options.cachedTokensFallback;
     this.#blockSize = options.blockSize;
     this.#onTtft = options.onTtft;
+    const roles = options.roles ?? [];
+    this.disaggregated = isDisaggregated(roles);
+    this.disaggMinPrefillTokens = options.disaggMinPrefillTokens ?? 0;
+    if (!(this.disaggMinPrefillTokens >= 0)) throw new RangeError(`disaggMinPrefillTokens must be >= 0, got ${this.disaggMinPrefillTokens}`);
+    const outside = (stage: Stage) => new Set(roles.flatMap((role, engine) => (servesStage(role, stage) ? [] : [engine])));
+    this.#outOfPool = { whole: outside("whole"), prefill: outside("prefill"), decode: outside("decode") };
   }
 
   /** The output budget; throws a RouterError (context_length_exceeded) when the request cannot fit. */
@@ -51,9 +90,25 @@ export class RoutingCore {
     return outputBudget(asked, promptTokens, maxModelLen);
   }
 
-  /** Scores the available engines (minus `exclude`) and picks one; null when none is available. */
-  decide(prompt: RoutablePrompt, exclude?: ReadonlySet<number>): Decision | null {
-    return this.scheduler.decide(prompt, this.#blockSize(), exclude);
+  /** Scores the available engines of the stage's pool (minus `exclude`) and picks one; null when none is available. */
+  decide(prompt: RoutablePrompt, exclude?: ReadonlySet<number>, stage: Stage = "whole"): Decision | null {
+    const out = this.#outOfPool[stage];
+    const skip = out.size === 0 ? exclude : exclude && exclude.size > 0 ? new Set([...exclude, ...out]) : out;
+    return this.scheduler.decide(prompt, this.#blockSize(), skip, stage);
+  }
+
+  /**
+   * How to serve a prompt: whole on the engine `decide` picks (aggregated), or, disaggregated, whole on a
+   * decode engine when its uncached part is short or no prefill engine is available, else split, with the
+   * prefill attempt decided. Null when no engine can take it.
+   */
+  plan(prompt: RoutablePrompt): Plan | null {
+    const local = this.decide(prompt, undefined, "whole");
+    if (!local) return null;
+    if (!this.disaggregated) return { kind: "whole", decision: local, why: "aggregated" };
+    if (prompt.promptTokens - local.overlapBlocks * this.#blockSize() < this.disaggMinPrefillTokens) return { kind: "whole", decision: local, why: "short" };
+    const prefill = this.decide(prompt, undefined, "prefill");
+    return prefill ? { kind: "split", prefill } : { kind: "whole", decision: local, why: "no_prefill_engine" };
   }
 
   /** Books a decided request on its engine: the first attempt. */
@@ -65,14 +120,17 @@ export class RoutingCore {
   retry(failed: Attempt, failure: Failure, aborted: boolean): RetryOutcome {
     failed.release();
     if (!shouldRetry(failure, failed.number, aborted)) return { kind: "final" };
-    const decision = this.decide(failed.prompt, failed.tried);
+    const decision = this.decide(failed.prompt, failed.tried, failed.decision.stage);
     if (!decision) return { kind: "no_engine" };
     return { kind: "retry", attempt: new Attempt(this, decision, failed.prompt, failed.number + 1, new Set([...failed.tried, decision.engine])) };
   }
 
   /** @internal Called by Attempt. */
   firstToken(decision: Decision, ttftMs: number): void {
-    this.scheduler.observeTtft(decision.engine, decision.chosen.features, ttftMs);
+    const { features, transferBlocks } = decision.chosen;
+    // A decode attempt's first token waited for its transfer: that calibrates the transfer, not the prefill.
+    if (decision.stage === "decode") this.scheduler.observeTransfer(decision.engine, features, transferBlocks, ttftMs);
+    else this.scheduler.observeTtft(decision.engine, features, ttftMs);
     this.#onTtft?.(decision.engine, decision.chosen.predictedTtftMs, ttftMs);
   }
 
@@ -85,6 +143,16 @@ export class RoutingCore {
   settleCachedTokens(engine: number, engineCount: number | null, overlapBlocks: number, promptTokens: number): CachedTokens {
     this.#reportedCachedTokens.set(engine, engineCount !== null);
     return cachedTokens(engineCount, overlapBlocks, this.#blockSize(), promptTokens, this.cachedTokensFallback);
+  }
+
+  /**
+   * The answer's cached tokens for a split request whose decode attempt finished with `decodeCount`: the
+   * prefill's, unless the decode engine's count shows its transfer failed; then the decode engine's own
+   * (its count, else its overlap estimate). `failed` says which.
+   */
+  settleSplit(prefill: PrefillOutcome, decode: Attempt, decodeCount: number | null, promptTokens: number): CachedTokens & { failed: boolean } {
+    if (!transferFailed(decodeCount, promptTokens)) return { ...prefill.cached, failed: false };
+    return { ...cachedTokens(decodeCount, decode.overlapBlocks, this.#blockSize(), promptTokens, this.cachedTokensFallback), failed: true };
   }
 
   /** The source an answer from `engine` will most likely report, before it has answered. */
@@ -131,12 +199,13 @@ export class Attempt {
    */
   generated(count: number, gapMs: number | null): void {
     if (gapMs !== null && count > 0) {
-      // The step decodes every client's sequences: the engine's external load counts with the bookings, as
-      // it does in the features the model predicts from.
+      // The step decodes every client's sequences: other replicas' and the engine's external load count
+      // with the bookings, as they do in the features the model predicts from.
       const scheduler = this.#core.scheduler;
       const load = scheduler.active.load(this.engine);
+      const peer = scheduler.peerLoad(this.engine);
       const external = scheduler.external(this.engine, this.prompt.blocks);
-      scheduler.observeGap(this.engine, load.decodeRequests + external.running, load.decodeBlocks + external.decodeBlocks, gapMs / count);
+      scheduler.observeGap(this.engine, load.decodeRequests + peer.decodeRequests + external.running, load.decodeBlocks + peer.decodeBlocks + external.decodeBlocks, gapMs / count);
     }
     this.#booking.generated(count);
   }

@@ -1,10 +1,13 @@
-import { ActiveLoad, type Booking } from "./active-load.js";
+import { ActiveLoad, type Booking, type EngineLoad } from "./active-load.js";
 import { externalLoad, NO_EXTERNAL_LOAD, type EngineReport, type ExternalLoad, type PrefillCounters } from "./external-load.js";
 import { pickByCost, pickLeastLoaded, score, type PolicyName, type Scored } from "./policy.js";
+import type { Stage } from "./roles.js";
 import { DEFAULT_PRIOR, EngineTimeModel, type TimeFeatures, type TimeModelOptions } from "./time-model.js";
 
 /** First tokens an engine's own time model needs before its predictions are trusted over the fleet's. */
 const WARM_UP = 16;
+
+const NO_PEER_LOAD: EngineLoad = Object.freeze({ prefillBlocks: 0, prefillTokens: 0, decodeBlocks: 0, decodeRequests: 0, requests: 0 });
 
 export interface SchedulerOptions {
   policy?: PolicyName;
@@ -23,10 +26,14 @@ export interface RoutablePrompt {
   blocks: number;
   /** Leading blocks of the prompt each engine holds, indexed by engine. */
   overlaps: ArrayLike<number>;
+  /** The output budget, when known: a decode stage weighs each engine's step time by it. */
+  outputTokens?: number;
 }
 
 export interface Decision {
   engine: number;
+  /** What the attempt asks of the engine. */
+  stage: Stage;
   overlapBlocks: number;
   /** The chosen engine's scoring. */
   chosen: Scored;
@@ -49,6 +56,11 @@ export class Scheduler {
    * the engine when it arrived (see external-load.ts).
    */
   readonly #reports = new Map<number, { report: EngineReport; ownRequests: number }>();
+  /**
+   * Load other router replicas have booked on each engine (shared through NATS; replicas/): a separate
+   * input, beside the router's own bookings and the engines' external load, added into every decision.
+   */
+  readonly #peers = new Map<number, EngineLoad>();
   /** Available engines, ascending: kept sorted on change rather than on every decision. */
   #available: number[] = [];
   readonly #random: () => number;
@@ -81,8 +93,20 @@ export class Scheduler {
    */
   setReport(engine: number, report: EngineReport | null): void {
     if (report === null) this.#reports.delete(engine);
-    else this.#reports.set(engine, { report, ownRequests: this.active.load(engine).requests });
+    // Other replicas' requests are the engine's clients too, but already counted as peer load.
+    else this.#reports.set(engine, { report, ownRequests: this.active.load(engine).requests + this.peerLoad(engine).requests });
     if (report?.prefill) this.#observePrefillCounters(engine, report.prefill);
+  }
+
+  /** The load other router replicas have booked on the engine, or null when there is none. */
+  setPeerLoad(engine: number, load: EngineLoad | null): void {
+    if (load === null) this.#peers.delete(engine);
+    else this.#peers.set(engine, { ...load });
+  }
+
+  /** The load other replicas have booked on the engine (all zeros when none). */
+  peerLoad(engine: number): EngineLoad {
+    return this.#peers.get(engine) ?? NO_PEER_LOAD;
   }
 
   /**
@@ -99,8 +123,16 @@ export class Scheduler {
     const seconds = now.seconds - before.seconds;
     // Counters that went back (an engine restart) or moved too little say nothing.
     if (!(requests >= 1 && computed > 0 && seconds > 0)) return;
+    // Other replicas' bookings are on the engine too, as in the features routing predicts from.
     const load = this.active.load(engine);
-    const features: TimeFeatures = { queuedTokens: 0, uncachedTokens: computed / requests, decoding: load.decodeRequests, decodeBlocks: load.decodeBlocks, requests: load.requests };
+    const peer = this.peerLoad(engine);
+    const features: TimeFeatures = {
+      queuedTokens: 0,
+      uncachedTokens: computed / requests,
+      decoding: load.decodeRequests + peer.decodeRequests,
+      decodeBlocks: load.decodeBlocks + peer.decodeBlocks,
+      requests: load.requests + peer.requests,
+    };
     this.observeTtft(engine, features, (1000 * seconds) / requests);
   }
 
@@ -126,13 +158,15 @@ export class Scheduler {
   }
 
   /**
-   * The model the engine's predictions come from: its own once it has seen WARM_UP first tokens, the
-   * fleet's pooled model before. An engine predicted from a prior that is far off might otherwise never be
-   * chosen, and so never learn; the fleet's figures are the better guess for an engine not yet seen.
+   * The model the engine's predictions come from: its own once it has seen WARM_UP first tokens (a decode
+   * engine's after a transfer included), the fleet's pooled model before. An engine predicted from a prior
+   * that is far off might otherwise never be chosen, and so never learn; the fleet's figures are the better
+   * guess for an engine not yet seen.
    */
   predictor(engine: number): EngineTimeModel {
     const own = this.model(engine);
-    return own.observations.ttft >= WARM_UP ? own : this.#pooled;
+    const seen = own.observations;
+    return seen.ttft + seen.transfers >= WARM_UP ? own : this.#pooled;
   }
 
   /** A first token came `ttftMs` after a request with features `f` was sent to the engine. */
@@ -141,30 +175,49 @@ export class Scheduler {
     this.#pooled.observeTtft(f, ttftMs);
   }
 
+  /** A decode attempt's first token came `ttftMs` after it was sent, `blocks` KV blocks having been transferred to it. */
+  observeTransfer(engine: number, f: TimeFeatures, blocks: number, ttftMs: number): void {
+    this.model(engine).observeTransfer(f, blocks, ttftMs);
+    this.#pooled.observeTransfer(f, blocks, ttftMs);
+  }
+
   /** A token came `gapMs` after its previous one on the engine, with D sequences decoding over B blocks. */
   observeGap(engine: number, decoding: number, decodeBlocks: number, gapMs: number): void {
     this.model(engine).observeGap(decoding, decodeBlocks, gapMs);
     this.#pooled.observeGap(decoding, decodeBlocks, gapMs);
   }
 
-  /** Chooses an engine for a prompt; null when no engine is available (minus `exclude`). */
-  decide(prompt: RoutablePrompt, blockSize: number, exclude?: ReadonlySet<number>): Decision | null {
+  /** Chooses an engine for a prompt's `stage`; null when no engine is available (minus `exclude`). */
+  decide(prompt: RoutablePrompt, blockSize: number, exclude?: ReadonlySet<number>, stage: Stage = "whole"): Decision | null {
     const engines = exclude && exclude.size > 0 ? this.#available.filter((e) => !exclude.has(e)) : this.#available;
     if (engines.length === 0) return null;
     const scored = score(
       engines.map((engine) => {
         const load = this.active.snapshot(engine);
-        return { engine, overlapBlocks: Math.min(prompt.overlaps[engine] ?? 0, prompt.blocks), load, external: this.external(engine, prompt.blocks) };
+        return { engine, overlapBlocks: Math.min(prompt.overlaps[engine] ?? 0, prompt.blocks), load, peer: this.peerLoad(engine), external: this.external(engine, prompt.blocks) };
       }),
-      { policy: this.policy, overlapWeight: this.overlapWeight, promptTokens: prompt.promptTokens, promptBlocks: prompt.blocks, blockSize, model: (e) => this.predictor(e) },
+      {
+        policy: this.policy,
+        overlapWeight: this.overlapWeight,
+        promptTokens: prompt.promptTokens,
+        promptBlocks: prompt.blocks,
+        blockSize,
+        model: (e) => this.predictor(e),
+        stage,
+        ...(prompt.outputTokens !== undefined ? { outputTokens: prompt.outputTokens } : {}),
+      },
     );
     const chosen = scored[this.#pick(scored)]!;
-    return { engine: chosen.engine, overlapBlocks: chosen.overlapBlocks, chosen, scored };
+    return { engine: chosen.engine, stage, overlapBlocks: chosen.overlapBlocks, chosen, scored };
   }
 
-  /** Books a dispatched request on its engine; the booking must be released when the request ends. */
+  /**
+   * Books a dispatched request on its engine; the booking must be released when the request ends. A decode
+   * attempt receives its prompt's blocks rather than computing them: none are booked as prefill.
+   */
   book(decision: Decision, prompt: RoutablePrompt, blockSize: number): Booking {
-    return this.active.book(decision.engine, prompt.promptTokens, prompt.blocks - decision.overlapBlocks, blockSize);
+    const newBlocks = decision.stage === "decode" ? 0 : prompt.blocks - decision.overlapBlocks;
+    return this.active.book(decision.engine, prompt.promptTokens, newBlocks, blockSize);
   }
 
   #pick(scored: Scored[]): number {

@@ -16,6 +16,10 @@
 //   outlier that moves it by no more than any other gap.
 // - the prefill (a, p): a robust running linear fit (robust-fit.ts) of the TTFTs with the modelled step
 //   part taken out, against the tokens to compute.
+// - the KV transfer (disaggregated serving): a decode engine's first token after a transfer comes once the
+//   blocks it lacked have arrived and one step has run. What its TTFT holds beyond the modelled step and
+//   queue is fitted, robustly, against the blocks transferred: a time per block, which stands for the
+//   link's bandwidth without the router being told it.
 // Every engine starts from the same prior, so a slower engine is found slower without being named.
 import { RobustFit } from "./robust-fit.js";
 
@@ -53,6 +57,8 @@ export interface TimeModelOptions {
   maxBatchedTokens?: number;
   /** Sequences an engine runs at once: vLLM's max_num_seqs (default 256). */
   maxNumSeqs?: number;
+  /** The prior time to receive one KV block from a prefill engine, ms (default DEFAULT_TRANSFER_MS_PER_BLOCK). */
+  transferMsPerBlock?: number;
 }
 
 /**
@@ -68,13 +74,29 @@ export const DEFAULT_PRIOR: EngineTiming = {
   msPerKvBlock: 0.0008,
 };
 
-// Tokens are counted in thousands in the prefill fit, so its two parameters are of similar size.
+/**
+ * The default prior for a KV transfer: a 2 MiB block (16 tokens of an 8B model in bf16) over a 400 Gb/s
+ * link at about 80% of its rate (40 GB/s) takes 0.05 ms.
+ */
+export const DEFAULT_TRANSFER_MS_PER_BLOCK = 0.05;
+
+// Tokens are counted in thousands in the prefill fit, so its two parameters are of similar size; blocks in
+// the transfer fit likewise.
 const TOKENS = 1000;
+const BLOCKS = 1000;
 
 /** How far one gap moves the step factor's log (the median it tracks is reached within a few hundred gaps). */
 const STEP_RATE = 0.01;
 /** The most one gap's log-ratio counts for: larger ones are outliers. */
 const STEP_CLIP = 0.5;
+/**
+ * The least a prompt token is taken to cost, as a share of the prior's p. A fit below it means the engine's
+ * first tokens carry no sign of the prompt's size (an engine that answers without computing, or noise
+ * larger than the compute): no GPU computes tokens a thousand times faster than the prior's. Without the
+ * floor such a fit makes a cached prefix worth nothing, or less than nothing, and the cost would stop
+ * preferring the engine that holds it.
+ */
+const MIN_PREFILL_SHARE = 1e-3;
 
 export class EngineTimeModel {
   readonly #prior: EngineTiming;
@@ -82,9 +104,13 @@ export class EngineTimeModel {
   #logStepFactor = 0;
   #gaps = 0;
   readonly #prefill: RobustFit;
+  readonly #transfer: RobustFit;
   readonly #maxBatchedTokens: number;
   readonly #maxNumSeqs: number;
+  /** The floor of p, per TOKENS tokens (MIN_PREFILL_SHARE of the prior's). */
+  readonly #minPrefillPerTokens: number;
   readonly #x2 = new Float64Array(2);
+  readonly #x1 = new Float64Array(1);
 
   constructor(o: TimeModelOptions) {
     const p = o.prior;
@@ -92,6 +118,7 @@ export class EngineTimeModel {
     this.#maxBatchedTokens = o.maxBatchedTokens ?? 8192;
     this.#maxNumSeqs = o.maxNumSeqs ?? 256;
     if (!(p.stepMs > 0)) throw new RangeError(`the prior's stepMs must be above 0, got ${p.stepMs}`);
+    this.#minPrefillPerTokens = MIN_PREFILL_SHARE * p.prefillMsPerToken * TOKENS;
     // Variances: the prior may be off by about its own size (a factor of a few in either direction).
     this.#prefill = new RobustFit({
       prior: [p.firstTokenMs, p.prefillMsPerToken * TOKENS],
@@ -99,6 +126,10 @@ export class EngineTimeModel {
       lambda: 0.995,
       scale: 10 * p.stepMs,
     });
+    const t = (o.transferMsPerBlock ?? DEFAULT_TRANSFER_MS_PER_BLOCK) * BLOCKS;
+    if (!(t >= 0 && Number.isFinite(t))) throw new RangeError(`transferMsPerBlock must be a number of at least 0, got ${o.transferMsPerBlock}`);
+    // The link may be an order of magnitude off the prior either way (NVLink, RDMA, plain TCP).
+    this.#transfer = new RobustFit({ prior: [t], priorVariance: [Math.max(sq(3 * t), 1)], lambda: 0.995, scale: 10 * p.stepMs });
   }
 
   /** The fitted parameters now. */
@@ -109,9 +140,14 @@ export class EngineTimeModel {
     return { firstTokenMs: a, prefillMsPerToken: p / TOKENS, stepMs: prior.stepMs * f, decodeMsPerSeq: prior.decodeMsPerSeq * f, msPerKvBlock: prior.msPerKvBlock * f };
   }
 
-  /** Observations taken: TTFTs and gaps. */
-  get observations(): { ttft: number; gaps: number } {
-    return { ttft: this.#prefill.count, gaps: this.#gaps };
+  /** The fitted time to receive one KV block from a prefill engine (ms). */
+  get transferMsPerBlock(): number {
+    return this.#transfer.at(0) / BLOCKS;
+  }
+
+  /** Observations taken: TTFTs, gaps, and first tokens after a KV transfer. */
+  get observations(): { ttft: number; gaps: number; transfers: number } {
+    return { ttft: this.#prefill.count, gaps: this.#gaps, transfers: this.#transfer.count };
   }
 
   /** One decode step's time with D sequences decoding over B blocks (no prefill in it). */
@@ -128,15 +164,31 @@ export class EngineTimeModel {
   /** Predicted TTFT (ms) of a request with these features. */
   ttft(f: TimeFeatures): number {
     const step = this.stepTime(f.decoding, f.decodeBlocks);
-    const prefill = this.#prefill.predict(this.#prefillX(f));
+    const x = this.#prefillX(f);
+    const prefill = this.#prefill.at(0) * x[0]! + this.#prefillPerTokens() * x[1]!;
     // Past max_num_seqs a request waits for a running one to finish: about a step per request beyond it.
     const slotWait = Math.max(0, f.requests + 1 - this.#maxNumSeqs) * step;
     return prefill + this.steps(f) * step + slotWait;
   }
 
+  /** Time to receive `blocks` KV blocks from a prefill engine (ms). */
+  transferTime(blocks: number): number {
+    return this.#transfer.at(0) * (blocks / BLOCKS);
+  }
+
+  /**
+   * A decode request's first token came `ttftMs` after it was sent, with these features (its own uncached
+   * part being what it computes after the transfer) and `blocks` blocks to receive.
+   */
+  observeTransfer(f: TimeFeatures, blocks: number, ttftMs: number): void {
+    if (blocks <= 0) return;
+    this.#x1[0] = blocks / BLOCKS;
+    this.#transfer.observe(this.#x1, ttftMs - this.ttft(f));
+  }
+
   /** The engine time a request's uncached prompt takes to compute (p × U). */
   prefillTime(f: TimeFeatures): number {
-    return (this.#prefill.at(1) / TOKENS) * f.uncachedTokens;
+    return (this.#prefillPerTokens() / TOKENS) * f.uncachedTokens;
   }
 
   /** A first token came `ttftMs` after the request was sent, with these features at the time. */
@@ -156,6 +208,11 @@ export class EngineTimeModel {
   #priorStep(decoding: number, decodeBlocks: number): number {
     const p = this.#prior;
     return p.stepMs + p.decodeMsPerSeq * decoding + p.msPerKvBlock * decodeBlocks;
+  }
+
+  /** The fitted p per TOKENS tokens, at least its floor. */
+  #prefillPerTokens(): number {
+    return Math.max(this.#prefill.at(1), this.#minPrefillPerTokens);
   }
 
   #prefillX(f: TimeFeatures): Float64Array {

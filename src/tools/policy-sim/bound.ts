@@ -8,7 +8,7 @@
 //   first, so its first block is the most recent, as vLLM frees a finished request's blocks tail first.
 //   What a fleet whose engines pooled their caches perfectly would serve: a router reaching it has lost
 //   nothing to splitting the cache across engines.
-import { U64Lru } from "./u64-lru.js";
+import { U64Lru } from "../../util/u64-lru.js";
 import { U64Set } from "./u64-set.js";
 
 export interface CacheBound {

@@ -13,7 +13,11 @@
 // about 40% of the H100's 989 dense bf16 TFLOPS, 0.04 ms per token (25,000 tokens/s). A decoding sequence
 // adds its share of the (small-batch, inefficient) matrix products and sampling: 0.03 ms. One sequence
 // decoding at 12k tokens of context then takes 6.6 ms a token, about 150 tokens/s.
-import type { EngineCoreOptions, TimingModel } from "../../mock-engine/index.js";
+//
+// KV transfer (disaggregated runs). A decode engine pulls the blocks it lacks from the prefill engine over
+// one 400 Gb/s NIC (a ConnectX-7, one per GPU on an H100 node): a 2 MiB block takes 0.042 ms, a
+// 12,000-token prompt (750 blocks) 31 ms.
+import { DEFAULT_KV_TRANSFER_GBPS, type EngineCoreOptions, type TimingModel } from "../../mock-engine/index.js";
 
 export interface EngineSettings {
   /** Tokens per KV block; the router hashes prompts with it too. */
@@ -24,6 +28,10 @@ export interface EngineSettings {
   maxNumBatchedTokens: number;
   maxModelLen: number;
   timing: TimingModel;
+  /** KV bytes per token: a block's size on the link is block size × this. */
+  kvBytesPerToken: number;
+  /** The link a decode engine pulls blocks over, in Gb/s. */
+  kvTransferGbps: number;
 }
 
 export const H100_8B: Readonly<EngineSettings> = {
@@ -33,13 +41,16 @@ export const H100_8B: Readonly<EngineSettings> = {
   maxNumBatchedTokens: 8192,
   maxModelLen: 131_072,
   timing: { stepOverheadMs: 6, prefillMsPerToken: 0.04, decodeMsPerSeq: 0.03, msPerKvBlock: 0.0008 },
+  kvBytesPerToken: 2 * 32 * 8 * 128 * 2,
+  kvTransferGbps: DEFAULT_KV_TRANSFER_GBPS,
 };
 
 /** The model name the router's hashes are rooted in; any fixed name would do, since every engine shares it. */
 export const SIM_MODEL = "meta-llama/Llama-3.1-8B-Instruct";
 
-export function coreOptions(settings: EngineSettings, seed: number): EngineCoreOptions {
+export function coreOptions(settings: EngineSettings, seed: number, engineId: string): EngineCoreOptions {
   return {
+    engineId,
     blockSize: settings.blockSize,
     numBlocks: settings.numBlocks,
     maxNumSeqs: settings.maxNumSeqs,

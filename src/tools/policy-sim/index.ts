@@ -4,7 +4,7 @@ export { EventQueue } from "./event-queue.js";
 export { toKvEvents } from "./kv-adapter.js";
 export { runPolicyJob, type JobOptions, type JobProgress, type JobResult, type PolicyJob } from "./policy-job.js";
 export { maxOverMean, policyReport, type BoundReport, type LatencyFigures, type PolicyReport, type SimulationReport, type TraceFigures } from "./report.js";
-export { engineName, simulatePolicy, type EngineFigures, type PolicyRun, type SimulationOptions } from "./run.js";
+export { DEFAULT_APPROX_TTL_MS, engineName, KV_EVENTS_MODES, simulatePolicy, type EngineFigures, type KvEventsMode, type PolicyRun, type SimulationOptions } from "./run.js";
 export { simulate, type SimulateOptions } from "./simulate.js";
 export { reportTable, sweepTable } from "./table.js";
 export { openTraceSpec, type TraceSpec } from "./trace-spec.js";

@@ -1,7 +1,7 @@
 // What `kvroute simulate` reports per policy, in the shape `--json` prints (snake_case, like the
 // OpenAI-style APIs the tool sits beside), made from a policy run.
 import type { LatencySummary } from "../replay/index.js";
-import type { PolicyName } from "../../router/schedule/index.js";
+import type { EngineRole, PolicyName } from "../../router/schedule/index.js";
 import type { CacheBound } from "./bound.js";
 import type { PolicyRun } from "./run.js";
 
@@ -15,6 +15,10 @@ export interface LatencyFigures {
 
 export interface PolicyReport {
   policy: PolicyName;
+  /** aggregated: every engine serves whole requests; disaggregated: prefill engines, then decode engines. */
+  mode: "aggregated" | "disaggregated";
+  /** How requests were served: split across a prefill and a decode engine, or whole on one engine. */
+  paths: { split: number; whole: number; local_short: number; local_degraded: number };
   requests: { sent: number; succeeded: number; failed: number };
   /** Engine-counted cached prompt tokens / prompt tokens, over the requests that succeeded. */
   hit_ratio: number | null;
@@ -25,15 +29,20 @@ export interface PolicyReport {
   itl_ms: LatencyFigures;
   /** Per second of virtual time, from the first arrival to the last response. */
   throughput: { requests_per_sec: number; input_tokens_per_sec: number; output_tokens_per_sec: number };
-  /** The busiest engine's figure over the mean across engines: 1 is perfectly even. */
+  /**
+   * The busiest engine's figure over the mean across engines: 1 is perfectly even. Disaggregated, within
+   * each pool (prefill engines, decode engines), the less even of the two.
+   */
   balance: { requests: number; prefill_tokens: number; busy_time: number };
-  engines: { engine: string; requests: number; prefill_tokens: number; busy_sec: number }[];
+  engines: { engine: string; role: EngineRole; requests: number; prefill_tokens: number; busy_sec: number }[];
   virtual_sec: number;
   wall_sec: number;
   /** Virtual seconds simulated per wall-clock second. */
   speed: number;
   /** KV events the router's applier could not place, and index entries evicted for room (normally 0). */
   kv_events: { unknown_parent: number; unknown_block: number; index_evictions: number };
+  /** Approximate mode (--kv-events none): predictions recorded, blocks forgotten by TTL and for room; else null. */
+  approx: { predictions: number; expired_blocks: number; evicted_blocks: number } | null;
 }
 
 export interface BoundReport {
@@ -73,10 +82,18 @@ export function maxOverMean(values: readonly number[]): number {
   return mean > 0 ? Math.max(...values) / mean : 1;
 }
 
+/** Max over mean within each pool of engines of one role; the largest. */
+function byPool(run: PolicyRun, figure: (e: PolicyRun["engines"][number]) => number): number {
+  const roles = [...new Set(run.engines.map((e) => e.role))];
+  return Math.max(...roles.map((role) => maxOverMean(run.engines.filter((e) => e.role === role).map(figure))));
+}
+
 export function policyReport(run: PolicyRun): PolicyReport {
   const s = run.summary;
   return {
     policy: run.policy,
+    mode: run.mode,
+    paths: run.paths,
     requests: { sent: s.requests.sent, succeeded: s.requests.succeeded, failed: s.requests.failed },
     hit_ratio: s.cache.hitRatio,
     cached_tokens: s.cache.cachedTokens,
@@ -90,15 +107,16 @@ export function policyReport(run: PolicyRun): PolicyReport {
       output_tokens_per_sec: s.throughput.outputTokensPerSec,
     },
     balance: {
-      requests: maxOverMean(run.engines.map((e) => e.requests)),
-      prefill_tokens: maxOverMean(run.engines.map((e) => e.prefillTokens)),
-      busy_time: maxOverMean(run.engines.map((e) => e.busyMs)),
+      requests: byPool(run, (e) => e.requests),
+      prefill_tokens: byPool(run, (e) => e.prefillTokens),
+      busy_time: byPool(run, (e) => e.busyMs),
     },
-    engines: run.engines.map((e) => ({ engine: e.engine, requests: e.requests, prefill_tokens: e.prefillTokens, busy_sec: e.busyMs / 1000 })),
+    engines: run.engines.map((e) => ({ engine: e.engine, role: e.role, requests: e.requests, prefill_tokens: e.prefillTokens, busy_sec: e.busyMs / 1000 })),
     virtual_sec: run.virtualMs / 1000,
     wall_sec: run.wallMs / 1000,
     speed: run.wallMs > 0 ? run.virtualMs / run.wallMs : 0,
     kv_events: { unknown_parent: run.unknownParents, unknown_block: run.unknownBlocks, index_evictions: run.indexEvictions },
+    approx: run.approx === null ? null : { predictions: run.approx.predictions, expired_blocks: run.approx.expired, evicted_blocks: run.approx.evicted },
   };
 }
 

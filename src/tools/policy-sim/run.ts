@@ -7,13 +7,27 @@
 // through the same Attempt calls the live dispatcher makes. An idle engine starts a step at once; a step's outputs and its KV
 // events reach the router when it ends (the events after a further delay, when one is set), and the engine
 // goes straight on to its next step while it has work. At equal times, steps end before requests arrive.
+//
+// Disaggregated runs (prefill and decode engines): the routing core plans each request, as `serve`'s does. A
+// split request is added to its prefill engine with max_tokens 1 and {do_remote_decode: true}; when that
+// finishes, the decode engine is decided and the request added to it with the returned kv_transfer_params.
+// The decode engine's pull starts with the step that schedules it and takes the modelled transfer time
+// (the blocks it lacks × block bytes / link bandwidth); then the prefill engine frees the held blocks and
+// the decode engine stores them and computes the last prompt token. TTFT is from arrival to the decode
+// engine's first token; the answer's cached tokens follow the disaggregated rule. Nothing fails here, so
+// no request retries or degrades but for want of prefill engines.
+// With kvEvents "none" the engines' KV events are dropped, as from engines that publish none: the index is
+// fed by approximate mode instead (ApproxCache, as the router's KV-event thread runs it), each attempt's
+// prompt recorded for its engine as it is sent (prefill and decode stages alike, as the router does), with
+// the TTL on the virtual clock.
+import { ApproxCache } from "../../router/kv-index/approx/index.js";
 import { createBlockHasher, rootSeed } from "../../router/prepare/hashing/index.js";
 import { KvEventApplier } from "../../router/kv-index/kv-events/index.js";
 import { PrefixIndex } from "../../router/kv-index/prefix-index/index.js";
 import { ReplayStats, type ReplaySummary, type RequestResult } from "../replay/index.js";
-import { DEFAULT_PRIOR, RoutingCore, Scheduler, type Attempt, type PolicyName } from "../../router/schedule/index.js";
+import { DEFAULT_PRIOR, RoutingCore, Scheduler, type Attempt, type EngineRole, type PolicyName, type PrefillOutcome, type RoutablePrompt } from "../../router/schedule/index.js";
 import { RouterError } from "../../router/types.js";
-import { atSpeed, type CoreFinish, type CoreOutput, Rng, type SimKvEvent, SimRequestError } from "../../mock-engine/index.js";
+import { atSpeed, type CoreFinish, type CoreOutput, type CoreRequest, type KvPull, Rng, type SimKvEvent, SimRequestError, transferMs } from "../../mock-engine/index.js";
 import { createPromptSynthesizer, type TraceRecord, type TraceSource } from "../trace/index.js";
 import type { SharedCacheBound } from "./bound.js";
 import { SIM_MODEL, type EngineSettings } from "./engine-settings.js";
@@ -23,8 +37,15 @@ import { SimEngine } from "./sim-engine.js";
 
 export interface SimulationOptions {
   policy: PolicyName;
-  /** Number of engines. */
+  /** Number of engines (with prefill and decode engines: their sum). */
   engines: number;
+  /**
+   * Disaggregated serving: the first `prefillEngines` engines prefill and the other `engines -
+   * prefillEngines` decode (default 0: every engine serves whole requests).
+   */
+  prefillEngines?: number;
+  /** Disaggregated: prompts whose uncached part on their decode engine is shorter are prefilled there (default 0). */
+  disaggMinPrefillTokens?: number;
   engine: EngineSettings;
   /**
    * Each engine's speed relative to `engine`'s timing (default 1 for all): an engine at 0.5 takes twice as
@@ -39,6 +60,13 @@ export interface SimulationOptions {
   seed?: number;
   /** KV events reach the index this long after the step that produced them ends (default 0). */
   kvEventDelayMs?: number;
+  /**
+   * "events" (default): the index follows the engines' KV events. "none": the engines publish none, and the
+   * index holds approximate mode's predictions from the routing decisions.
+   */
+  kvEvents?: KvEventsMode;
+  /** Approximate mode: how long a prediction is believed (default 120,000 ms of virtual time). */
+  approxTtlMs?: number;
   /** Trace time runs this many times faster: arrivals at timestamp / speedup (default 1). */
   speedup?: number;
   /** Simulate only the first N requests. */
@@ -53,8 +81,13 @@ export interface SimulationOptions {
   onProgress?: (sent: number, virtualMs: number) => void;
 }
 
+export type KvEventsMode = "events" | "none";
+export const KV_EVENTS_MODES: readonly KvEventsMode[] = ["events", "none"];
+export const DEFAULT_APPROX_TTL_MS = 120_000;
+
 export interface EngineFigures {
   engine: string;
+  role: EngineRole;
   requests: number;
   prefillTokens: number;
   busyMs: number;
@@ -62,6 +95,9 @@ export interface EngineFigures {
 
 export interface PolicyRun {
   policy: PolicyName;
+  mode: "aggregated" | "disaggregated";
+  /** How the requests were served: split, or whole (in an aggregated fleet, every one). */
+  paths: { split: number; whole: number; local_short: number; local_degraded: number };
   /** The replay summary of the run, on virtual time. */
   summary: ReplaySummary;
   engines: EngineFigures[];
@@ -73,6 +109,8 @@ export interface PolicyRun {
   /** KV events the applier could not place (0 when the simulation is consistent). */
   unknownParents: number;
   unknownBlocks: number;
+  /** Approximate mode's figures (null when the index followed KV events). */
+  approx: { predictions: number; expired: number; evicted: number } | null;
 }
 
 interface InFlight {
@@ -80,8 +118,18 @@ interface InFlight {
   index: number;
   arrivalMs: number;
   maxTokens: number;
+  prompt: RoutablePrompt;
+  tokens: Uint32Array;
+  /** Approximate mode: the prompt's block hashes, recorded for each engine an attempt is sent to. */
+  hashes: BigUint64Array | null;
+  /** The stage under way: the whole request, or a split request's prefill or decode. */
+  stage: "whole" | "prefill" | "decode";
   engine: SimEngine;
   attempt: Attempt;
+  /** When the current attempt was sent. */
+  sentMs: number;
+  /** A split request whose prefill finished: that outcome, and its engine. */
+  prefill: PrefillOutcome | null;
   firstMs: number;
   lastMs: number;
   gaps: number;
@@ -89,7 +137,11 @@ interface InFlight {
   gapMaxMs: number;
 }
 
-type SimEvent = { kind: "step"; engine: SimEngine } | { kind: "kv"; engine: SimEngine; events: SimKvEvent[] };
+type SimEvent =
+  | { kind: "step"; engine: SimEngine }
+  | { kind: "kv"; engine: SimEngine; events: SimKvEvent[] }
+  /** A decode engine's pull has moved its blocks. */
+  | { kind: "pulled"; engine: SimEngine; pull: KvPull };
 
 const PROGRESS_EVERY = 256;
 
@@ -101,9 +153,17 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
   const speedup = o.speedup ?? 1;
   const delayMs = o.kvEventDelayMs ?? 0;
   const seed = o.seed ?? 0;
+  const kvEvents = o.kvEvents ?? "events";
+  const approxTtlMs = o.approxTtlMs ?? DEFAULT_APPROX_TTL_MS;
+  if (!KV_EVENTS_MODES.includes(kvEvents)) throw new RangeError(`kvEvents must be one of ${KV_EVENTS_MODES.join(", ")}, got ${JSON.stringify(kvEvents)}`);
   if (!(speedup > 0 && Number.isFinite(speedup))) throw new RangeError(`speedup must be a number above 0, got ${speedup}`);
   if (!(delayMs >= 0 && Number.isFinite(delayMs))) throw new RangeError(`kvEventDelayMs must be a number of at least 0, got ${delayMs}`);
   if (!Number.isSafeInteger(o.engines) || o.engines < 1 || o.engines > 4096) throw new RangeError(`engines must be an integer from 1 to 4096, got ${o.engines}`);
+  const prefillEngines = o.prefillEngines ?? 0;
+  if (!Number.isSafeInteger(prefillEngines) || prefillEngines < 0 || (prefillEngines > 0 && prefillEngines >= o.engines)) {
+    throw new RangeError(`prefillEngines must be 0, or at least 1 and fewer than the ${o.engines} engines (the rest decode), got ${prefillEngines}`);
+  }
+  const roles: EngineRole[] = Array.from({ length: o.engines }, (_, id) => (prefillEngines === 0 ? "both" : id < prefillEngines ? "prefill" : "decode"));
   for (const b of o.bounds ?? []) {
     if (b.blockSize !== blockSize) throw new RangeError(`a bound counts ${b.blockSize}-token blocks, the engines ${blockSize}-token ones`);
   }
@@ -113,6 +173,7 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
   // Engines cache at most numBlocks blocks each, so this many entries never evict.
   const index = PrefixIndex.create({ capacity: Math.ceil(o.engines * settings.numBlocks * 1.25), maxEngines: o.engines });
   const applier = new KvEventApplier(index, hasher);
+  const approx = kvEvents === "none" ? new ApproxCache(index, { ttlMs: approxTtlMs }) : null;
   const rng = new Rng(seed);
   const scheduler = new Scheduler({
     policy: o.policy,
@@ -124,13 +185,19 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
     random: () => rng.nextFloat(),
   });
   // The engines always count cached tokens, so the fallback never applies; "router" is serve's default.
-  const core = new RoutingCore({ scheduler, cachedTokensFallback: "router", blockSize: () => blockSize });
+  const core = new RoutingCore({ scheduler, cachedTokensFallback: "router", blockSize: () => blockSize, roles, disaggMinPrefillTokens: o.disaggMinPrefillTokens ?? 0 });
   // One seed for every engine: a request's output then depends on its prompt alone, whichever engine serves it.
   const speeds = o.engineSpeeds ?? [];
   if (speeds.length !== 0 && speeds.length !== o.engines) throw new RangeError(`engineSpeeds gives ${speeds.length} speeds for ${o.engines} engines`);
-  const engines = Array.from({ length: o.engines }, (_, id) => new SimEngine(id, { ...settings, timing: atSpeed(settings.timing, speeds[id] ?? 1) }, seed, hasher));
+  const engines = Array.from(
+    { length: o.engines },
+    (_, id) => new SimEngine(id, engineName(id, roles, prefillEngines), roles[id]!, { ...settings, timing: atSpeed(settings.timing, speeds[id] ?? 1) }, seed, hasher),
+  );
+  const byName = new Map(engines.map((e) => [e.name, e]));
+  const paths = { split: 0, whole: 0, local_short: 0, local_degraded: 0 };
   for (const engine of engines) {
-    applier.addEngine(engine.id, { model: SIM_MODEL, blockSize });
+    if (approx !== null) approx.addEngine(engine.id, settings.numBlocks);
+    else applier.addEngine(engine.id, { model: SIM_MODEL, blockSize });
     scheduler.setAvailable(engine.id, true);
   }
   const synthesize = createPromptSynthesizer({
@@ -149,8 +216,41 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
   let endMs = 0;
 
   const startStep = (engine: SimEngine): void => {
-    const duration = engine.startStep();
-    if (duration !== null) queue.push(now + duration, { kind: "step", engine });
+    const step = engine.startStep();
+    if (step === null) return;
+    queue.push(now + step.durationMs, { kind: "step", engine });
+    for (const pull of step.pulls) {
+      queue.push(now + transferMs(pull.blocks, blockSize, settings.kvBytesPerToken, settings.kvTransferGbps), { kind: "pulled", engine, pull });
+    }
+  };
+
+  /** A pull has moved its blocks: the prefill engine frees them, the decode engine goes on with its request. */
+  const pulled = (engine: SimEngine, pull: KvPull): void => {
+    const from = byName.get(pull.from.engineId);
+    const ok = from !== undefined && from.core.releaseHeld(Number(pull.from.requestId));
+    if (!ok) throw new Error(`engine ${engine.name} pulled blocks ${pull.from.engineId} does not hold (request ${pull.from.requestId})`);
+    // The freed blocks may let the prefill engine admit a request it had to leave waiting.
+    if (!from.stepping) startStep(from);
+    engine.core.finishReceive(pull.id, true);
+    if (!engine.stepping) startStep(engine);
+  };
+
+  /** Adds a request's attempt to its engine; false (the attempt released) when the engine refuses it. */
+  const send = (f: InFlight, request: CoreRequest): boolean => {
+    try {
+      f.engine.core.add(request);
+    } catch (err) {
+      f.attempt.release();
+      if (!(err instanceof SimRequestError)) throw err;
+      reject(f.record, f.index, err.message);
+      return false;
+    }
+    f.engine.requests++;
+    f.sentMs = now;
+    const h = f.hashes;
+    if (approx !== null && h !== null) approx.record(f.engine.id, new Uint32Array(h.buffer, h.byteOffset, 2 * h.length), h.length, now);
+    if (!f.engine.stepping) startStep(f.engine);
+    return true;
   };
 
   const record = (result: RequestResult): void => {
@@ -196,28 +296,58 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
     }
     const hashed = hasher.hashBlocks(tokens, blockSize, root, hashes);
     for (const b of o.bounds ?? []) b.add(hashed, tokens.length);
-    const prompt = { promptTokens: tokens.length, blocks: hashed.length, overlaps: index.overlaps(hashed, overlaps) };
-    const decision = core.decide(prompt)!;
-    const attempt = core.begin(decision, prompt);
-    const engine = engines[decision.engine]!;
-    try {
-      engine.core.add({ id: i, promptTokenIds: tokens, sampling: { maxTokens, ignoreEos: true }, overlapBlocks: decision.overlapBlocks });
-    } catch (err) {
-      attempt.release();
-      if (!(err instanceof SimRequestError)) throw err;
-      reject(r, i, err.message);
-      return;
-    }
-    engine.requests++;
-    inflight.set(i, { record: r, index: i, arrivalMs: now, maxTokens, engine, attempt, firstMs: -1, lastMs: 0, gaps: 0, gapSumMs: 0, gapMaxMs: 0 });
-    if (!engine.stepping) startStep(engine);
+    approx?.expire(now);
+    // The overlaps are copied: a split request decides its decode engine later, from what the index said now.
+    const prompt: RoutablePrompt = { promptTokens: tokens.length, blocks: hashed.length, overlaps: Uint32Array.from(index.overlaps(hashed, overlaps)), outputTokens: maxTokens };
+    const plan = core.plan(prompt)!;
+    const decision = plan.kind === "split" ? plan.prefill : plan.decision;
+    if (plan.kind === "split") paths.split++;
+    else paths[plan.why === "aggregated" ? "whole" : plan.why === "short" ? "local_short" : "local_degraded"]++;
+    const f: InFlight = {
+      record: r,
+      index: i,
+      arrivalMs: now,
+      maxTokens,
+      prompt,
+      tokens,
+      hashes: approx !== null ? hashed.slice() : null,
+      stage: plan.kind === "split" ? "prefill" : "whole",
+      engine: engines[decision.engine]!,
+      attempt: core.begin(decision, prompt),
+      sentMs: now,
+      prefill: null,
+      firstMs: -1,
+      lastMs: 0,
+      gaps: 0,
+      gapSumMs: 0,
+      gapMaxMs: 0,
+    };
+    const sampling = f.stage === "prefill" ? { maxTokens: 1, ignoreEos: true } : { maxTokens, ignoreEos: true };
+    const kv = f.stage === "prefill" ? { kvTransferParams: { do_remote_decode: true } } : {};
+    if (send(f, { id: i, promptTokenIds: tokens, sampling, overlapBlocks: decision.overlapBlocks, ...kv })) inflight.set(i, f);
+  };
+
+  /** A split request's prefill finished: its decode engine is decided now, and pulls what the prefill holds. */
+  const decode = (f: InFlight, done: CoreFinish): void => {
+    const u = done.usage;
+    f.prefill = { engine: f.engine.id, cached: f.attempt.finish(u.cachedTokens, u.promptTokens) };
+    f.engine.prefillTokens += u.promptTokens - u.cachedTokens!;
+    const decision = core.decide(f.prompt, undefined, "decode")!;
+    f.stage = "decode";
+    f.engine = engines[decision.engine]!;
+    f.attempt = core.begin(decision, f.prompt);
+    f.firstMs = -1;
+    const request = { id: f.index, promptTokenIds: f.tokens, sampling: { maxTokens: f.maxTokens, ignoreEos: true }, overlapBlocks: decision.overlapBlocks, kvTransferParams: done.kvTransferParams! };
+    if (!send(f, request)) inflight.delete(f.index);
   };
 
   const finish = (f: InFlight, done: CoreFinish): void => {
     inflight.delete(f.index);
     const u = done.usage;
-    const cached = f.attempt.finish(u.cachedTokens, u.promptTokens);
-    f.engine.prefillTokens += u.promptTokens - cached.cachedTokens;
+    const own = f.attempt.finish(u.cachedTokens, u.promptTokens);
+    // A decode engine computed the prompt tokens it did not receive or hold.
+    f.engine.prefillTokens += u.promptTokens - u.cachedTokens!;
+    const cached = f.prefill === null ? own : core.settleSplit(f.prefill, f.attempt, u.cachedTokens, u.promptTokens);
     record({
       index: f.index,
       line: f.record.line,
@@ -232,7 +362,7 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
       itlMaxMs: f.gaps > 0 ? f.gapMaxMs : null,
       cachedTokens: cached.cachedTokens,
       cachedTokensSource: cached.source,
-      engine: engineName(f.engine.id),
+      engine: f.engine.name,
       status: 200,
       ok: true,
       errorKind: null,
@@ -242,9 +372,16 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
 
   const output = (out: CoreOutput): void => {
     const f = inflight.get(out.id)!;
+    if (f.stage === "prefill") {
+      // The prefill's one token is dropped, as the router drops it; its time calibrates the prefill engine.
+      f.attempt.firstToken(now - f.sentMs);
+      f.attempt.generated(out.tokenIds.length, null);
+      decode(f, out.finish!);
+      return;
+    }
     if (f.firstMs < 0) {
       f.firstMs = now;
-      f.attempt.firstToken(now - f.arrivalMs);
+      f.attempt.firstToken(now - f.sentMs);
       f.attempt.generated(out.tokenIds.length, null);
     } else {
       const gap = now - f.lastMs;
@@ -261,7 +398,7 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
   const endStep = (engine: SimEngine): void => {
     engine.stepping = false;
     const events = engine.takeEvents();
-    if (events.length > 0) {
+    if (events.length > 0 && approx === null) {
       if (delayMs > 0) queue.push(now + delayMs, { kind: "kv", engine, events });
       else applier.apply(engine.id, toKvEvents(events));
     }
@@ -291,6 +428,7 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
       const { time, item } = queue.pop()!;
       now = time;
       if (item.kind === "step") endStep(item.engine);
+      else if (item.kind === "pulled") pulled(item.engine, item.pull);
       else applier.apply(item.engine.id, toKvEvents(item.events));
     }
   } finally {
@@ -302,12 +440,17 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
   const summary = stats.summary({
     tool: "kvroute simulate",
     startedAt,
-    target: `${o.engines} simulated engines, policy ${o.policy}`,
+    target: prefillEngines > 0 ? `${prefillEngines} prefill and ${o.engines - prefillEngines} decode simulated engines, policy ${o.policy}` : `${o.engines} simulated engines, policy ${o.policy}`,
     model: SIM_MODEL,
     trace: { name: trace.name, blockSize: trace.blockSize ?? null, report: trace.report },
     settings: {
       policy: o.policy,
       engines: o.engines,
+      prefillEngines,
+      disaggMinPrefillTokens: core.disaggMinPrefillTokens,
+      kvTransferGbps: settings.kvTransferGbps,
+      kvEvents,
+      ...(approx !== null ? { approxTtlMs } : {}),
       speedup,
       kvEventDelayMs: delayMs,
       seed,
@@ -326,16 +469,21 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
   });
   return {
     policy: o.policy,
+    mode: prefillEngines > 0 ? "disaggregated" : "aggregated",
+    paths,
     summary,
-    engines: engines.map((e) => ({ engine: engineName(e.id), requests: e.requests, prefillTokens: e.prefillTokens, busyMs: e.busyMs })),
+    engines: engines.map((e) => ({ engine: e.name, role: e.role, requests: e.requests, prefillTokens: e.prefillTokens, busyMs: e.busyMs })),
     virtualMs: endMs,
     wallMs: performance.now() - wallStart,
     indexEvictions: index.stats().evictions,
     unknownParents: applier.counters.unknownParent,
     unknownBlocks: applier.counters.unknownBlock,
+    approx: approx === null ? null : { ...approx.counters },
   };
 }
 
-export function engineName(id: number): string {
-  return `engine-${id}`;
+/** engine-N in an aggregated fleet; prefill-N and decode-N (numbered within their pool) in a disaggregated one. */
+export function engineName(id: number, roles: readonly EngineRole[] = [], prefillEngines = 0): string {
+  const role = roles[id] ?? "both";
+  return role === "both" ? `engine-${id}` : role === "prefill" ? `prefill-${id}` : `decode-${id - prefillEngines}`;
 }

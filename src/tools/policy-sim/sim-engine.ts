@@ -1,8 +1,10 @@
 // One simulated engine on the virtual clock: an EngineCore that is either idle or in the middle of a step.
 // A step's work is computed when it starts (that is when the engine schedules it), and its outputs and KV
-// events are held until it ends, when the rest of the world sees them.
+// events are held until it ends, when the rest of the world sees them. The KV pulls a step starts
+// (disaggregated runs) are handed over at once: the transfer runs beside the engine's steps.
 import type { BlockHasher } from "../../router/prepare/hashing/index.js";
-import { type CoreOutput, EngineCore, type SimKvEvent } from "../../mock-engine/index.js";
+import type { EngineRole } from "../../router/schedule/index.js";
+import { type CoreOutput, EngineCore, type KvPull, type SimKvEvent } from "../../mock-engine/index.js";
 import { coreOptions, type EngineSettings } from "./engine-settings.js";
 
 export class SimEngine {
@@ -21,12 +23,15 @@ export class SimEngine {
 
   constructor(
     readonly id: number,
+    /** How the router knows it; also the engine id in the kv_transfer_params it answers with. */
+    readonly name: string,
+    readonly role: EngineRole,
     settings: EngineSettings,
     seed: number,
     hasher: BlockHasher,
   ) {
     this.core = new EngineCore({
-      ...coreOptions(settings, seed),
+      ...coreOptions(settings, seed, name),
       blockHasher: hasher,
       kvEventSink: (batch) => {
         for (const event of batch) this.#events.push(event);
@@ -35,19 +40,22 @@ export class SimEngine {
   }
 
   /**
-   * Starts a step; returns its duration, or null when the engine has nothing to do. Throws when it has
-   * requests but can schedule none of them, which would otherwise stop the clock.
+   * Starts a step; returns its duration and the pulls it started, or null when the engine has nothing to do
+   * (or nothing it can do until decode engines pull the blocks it holds). Throws when it has requests but can
+   * schedule none of them and holds nothing, which would otherwise stop the clock.
    */
-  startStep(): number | null {
+  startStep(): { durationMs: number; pulls: KvPull[] } | null {
     if (!this.core.hasWork) return null;
-    const { durationMs, outputs, work } = this.core.step();
-    if (work.prefillTokens === 0 && work.decodeSeqs === 0) {
-      throw new Error(`engine ${this.id} holds ${this.core.numRequests} request(s) but can schedule none of them`);
+    const { durationMs, outputs, work, pulls } = this.core.step();
+    if (work.prefillTokens === 0 && work.decodeSeqs === 0 && pulls.length === 0) {
+      // Blocks held for decode engines come back when they are pulled; until then the engine waits.
+      if (this.core.metrics().held > 0) return null;
+      throw new Error(`engine ${this.name} holds ${this.core.numRequests} request(s) but can schedule none of them`);
     }
     this.stepping = true;
     this.outputs = outputs;
     this.busyMs += durationMs;
-    return durationMs;
+    return { durationMs, pulls };
   }
 
   /** The KV events since the last call, in order. */

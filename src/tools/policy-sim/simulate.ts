@@ -4,6 +4,7 @@
 import { Worker } from "node:worker_threads";
 import type { PolicyName } from "../../router/schedule/index.js";
 import { distFile } from "../../util/package-root.js";
+import { DEFAULT_APPROX_TTL_MS } from "./run.js";
 import { runPolicyJob, type JobOptions, type JobProgress, type JobResult, type PolicyJob } from "./policy-job.js";
 import { boundReport, type PolicyReport, type SimulationReport } from "./report.js";
 import type { TraceSpec } from "./trace-spec.js";
@@ -53,9 +54,16 @@ export async function simulate(spec: TraceSpec, o: SimulateOptions): Promise<Sim
     trace: first.trace,
     settings: {
       engines: options.engines,
+      mode: (options.prefillEngines ?? 0) > 0 ? "disaggregated" : "aggregated",
+      prefill_engines: options.prefillEngines ?? 0,
+      decode_engines: (options.prefillEngines ?? 0) > 0 ? options.engines - options.prefillEngines! : 0,
+      disagg_min_prefill_tokens: options.disaggMinPrefillTokens ?? 0,
+      kv_transfer_gbps: options.engine.kvTransferGbps,
       engine_speeds: options.engineSpeeds ? options.engineSpeeds.join(",") : null,
       speedup: options.speedup ?? 1,
       kv_event_delay_ms: options.kvEventDelayMs ?? 0,
+      kv_events: options.kvEvents ?? "events",
+      approx_ttl_sec: (options.kvEvents ?? "events") === "none" ? (options.approxTtlMs ?? DEFAULT_APPROX_TTL_MS) / 1000 : null,
       seed: options.seed ?? 0,
       overlap_weight: options.overlapWeight ?? 1,
       temperature: options.temperature ?? 0,

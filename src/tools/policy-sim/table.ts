@@ -6,6 +6,12 @@ const pct = (v: number | null) => (v === null ? "n/a" : `${(v * 100).toFixed(2)}
 const ms = (v: number) => int(v);
 const x = (v: number) => `${v.toFixed(2)}x`;
 
+/** "8 engines", or "2 prefill + 6 decode engines (disaggregated, 400 Gb/s)". */
+function fleet(r: SimulationReport): string {
+  const s = r.settings;
+  return s.mode === "disaggregated" ? `${s.prefill_engines} prefill + ${s.decode_engines} decode engines (disaggregated, ${s.kv_transfer_gbps} Gb/s links)` : `${s.engines} engines`;
+}
+
 function align(rows: string[][]): string {
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
   return rows
@@ -45,14 +51,21 @@ export function sweepTable(key: string, runs: readonly { value: string; report: 
   ].join("\n");
 }
 
+/** Where the index's knowledge came from in a run. */
+function indexSource(r: SimulationReport): string {
+  return r.settings.kv_events === "none" ? `no KV events (approximate mode, TTL ${r.settings.approx_ttl_sec} s)` : "index from KV events";
+}
+
 export function reportTable(r: SimulationReport): string {
-  const header = ["policy", "hit ratio", "TTFT mean", "TTFT p50", "TTFT p99", "E2E p50", "E2E p99", "req/s", "out tok/s", "busy max/mean", "req max/mean", "failed", "wall s", "virtual s/wall s"];
+  const header = ["policy", "hit ratio", "TTFT mean", "TTFT p50", "TTFT p99", "ITL mean", "ITL p99", "E2E p50", "E2E p99", "req/s", "out tok/s", "busy max/mean", "req max/mean", "failed", "wall s", "virtual s/wall s"];
   const rows = r.policies.map((p) => [
     p.policy,
     pct(p.hit_ratio),
     ms(p.ttft_ms.mean),
     ms(p.ttft_ms.p50),
     ms(p.ttft_ms.p99),
+    p.itl_ms.mean.toFixed(1),
+    p.itl_ms.p99.toFixed(1),
     ms(p.e2e_ms.p50),
     ms(p.e2e_ms.p99),
     p.throughput.requests_per_sec.toFixed(2),
@@ -66,7 +79,7 @@ export function reportTable(r: SimulationReport): string {
   const b = r.bound;
   const f = r.fleet_bound;
   return [
-    `kvroute simulate: ${r.trace.name}, ${int(r.trace.records)} records (${int(r.trace.bad_lines)} bad lines skipped), ${r.settings.engines} engines; latencies in ms of virtual time`,
+    `kvroute simulate: ${r.trace.name}, ${int(r.trace.records)} records (${int(r.trace.bad_lines)} bad lines skipped), ${fleet(r)}, ${indexSource(r)}; latencies in ms of virtual time`,
     "",
     align([header, ...rows]),
     "",

@@ -8,8 +8,11 @@ import { resultOf, type RequestResult } from "./result.js";
 import { authHeaders } from "./target.js";
 
 export interface ReplayOptions {
-  /** The API base, e.g. http://127.0.0.1:8000/v1 (see apiBase). */
-  base: string;
+  /**
+   * The API base, e.g. http://127.0.0.1:8000/v1 (see apiBase), or several (replicas of one router behind no
+   * balancer): request i goes to base[i mod n], so the replicas share the load evenly.
+   */
+  base: string | readonly string[];
   model: string;
   trace: AsyncIterable<TraceRecord>;
   synthesize: PromptSynthesizer;
@@ -69,7 +72,8 @@ export async function runReplay(options: ReplayOptions): Promise<ReplayRun> {
 
   // Timeouts are the request's own (timeoutMs), so undici's are off: a long prefill must not be cut short.
   const dispatcher = new Agent({ headersTimeout: 0, bodyTimeout: 0, keepAliveTimeout: 30_000 });
-  const url = `${options.base}/completions`;
+  const urls = (typeof options.base === "string" ? [options.base] : options.base).map((b) => `${b}/completions`);
+  if (urls.length === 0) throw new RangeError("give at least one API base");
   const headers = { "content-type": "application/json", accept: "text/event-stream", ...authHeaders(options.apiKey) };
   const startedAt = new Date().toISOString();
   const start = performance.now();
@@ -85,7 +89,7 @@ export async function runReplay(options: ReplayOptions): Promise<ReplayRun> {
     const index = sent++;
     const sentMs = clock();
     options.onSent?.(index, record);
-    const task = streamCompletion({ url, body, headers, dispatcher, timeoutMs, ...(signal ? { signal } : {}) }).then((m) => {
+    const task = streamCompletion({ url: urls[index % urls.length]!, body, headers, dispatcher, timeoutMs, ...(signal ? { signal } : {}) }).then((m) => {
       lastEnd = Math.max(lastEnd, clock());
       options.onResult?.(resultOf(record, index, scheduledMs, sentMs, maxTokens, m), m.gapsMs);
     });

@@ -1,47 +1,11 @@
 // Sending and retrying attempts against fake engines: the routing core's retry rule and bookings as the
 // live router drives them, without sockets.
 import { describe, expect, it } from "vitest";
-import type { Engine, EngineEvent, GenerateRequest } from "../../../src/router/dispatch/engine.js";
 import { withRetry } from "../../../src/router/dispatch/retry.js";
 import { sendAttempt, type Job } from "../../../src/router/dispatch/send.js";
 import { RoutingCore, Scheduler, type Attempt, type RoutablePrompt } from "../../../src/router/schedule/index.js";
 import type { GenerationEvent } from "../../../src/router/types.js";
-
-type Script = (request: GenerateRequest, signal: AbortSignal | undefined) => AsyncIterable<EngineEvent>;
-
-/** An engine whose answers are scripted; it records what it was sent. */
-class FakeEngine implements Engine {
-  readonly url = "fake://";
-  readonly sent: GenerateRequest[] = [];
-  constructor(private readonly script: Script) {}
-  start(): void {}
-  generate(request: GenerateRequest, options: { signal?: AbortSignal }): AsyncIterable<EngineEvent> {
-    this.sent.push(request);
-    return this.script(request, options.signal);
-  }
-  close(): Promise<void> {
-    return Promise.resolve();
-  }
-}
-
-const delta = (n: number): EngineEvent => ({ type: "delta", tokenIds: Array.from({ length: n }, (_, i) => i), text: "x".repeat(n) });
-const finish = (cached: number | null, completion = 2): EngineEvent => ({ type: "finish", finishReason: "length", stopReason: null, usage: { promptTokens: 64, completionTokens: completion, cachedTokens: cached } });
-const failure = (code: string, tokensProduced = 0): EngineEvent => ({ type: "error", code, message: `engine e: ${code}`, tokensProduced });
-
-function answers(...events: EngineEvent[]): Script {
-  return async function* () {
-    for (const e of events) yield e;
-  };
-}
-
-/** Streams `n` deltas, then waits until aborted; the stream then ends with no final event, as EngineClient's does. */
-function untilAborted(n: number): Script {
-  return async function* (_request, signal) {
-    for (let i = 0; i < n; i++) yield delta(1);
-    if (!signal) throw new Error("this engine needs a signal");
-    if (!signal.aborted) await new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }));
-  };
-}
+import { answers, collect, delta, failure, FakeEngine, finish, untilAborted, type Script } from "./fake-engines.js";
 
 const job: Job = {
   tokens: new Uint32Array(64),
@@ -66,12 +30,6 @@ function setup(scripts: Script[], fallback: "router" | "none" = "router") {
     return sum + l.requests + l.prefillBlocks + l.decodeBlocks;
   }, 0);
   return { core, engines, retries, run, load };
-}
-
-async function collect(events: AsyncIterable<GenerationEvent>): Promise<GenerationEvent[]> {
-  const out: GenerationEvent[] = [];
-  for await (const e of events) out.push(e);
-  return out;
 }
 
 describe("retry", () => {

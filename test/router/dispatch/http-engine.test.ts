@@ -143,6 +143,27 @@ describe("HttpEngine", () => {
     await until("the engine aborted the abandoned one", () => s.core.metrics().requestsAborted === 2 && s.core.metrics().running === 0);
   });
 
+  it("passes kv_transfer_params through: a prefill is read whole for the params vLLM returns, a decode sends them on", async () => {
+    const prefill = await sim({ enablePromptTokensDetails: true });
+    const decode = await sim({ enablePromptTokensDetails: true });
+    const [p, d] = [watch(prefill.url), watch(decode.url)];
+    await until("up", () => p.ups.length === 1 && d.ups.length === 1);
+    const tokens = prompt(100, 7);
+    const pre = await collect(p.engine.generate({ promptTokenIds: tokens, sampling: { maxTokens: 1 }, kvTransferParams: { do_remote_decode: true } }, {}));
+    expect(pre.map((e) => e.type)).toEqual(["delta", "finish"]);
+    const held = pre.at(-1)!;
+    if (held.type !== "finish") throw new Error("no finish");
+    expect(held.kvTransferParams).toMatchObject({ do_remote_prefill: true, remote_host: "127.0.0.1", remote_port: prefill.kvTransfer!.port });
+    expect(prefill.core.metrics().held).toBe(1);
+    const out = await collect(d.engine.generate({ promptTokenIds: tokens, sampling: { maxTokens: 3, ignoreEos: true }, kvTransferParams: held.kvTransferParams! }, {}));
+    // Streamed as usual; the decode engine counts the 99 tokens it received as cached.
+    expect(out.filter((e) => e.type === "delta").length).toBeGreaterThan(0);
+    expect(out.at(-1)).toMatchObject({ type: "finish", usage: { promptTokens: 100, completionTokens: 3, cachedTokens: 99 } });
+    expect(out.at(-1)).not.toHaveProperty("kvTransferParams");
+    expect(prefill.core.metrics().held).toBe(0);
+    expect(decode.core.metrics()).toMatchObject({ kvPulls: 1, kvPullsFailed: 0 });
+  });
+
   it("counts load from the engine's other clients in its reports", async () => {
     const s = await sim({ speedup: 0.1 });
     const w = watch(s.url, { metricsIntervalMs: 30 });

@@ -6,7 +6,7 @@ import { metricsText } from "../../../src/mock-engine/openai-api.js";
 import { completionBody } from "../../../src/router/dispatch/openai/body.js";
 import { parseMetrics, readEngineMetrics } from "../../../src/router/dispatch/openai/metrics-text.js";
 import { parseModels } from "../../../src/router/dispatch/openai/models.js";
-import { CachedTokensReporting, CompletionStreamReader, errorMessage, errorOf } from "../../../src/router/dispatch/openai/stream.js";
+import { CachedTokensReporting, CompletionStreamReader, errorMessage, errorOf, readWholeCompletion } from "../../../src/router/dispatch/openai/stream.js";
 
 const chunk = (text: string, finish: string | null = null, usage: unknown = null, extra: Record<string, unknown> = {}) =>
   JSON.stringify({ id: "cmpl-1", object: "text_completion", created: 1, model: "m", choices: [{ index: 0, text, logprobs: null, finish_reason: finish, stop_reason: null, ...extra }], usage });
@@ -41,6 +41,41 @@ describe("the completion body", () => {
       stream: true,
       stream_options: { include_usage: true, continuous_usage_stats: true },
     });
+  });
+});
+
+describe("kv_transfer_params in the body", () => {
+  it("sends them as they are; a prefill asking for a remote decode is not streamed, vLLM returning the params only in a whole response", () => {
+    expect(completionBody("m", { promptTokenIds: [1, 2], sampling: { maxTokens: 1 }, kvTransferParams: { do_remote_decode: true } })).toEqual({
+      model: "m",
+      prompt: [1, 2],
+      stream: false,
+      max_tokens: 1,
+      kv_transfer_params: { do_remote_decode: true },
+    });
+    const pulled = { do_remote_prefill: true, remote_block_ids: [3, 4], remote_host: "10.0.0.1", remote_port: 5600 };
+    expect(completionBody("m", { promptTokenIds: [1, 2], kvTransferParams: pulled })).toMatchObject({ stream: true, kv_transfer_params: pulled });
+  });
+
+  it("reads a whole completion with its kv_transfer_params, and names what is wrong with a bad one", () => {
+    const body = {
+      id: "cmpl-1",
+      object: "text_completion",
+      choices: [{ index: 0, text: " a", finish_reason: "length", stop_reason: null }],
+      usage: { prompt_tokens: 40, completion_tokens: 1, prompt_tokens_details: { cached_tokens: 32 } },
+      kv_transfer_params: { do_remote_prefill: true, remote_engine_id: "p" },
+    };
+    expect(readWholeCompletion(JSON.stringify(body))).toEqual({
+      text: " a",
+      finishReason: "length",
+      stopReason: null,
+      usage: { promptTokens: 40, completionTokens: 1, cachedTokens: 32 },
+      kvTransferParams: { do_remote_prefill: true, remote_engine_id: "p" },
+    });
+    expect(readWholeCompletion(JSON.stringify({ ...body, kv_transfer_params: null })).kvTransferParams).toBeNull();
+    expect(() => readWholeCompletion("<html>")).toThrow(/not JSON: "<html>"/);
+    expect(() => readWholeCompletion(JSON.stringify({ choices: [] }))).toThrow(/without a choice/);
+    expect(() => readWholeCompletion(JSON.stringify({ choices: [{ text: "" }] }))).toThrow(/no finish_reason/);
   });
 });
 

@@ -152,3 +152,22 @@ describe("big prompts", () => {
     expect((await Promise.all(running)).every((r) => r.ok)).toBe(true);
   }, 60_000);
 });
+
+it("returns each prompt's block hashes in an array of its own, inline and from a thread", async () => {
+  const { createBlockHasher } = await import("../../../src/router/prepare/hashing/index.js");
+  const hasher = await createBlockHasher();
+  const seed = rootSeed({ model: "m" });
+  const a = Uint32Array.from({ length: 100 }, (_, i) => i + 1);
+  const b = Uint32Array.from({ length: 40 }, (_, i) => 1000 + i);
+  const expectedA = hasher.hashBlocks(a, 16, seed).slice();
+  const expectedB = hasher.hashBlocks(b, 16, seed).slice();
+  const first = pool.runInline({ kind: "tokens", tokens: a.slice() }, 16, seed, UNLIMITED.maxModelLen);
+  // A second prompt prepared on the same thread must not overwrite the first one's hashes.
+  const second = pool.runInline({ kind: "tokens", tokens: b.slice() }, 16, seed, UNLIMITED.maxModelLen);
+  const pooled = await pool.runInPool({ kind: "tokens", tokens: a.slice() }, 16, seed, UNLIMITED);
+  if (!first.ok || !second.ok || !pooled.ok) throw new Error("preparation failed");
+  expect(first.hashes).toEqual(expectedA);
+  expect(second.hashes).toEqual(expectedB);
+  expect(pooled.hashes).toEqual(expectedA);
+  expect(first.hashes.length).toBe(first.blocks);
+});

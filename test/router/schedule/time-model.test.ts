@@ -104,6 +104,30 @@ describe("the time model", () => {
   });
 });
 
+describe("an engine whose first tokens carry no sign of the prompt's size", () => {
+  it("still predicts a cached prefix to save time: the prefill rate keeps a floor however the fit goes", () => {
+    // First tokens in a millisecond or two whatever the prompt, a little faster for longer ones: what a
+    // simulated engine that computes nothing, measured through a noisy machine, can look like. The fit's
+    // slope goes to about zero.
+    const model = new EngineTimeModel({ prior: DEFAULT_PRIOR });
+    const random = lcg(7);
+    for (let i = 0; i < 2000; i++) {
+      model.observeGap(0, 0, 0.05 + random() * 0.05);
+      const uncached = 16 + Math.floor(random() * 4000);
+      if (i % 4 === 0) model.observeTtft({ queuedTokens: 0, uncachedTokens: uncached, decoding: 0, decodeBlocks: 0, requests: 0 }, 2 - uncached / 4000 + random() * 0.1);
+    }
+    expect(model.timing.prefillMsPerToken).toBeLessThan(DEFAULT_PRIOR.prefillMsPerToken * 1e-3);
+    const idle = { queuedTokens: 0, decoding: 0, decodeBlocks: 0, requests: 0 };
+    const cached = { ...idle, uncachedTokens: 8 };
+    const cold = { ...idle, uncachedTokens: 1000 };
+    // The 992 cached tokens save at least the floor's worth (a thousandth of the prior's rate), in the
+    // request's own TTFT and in the engine time its prefill takes: enough to outweigh an equal engine.
+    const floor = DEFAULT_PRIOR.prefillMsPerToken * 1e-3 * 992;
+    expect(model.ttft(cold) - model.ttft(cached)).toBeGreaterThanOrEqual(floor * 0.999);
+    expect(model.prefillTime(cold) - model.prefillTime(cached)).toBeGreaterThanOrEqual(floor * 0.999);
+  });
+});
+
 describe("the kv policy", () => {
   it("prefers a cached engine exactly when its predicted time is less", () => {
     // Engine 0 holds `overlap` of a 512-block prompt but has `queued` prompt tokens booked ahead; engine 1

@@ -43,7 +43,7 @@ describe("kvroute simulate", () => {
     expect(report.policies.map((p) => p.policy)).toEqual(["least-loaded", "random"]);
     for (const p of report.policies) {
       expect(Object.keys(p).sort()).toEqual(
-        ["balance", "cached_tokens", "e2e_ms", "engines", "hit_ratio", "itl_ms", "kv_events", "policy", "prompt_tokens", "requests", "speed", "throughput", "ttft_ms", "virtual_sec", "wall_sec"],
+        ["approx", "balance", "cached_tokens", "e2e_ms", "engines", "hit_ratio", "itl_ms", "kv_events", "mode", "paths", "policy", "prompt_tokens", "requests", "speed", "throughput", "ttft_ms", "virtual_sec", "wall_sec"],
       );
       expect(Object.keys(p.ttft_ms).sort()).toEqual(["max", "mean", "p50", "p90", "p99"]);
       expect(p.engines).toHaveLength(2);
@@ -60,7 +60,20 @@ describe("kvroute simulate", () => {
     expect(report.bound.hit_ratio).toBeGreaterThanOrEqual(Math.max(...report.policies.map((p) => p.hit_ratio!)));
     expect(report.fleet_bound).toMatchObject({ block_size: 16, capacity_blocks: 2 * 27_648 });
     expect(report.fleet_bound.hit_ratio).toBeLessThanOrEqual(report.bound.hit_ratio!);
-    expect(report.settings).toMatchObject({ engines: 2, blocks: 27_648, max_model_len: 131_072 });
+    expect(report.settings).toMatchObject({ engines: 2, mode: "aggregated", prefill_engines: 0, blocks: 27_648, max_model_len: 131_072 });
+    expect(report.policies.every((p) => p.mode === "aggregated" && p.paths.whole === 30)).toBe(true);
+  });
+
+  it("simulates prefill and decode engines, the JSON rows carrying the mode", async () => {
+    const { code, stdout } = await kvroute(["simulate", "--trace", fixture("mooncake-conversation-200.jsonl"), "--max-requests", "20", "--prefill-engines", "1", "--decode-engines", "2", "--policy", "kv", "--json", "--quiet"]);
+    expect(code).toBe(0);
+    const report = JSON.parse(stdout) as SimulationReport;
+    expect(report.settings).toMatchObject({ engines: 3, mode: "disaggregated", prefill_engines: 1, decode_engines: 2, kv_transfer_gbps: 400 });
+    expect(report.policies[0]).toMatchObject({ mode: "disaggregated", paths: { split: 20 }, requests: { succeeded: 20 } });
+    expect(report.policies[0]!.engines.map((e) => [e.engine, e.role])).toEqual([["prefill-0", "prefill"], ["decode-0", "decode"], ["decode-1", "decode"]]);
+    const table = await kvroute(["simulate", "--trace", fixture("mooncake-conversation-200.jsonl"), "--max-requests", "20", "--prefill-engines", "1", "--decode-engines", "2", "--policy", "kv", "--quiet"]);
+    expect(table.stdout).toMatch(/1 prefill \+ 2 decode engines \(disaggregated, 400 Gb\/s links\)/);
+    expect(table.stdout).toMatch(/ITL mean\s+ITL p99/);
   });
 
   it("answers bad options with a usage error", async () => {
@@ -81,6 +94,18 @@ describe("kvroute simulate", () => {
     await bad(["--generate", "groups=x"], "--generate:");
     await bad([...small, "--format", "parquet"], "--format must be auto, mooncake or azure");
     await bad([...small, "--nope"], "Unknown option '--nope'");
+    await bad([...small, "--prefill-engines", "1"], "--prefill-engines and --decode-engines go together");
+    await bad([...small, "--prefill-engines", "1", "--decode-engines", "1"], "leave out --engines and --engine-speeds");
+    await bad(["--trace", "x", "--prefill-engines", "0", "--decode-engines", "1"], '--prefill-engines must be an integer of at least 1');
+    await bad([...small, "--kv-events", "some"], '--kv-events must be one of events, none, got "some"');
+    await bad([...small, "--approx-ttl", "0"], "--approx-ttl must be a number above 0");
+  });
+
+  it("simulates engines without KV events (approximate mode) and says so", async () => {
+    const r = await kvroute(["simulate", "--trace", fixture("mooncake-conversation-200.jsonl"), "--max-requests", "20", "--policy", "kv", "--kv-events", "none", "--approx-ttl", "60", "--quiet"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/no KV events \(approximate mode, TTL 60 s\)/);
+    expect(r.stdout).toMatch(/^kv\s+\d+\.\d\d%/m);
   });
 
   it("sweeps a setting: one run per value, in one table, and the runs in JSON", async () => {

@@ -66,6 +66,27 @@ describe("kvroute simulate", () => {
     expect(stale.policies[0]!.virtual_sec).toBeLessThan(1000);
   });
 
+  it("routes by cache without KV events, from its own decisions (approximate mode), while its predictions last", async () => {
+    const run = (o: Partial<SimulateOptions>) => simulate(crowded, { engines: 4, engine: crowdedEngine, policies: ["kv"], ...o });
+    const [events, approx, forgetful, rr] = await Promise.all([
+      run({}),
+      run({ kvEvents: "none" }),
+      // Predictions forgotten 1 ms after they are made: the index is always empty.
+      run({ kvEvents: "none", approxTtlMs: 1 }),
+      run({ policies: ["round-robin"] }),
+    ]);
+    const hit = (r: SimulationReport) => r.policies[0]!.hit_ratio!;
+    expect(hit(approx)).toBeGreaterThan(hit(rr) + 0.05);
+    expect(hit(approx)).toBeGreaterThan(hit(forgetful) + 0.05);
+    const a = approx.policies[0]!;
+    expect(a.approx).toMatchObject({ predictions: a.requests.succeeded });
+    // The engines' events were dropped: nothing was applied from them.
+    expect(a.kv_events).toEqual({ unknown_parent: 0, unknown_block: 0, index_evictions: 0 });
+    expect(events.policies[0]!.approx).toBeNull();
+    expect(approx.settings).toMatchObject({ kv_events: "none", approx_ttl_sec: 120 });
+    expect(forgetful.policies[0]!.approx!.expired_blocks).toBeGreaterThan(0);
+  });
+
   it("fails the prompts the engines cannot hold and serves the rest", async () => {
     const r = await simulate(mooncake, { engines: 2, engine: { ...H100_8B, maxModelLen: 8192 }, maxRequests: 40, policies: ["kv"] });
     const p = r.policies[0]!;
@@ -73,5 +94,35 @@ describe("kvroute simulate", () => {
     expect(p.requests.failed).toBeGreaterThan(0);
     expect(p.requests.succeeded).toBeGreaterThan(0);
     expect(p.requests.succeeded + p.requests.failed).toBe(40);
+  });
+
+  it("serves disaggregated: prompts computed on the prefill engine, decode engines computing only each prompt's last token after the transfer", async () => {
+    const disagg: Omit<SimulateOptions, "policies"> = { ...small, prefillEngines: 1 };
+    const fast = await simulate(mooncake, { ...disagg, policies: ["kv", "round-robin"] });
+    expect(fast.settings).toMatchObject({ mode: "disaggregated", engines: 4, prefill_engines: 1, decode_engines: 3 });
+    for (const p of fast.policies) {
+      expect(p.mode).toBe("disaggregated");
+      expect(p.paths).toEqual({ split: 60, whole: 0, local_short: 0, local_degraded: 0 });
+      expect(p.requests).toEqual({ sent: 60, succeeded: 60, failed: 0 });
+      const [prefill, ...decode] = p.engines;
+      expect(prefill).toMatchObject({ engine: "prefill-0", role: "prefill", requests: 60 });
+      expect(prefill!.prefill_tokens).toBe(p.prompt_tokens - p.cached_tokens);
+      expect(decode.map((e) => e.engine)).toEqual(["decode-0", "decode-1", "decode-2"]);
+      expect(decode.reduce((n, e) => n + e.requests, 0)).toBe(60);
+      for (const e of decode) expect(e.prefill_tokens).toBe(e.requests);
+      expect(p.hit_ratio).toBeGreaterThan(0);
+      expect(p.kv_events).toEqual({ unknown_parent: 0, unknown_block: 0, index_evictions: 0 });
+    }
+    // The same run again gives the same figures.
+    expect(figures(await simulate(mooncake, { ...disagg, policies: ["kv", "round-robin"] }))).toEqual(figures(fast));
+    // A link a thousand times slower: the same cache hits (one prefill engine computes every prompt), and the
+    // transfer in every TTFT. The trace's prompts average some 12,000 tokens: 750 blocks of 2 MiB, 13 s at 1 Gb/s.
+    const slow = await simulate(mooncake, { ...disagg, engine: { ...H100_8B, kvTransferGbps: 0.4 }, policies: ["kv"] });
+    expect(slow.policies[0]!.hit_ratio).toBe(fast.policies[0]!.hit_ratio);
+    expect(slow.policies[0]!.ttft_ms.p50 - fast.policies[0]!.ttft_ms.p50).toBeGreaterThan(1000);
+    // Prompts all short enough to prefill on their decode engine.
+    const local = await simulate(mooncake, { ...disagg, disaggMinPrefillTokens: 1e9, policies: ["kv"] });
+    expect(local.policies[0]!.paths).toEqual({ split: 0, whole: 0, local_short: 60, local_degraded: 0 });
+    expect(local.policies[0]!.engines[0]!.requests).toBe(0);
   });
 });

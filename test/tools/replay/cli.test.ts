@@ -74,6 +74,22 @@ describe("kvroute replay", () => {
     expect(progress.at(-1)).toMatchObject({ event: "progress", sent: 5 });
   });
 
+  it("spreads a replay over several targets given as --target URL1,URL2", async () => {
+    server = await startFakeOpenAI({ model: "served-model" });
+    const second = await startFakeOpenAI({ model: "served-model" });
+    try {
+      const targets = `${server.base.replace(/\/v1$/, "")},${second.base}`;
+      const { code, stdout } = await kvroute(["replay", "--trace", fixture("mooncake-good.jsonl"), "--target", targets, "--speedup", "1000", "--json", "--quiet", "--out", join(scratch, "two")]);
+      expect(code).toBe(0);
+      const summary = JSON.parse(stdout) as ReplaySummary;
+      expect(summary.target).toBe(`${server.base},${second.base}`);
+      expect(summary.requests).toMatchObject({ sent: 5, succeeded: 5 });
+      expect([server.received.length, second.received.length]).toEqual([3, 2]);
+    } finally {
+      await second.close();
+    }
+  });
+
   it("prints a human summary and a progress line without --json", async () => {
     server = await startFakeOpenAI({ behaviour: () => ({ plain: true, noCachedTokens: true }) });
     const { code, stdout, stderr } = await kvroute(["replay", "--generate", "groups=2,prompts=3,system=64,user=16,output=4,rate=0", "--target", server.base, "--model", "m", "--out", join(scratch, "human")]);

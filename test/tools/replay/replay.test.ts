@@ -85,6 +85,19 @@ describe("replay against an OpenAI-compatible server", () => {
     }
   });
 
+  it("spreads requests across several targets in turn (router replicas)", async () => {
+    const [a, b, c] = await Promise.all([fake(), fake(), fake()]);
+    const { run, results } = await replay({ base: [a.base, b.base, c.base], trace: records(Array.from({ length: 7 }, (_, i) => at(0, i + 1))) });
+    expect(run.sent).toBe(7);
+    expect(results.every((r) => r.ok)).toBe(true);
+    expect([a, b, c].map((s) => s.received.length)).toEqual([3, 2, 2]);
+    // Request i went to target i mod 3: its prompt is record i's.
+    for (const [t, server] of [a, b, c].entries()) {
+      const lines = server.received.map((x) => x.body.prompt).map((p) => results.findIndex((r) => Uint32Array.from(p).join() === synthesize(at(0, r.line)).join()));
+      expect(lines.every((i) => i % 3 === t)).toBe(true);
+    }
+  });
+
   it("works with a plain server: no kvroute headers, no cached_tokens, and without ignore_eos when asked", async () => {
     const server = await fake({ behaviour: () => ({ plain: true, noCachedTokens: true }) });
     const { results, stats } = await replay({ base: server.base, trace: records([at(0, 1), at(0, 2)]), ignoreEos: false });

@@ -89,6 +89,39 @@ export class CompletionStreamReader {
   }
 }
 
+/** A whole (non-streamed) completion response, as the router needs it. */
+export interface WholeCompletion {
+  text: string;
+  finishReason: string;
+  stopReason: string | number | null;
+  usage: UpstreamUsage;
+  /** The engine's KV connector's answer (vLLM puts it beside the usage), or null. */
+  kvTransferParams: Record<string, unknown> | null;
+}
+
+/** Reads a whole completion response body; throws an Error naming what is wrong with it. */
+export function readWholeCompletion(text: string): WholeCompletion {
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    throw new Error(`the engine answered with a body that is not JSON: ${preview(text)}`);
+  }
+  if (!isObject(body) || !Array.isArray(body.choices) || !isObject(body.choices[0])) throw new Error(`the engine answered without a choice: ${preview(text)}`);
+  const choice = body.choices[0];
+  if (typeof choice.finish_reason !== "string") throw new Error(`the engine's answer has no finish_reason: ${preview(text)}`);
+  const usage = isObject(body.usage) ? body.usage : {};
+  const details = isObject(usage.prompt_tokens_details) ? usage.prompt_tokens_details : null;
+  const stop = choice.stop_reason ?? choice.matched_stop ?? null;
+  return {
+    text: typeof choice.text === "string" ? choice.text : "",
+    finishReason: choice.finish_reason,
+    stopReason: typeof stop === "string" || typeof stop === "number" ? stop : null,
+    usage: { promptTokens: count(usage.prompt_tokens), completionTokens: count(usage.completion_tokens), cachedTokens: details ? count(details.cached_tokens) : null },
+    kvTransferParams: isObject(body.kv_transfer_params) ? body.kv_transfer_params : null,
+  };
+}
+
 /** Per engine: whether it has ever reported cached_tokens, which decides what a missing field means. */
 export class CachedTokensReporting {
   #reports = false;

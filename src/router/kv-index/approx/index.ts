@@ -1,0 +1,1 @@
+export { ApproxCache, type ApproxCacheOptions, type ApproxCounters, type ApproxEngineStats, type ApproxIndexSink } from "./approx-cache.js";

@@ -1,0 +1,1 @@
+export { ReplicaSync, type ReplicaParts, type ReplicaSyncOptions } from "./replica-sync.js";
