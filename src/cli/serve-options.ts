@@ -6,6 +6,9 @@ import type { RouterOptions } from "../router/serve.js";
 import { POLICIES, type PolicyName } from "../router/schedule/index.js";
 import { numberOption } from "./usage.js";
 
+/** Shorter than the engine protocol's 5 s heartbeat timeout, and than HTTP engines' 5 s health timeout; longer than an engine step. */
+const DEFAULT_STALL_TIMEOUT_S = 2.5;
+
 export const SERVE_USAGE = `usage: kvroute serve [options]
 
 The OpenAI-compatible router. With no --engine it starts simulated engines itself (see --sim).
@@ -22,6 +25,9 @@ engines:
                                prefill engine and decoded on a decode engine after a KV transfer
   --engine-metrics-interval S  read HTTP engines' /metrics every S seconds, so that their load from other
                                clients counts (default 1; 0: never)
+  --stall-timeout S            an engine whose requests get no event for S seconds (a token, or the first
+                               one later than predicted) while it is connected takes no new requests until
+                               they move again (default ${DEFAULT_STALL_TIMEOUT_S}; 0: never)
   --sim N                      simulated engines to start when no --engine is given (default 4)
   --sim-http                   the simulated engines serve vLLM's OpenAI HTTP API and are reached as HTTP
                                engines (default: kvroute's engine protocol)
@@ -68,6 +74,10 @@ preparation:
   --tokenize-cache-mb N        exact tokenization cache per pool thread, in MiB: token ids of the text
                                between special tokens (a repeated system prompt is tokenized once); 0
                                turns it off (default ${DEFAULT_TOKENIZE_CACHE_MB})
+  --special-tokens-in-content parse|plain
+                               special-token text inside chat messages (<|im_start|> and the like): parse
+                               makes it special tokens, as vLLM does (default); plain tokenizes it as text,
+                               so that a message cannot open a turn of another role
   --inline-max-tokens N        token-id prompts up to N tokens are prepared on the main thread
                                (default ${DEFAULT_INLINE_MAX_TOKENS})
   --index-capacity N           prefix-index entries (blocks) kept across the fleet (default 1048576)
@@ -101,6 +111,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     options: {
       engine: { type: "string", multiple: true },
       "engine-metrics-interval": { type: "string" },
+      "stall-timeout": { type: "string" },
       sim: { type: "string" },
       "sim-http": { type: "boolean" },
       "sim-speedup": { type: "string" },
@@ -125,6 +136,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
       tokenizer: { type: "string" },
       "tokenize-cache-mb": { type: "string" },
       "inline-max-tokens": { type: "string" },
+      "special-tokens-in-content": { type: "string" },
       "index-capacity": { type: "string" },
       "approx-ttl": { type: "string" },
       nats: { type: "string" },
@@ -139,6 +151,8 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
   if (!POLICIES.includes(policy as PolicyName)) throw new Error(`--policy must be one of ${POLICIES.join(", ")}, got ${JSON.stringify(policy)}`);
   const fallback = values["cached-tokens-fallback"] ?? "router";
   if (fallback !== "router" && fallback !== "none") throw new Error(`--cached-tokens-fallback must be router or none, got ${JSON.stringify(fallback)}`);
+  const specials = values["special-tokens-in-content"] ?? "parse";
+  if (specials !== "parse" && specials !== "plain") throw new Error(`--special-tokens-in-content must be parse or plain, got ${JSON.stringify(specials)}`);
   const logLevel = values["log-level"] ?? "info";
   if (!LOG_LEVELS.includes(logLevel)) throw new Error(`--log-level must be one of ${LOG_LEVELS.join(", ")}, got ${JSON.stringify(logLevel)}`);
   const engines = (values.engine ?? []).map(parseEngineSpec);
@@ -160,6 +174,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     simNoCachedTokens: values["sim-no-cached-tokens"] ?? false,
     disaggMinPrefillTokens: int("disagg-min-prefill-tokens", values["disagg-min-prefill-tokens"], 0, 0, 1 << 24),
     engineMetricsIntervalMs: Math.round(1000 * num("engine-metrics-interval", values["engine-metrics-interval"], 1, 0, 3600)),
+    stallTimeoutMs: Math.round(1000 * num("stall-timeout", values["stall-timeout"], DEFAULT_STALL_TIMEOUT_S, 0, 3600)),
     simSpeedup: num("sim-speedup", values["sim-speedup"], 1, 0, 1e6),
     simBlocks: values["sim-blocks"] === undefined ? undefined : int("sim-blocks", values["sim-blocks"], 0, 1, 1 << 26),
     simMaxModelLen: values["sim-max-model-len"] === undefined ? undefined : int("sim-max-model-len", values["sim-max-model-len"], 0, 1, 1 << 24),
@@ -176,6 +191,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     workers: values.workers === undefined ? undefined : int("workers", values.workers, 1, 1, 256),
     tokenizer: values.tokenizer ?? null,
     tokenizeCacheMb: num("tokenize-cache-mb", values["tokenize-cache-mb"], DEFAULT_TOKENIZE_CACHE_MB, 0, 1 << 20),
+    specialTokensInContent: specials,
     inlineMaxTokens: int("inline-max-tokens", values["inline-max-tokens"], DEFAULT_INLINE_MAX_TOKENS, 0, 1 << 30),
     indexCapacity: int("index-capacity", values["index-capacity"], 1 << 20, 1024, 1 << 28),
     approxTtlMs: Math.ceil(1000 * num("approx-ttl", values["approx-ttl"], 120, 0, 86_400)),

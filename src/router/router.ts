@@ -65,15 +65,9 @@ export class Router implements Backend {
   }
 
   health(): HealthReport {
-    const engines = this.o.fleet.engines.map((e) => ({
-      engine: e.name,
-      state: e.state,
-      ...(e.reason ? { reason: e.reason } : {}),
-      ...(e.routing ? { routing: e.routing } : {}),
-      ...(e.spec.role !== "both" ? { role: e.spec.role } : {}),
-    }));
+    const engines = this.o.fleet.engines.map((e) => ({ ...e.health(), ...(e.spec.role !== "both" ? { role: e.spec.role } : {}) }));
     const replication = this.o.replication?.();
-    return { ready: this.o.fleet.up.length > 0, engines, ...(replication ? { replication } : {}) };
+    return { ready: this.o.fleet.ready, engines, ...(replication ? { replication } : {}) };
   }
 
   metrics(): Promise<{ contentType: string; body: string }> {
@@ -82,7 +76,7 @@ export class Router implements Backend {
 
   async route(input: GenerateInput): Promise<RouteReport> {
     const { core } = this.o;
-    const prepared = await this.#prepare(input);
+    const prepared = await this.#prepare(input, undefined);
     const prompt = { ...routable(prepared), ...(input.sampling.maxTokens !== null ? { outputTokens: input.sampling.maxTokens } : {}) };
     const plan = core.plan(prompt);
     if (!plan) throw noEngineError();
@@ -115,7 +109,7 @@ export class Router implements Backend {
 
   async generate(input: GenerateInput, signal: AbortSignal): Promise<AsyncIterable<GenerationEvent>> {
     const { core, fleet, metrics } = this.o;
-    const prepared = await this.#prepare(input);
+    const prepared = await this.#prepare(input, signal);
     const maxModelLen = fleet.maxModelLen;
     if (maxModelLen === null) throw noEngineError();
     const maxTokens = core.budget(input.sampling.maxTokens, prepared.tokens.length, maxModelLen);
@@ -164,11 +158,11 @@ export class Router implements Backend {
     })();
   }
 
-  async #prepare(input: GenerateInput): Promise<Prepared> {
-    const model = this.o.fleet.model;
-    const blockSize = this.o.fleet.blockSize;
-    if (model === null || blockSize === null) throw noEngineError();
-    const result = await this.o.pool.prepare(input.prompt, blockSize, this.#seed(model, input.cacheSalt));
+  /** Tokenizing stops at the context length, and when `signal` says the client has left. */
+  async #prepare(input: GenerateInput, signal: AbortSignal | undefined): Promise<Prepared> {
+    const { model, blockSize, maxModelLen } = this.o.fleet;
+    if (model === null || blockSize === null || maxModelLen === null) throw noEngineError();
+    const result = await this.o.pool.prepare(input.prompt, blockSize, this.#seed(model, input.cacheSalt), { maxModelLen, signal });
     if (!result.ok) throw new RouterError("invalid_request", result.message, result.param, result.code);
     const { metrics } = this.o;
     if (input.prompt.kind !== "tokens") metrics.overhead("tokenize", result.timings.tokenize);

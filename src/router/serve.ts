@@ -6,9 +6,9 @@ import { Fleet } from "./dispatch/fleet.js";
 import { Frontend } from "./http/server.js";
 import { KvEventThread } from "./kv-index/kv-events/index.js";
 import { MAX_ENGINES } from "./kv-index/prefix-index/index.js";
-import { ReplicaMetrics, RouterMetrics, requestLogger, watchKvEvents } from "./metrics/index.js";
+import { ReplicaMetrics, RouterMetrics, requestLogger, watchKvEvents, watchPool } from "./metrics/index.js";
 import { ReplicaSync } from "./replicas/index.js";
-import { PreparePool } from "./prepare/index.js";
+import { PreparePool, type SpecialTokensInContent } from "./prepare/index.js";
 import { Router, type ApproxRecorder } from "./router.js";
 import { RoutingCore, Scheduler, type CachedTokensFallback, type PolicyName } from "./schedule/index.js";
 import { startSimulatorThread, type SimulatorThread } from "../mock-engine/index.js";
@@ -35,6 +35,8 @@ export interface RouterOptions {
   blockSize: number | null;
   /** How often HTTP engines' /metrics are read for their load, in ms; 0: never. */
   engineMetricsIntervalMs: number;
+  /** An engine whose waiting requests get no event for this long takes no new ones until it moves; 0: never. */
+  stallTimeoutMs: number;
   servedModelName: string | null;
   host: string;
   /** 0: any free port. */
@@ -51,6 +53,8 @@ export interface RouterOptions {
   tokenizer: string | null;
   /** Per pool thread: the tokenization cache's budget in MiB (0: off). */
   tokenizeCacheMb: number;
+  /** Special-token text inside chat messages: parsed into special tokens (vLLM's way) or kept as text. */
+  specialTokensInContent: SpecialTokensInContent;
   inlineMaxTokens: number;
   indexCapacity: number;
   /**
@@ -125,6 +129,7 @@ export async function startRouter(options: RouterOptions, log: Logger): Promise<
       metricsIntervalMs: options.engineMetricsIntervalMs,
       // An engine that does not say how many blocks it caches gets its share of the index.
       approxBlocks: approxOn ? Math.max(1, Math.floor(options.indexCapacity / engines.length)) : null,
+      stallMs: options.stallTimeoutMs,
       scheduler,
       kv,
       log,
@@ -149,12 +154,14 @@ export async function startRouter(options: RouterOptions, log: Logger): Promise<
       ...(options.workers !== undefined ? { threads: options.workers } : {}),
       inlineMaxTokens: options.inlineMaxTokens,
       tokenizeCacheMb: options.tokenizeCacheMb,
+      specialTokensInContent: options.specialTokensInContent,
     });
     closers.push(() => pool.close());
     const { source, encoder, cache } = pool.tokenizer;
     log.info({ tokenizer: source, encoder, tokenizeCache: cache }, "tokenizer loaded");
     if (cache.reason !== null && options.tokenizeCacheMb > 0) log.warn({ reason: cache.reason }, "the tokenization cache turned itself off for this tokenizer");
     watchKvEvents(metrics, kv, (id) => fleet.engines[id]?.name ?? String(id));
+    watchPool(metrics, () => pool.load);
     metrics.engines(() =>
       fleet.engines.map((e) => {
         const load = scheduler.active.load(e.id);
@@ -164,6 +171,7 @@ export async function startRouter(options: RouterOptions, log: Logger): Promise<
         return {
           engine: e.name,
           up: e.state === "up",
+          stalled: e.state === "up" && e.stall !== null,
           activeRequests: load.requests,
           prefillBlocks: load.prefillBlocks,
           decodeBlocks: load.decodeBlocks,

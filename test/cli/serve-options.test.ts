@@ -17,9 +17,11 @@ describe("kvroute serve options", () => {
       maxBodyBytes: 16 * 1024 * 1024,
       inlineMaxTokens: 8192,
       tokenizeCacheMb: 32,
+      specialTokensInContent: "parse",
       apiKey: undefined,
       simHttp: false,
       engineMetricsIntervalMs: 1000,
+      stallTimeoutMs: 2500,
       blockSize: null,
     });
   });
@@ -27,6 +29,17 @@ describe("kvroute serve options", () => {
   it("reads the tokenization cache size, 0 turning it off", () => {
     expect(parseServeArgs(["--tokenize-cache-mb", "0"], {})).toMatchObject({ tokenizeCacheMb: 0 });
     expect(parseServeArgs(["--tokenize-cache-mb", "256"], {})).toMatchObject({ tokenizeCacheMb: 256 });
+  });
+
+  it("reads the stall timeout, 0 turning the watch off", () => {
+    expect(parseServeArgs(["--stall-timeout", "0"], {})).toMatchObject({ stallTimeoutMs: 0 });
+    expect(parseServeArgs(["--stall-timeout", "1.5"], {})).toMatchObject({ stallTimeoutMs: 1500 });
+    expect(() => parseServeArgs(["--stall-timeout=-1"], {})).toThrow(/--stall-timeout must be a number of at least 0/);
+  });
+
+  it("reads how special-token text in chat messages is tokenized", () => {
+    expect(parseServeArgs(["--special-tokens-in-content", "plain"], {})).toMatchObject({ specialTokensInContent: "plain" });
+    expect(parseServeArgs(["--special-tokens-in-content", "parse"], {})).toMatchObject({ specialTokensInContent: "parse" });
   });
 
   it("reads engines, simulated-engine settings and the API key from the environment", () => {
@@ -63,6 +76,7 @@ describe("kvroute serve options", () => {
     [["--nats-subject", "kvroute.>"], /--nats-subject must be dot-separated tokens/],
     [["--replica-expiry", "0"], /--replica-expiry must be a number of at least 0.1/],
     [["--nope"], /Unknown option '--nope'/],
+    [["--special-tokens-in-content", "escape"], /--special-tokens-in-content must be parse or plain, got "escape"/],
   ];
   for (const [args, message] of bad) {
     it(`refuses ${args.join(" ")}`, () => {

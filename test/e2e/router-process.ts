@@ -3,6 +3,8 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
 import { distFile } from "../../src/util/package-root.js";
 
+export { metric } from "../../bench/lib/router-load.js";
+
 export interface RunningRouter {
   url: string;
   child: ChildProcess;
@@ -77,18 +79,6 @@ export async function postSse(url: string, body: unknown, headers: Record<string
 export async function postJson(url: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; headers: Headers; json: any }> {
   const res = await fetch(url, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: typeof body === "string" ? body : JSON.stringify(body) });
   return { status: res.status, headers: res.headers, json: await res.json() };
-}
-
-/** Reads one Prometheus sample's value from /metrics text (0 when absent). */
-export function metric(text: string, name: string, labels: Record<string, string> = {}): number {
-  const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
-  for (const line of text.split("\n")) {
-    if (!line.startsWith(name)) continue;
-    const rest = line.slice(name.length);
-    if (rest[0] !== " " && rest[0] !== "{") continue;
-    if (want.every((w) => rest.includes(w))) return Number(line.split(" ").at(-1));
-  }
-  return 0;
 }
 
 /** Polls `probe` until it returns a value (bounded: gives up after `timeoutMs`). */

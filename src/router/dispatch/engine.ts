@@ -48,6 +48,15 @@ export interface EngineListener {
   load?(report: EngineReport | null): void;
 }
 
+export interface GenerateOptions {
+  signal?: AbortSignal;
+  /**
+   * The time model's TTFT for the request on this engine (ms): until then without a token, a request is
+   * not late (stall-watch.ts). Engines themselves ignore it.
+   */
+  expectFirstTokenMs?: number;
+}
+
 export interface Engine {
   /** Where it is; never shown to clients (error messages name engines by their name). */
   readonly url: string;
@@ -57,6 +66,6 @@ export interface Engine {
    * Sends one request. Failures arrive as an error event, never as a throw; aborting the signal (or leaving
    * the loop) cancels the request on the engine and ends the stream without a further event.
    */
-  generate(request: GenerateRequest, options: { signal?: AbortSignal }): AsyncIterable<EngineEvent>;
+  generate(request: GenerateRequest, options: GenerateOptions): AsyncIterable<EngineEvent>;
   close(): Promise<void>;
 }

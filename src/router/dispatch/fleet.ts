@@ -4,7 +4,9 @@
 // engine has an empty cache); when it comes back, it rejoins. An engine whose KV events are not followed
 // (it publishes none, kv=none, or they cannot be subscribed to) is put in approximate mode, its cache
 // predicted from what the router sends it, unless that mode is off. Engines that report their own load
-// (HTTP engines, from their metrics) have it passed to the scheduler as external load while it is fresh.
+// (HTTP engines, from their metrics) have it passed to the scheduler as external load while it is fresh. Every
+// engine's request streams are watched for progress (stall-watch.ts): an engine that is up but stalled
+// takes no new requests until it moves again.
 import type { Logger } from "pino";
 import type { KvEventThread } from "../kv-index/kv-events/index.js";
 import type { Scheduler } from "../schedule/index.js";
@@ -12,6 +14,7 @@ import type { Engine, EngineInfo } from "./engine.js";
 import type { EngineSpec } from "./engine-spec.js";
 import { HttpEngine } from "./http-engine.js";
 import { MsgpackEngine } from "./msgpack-engine.js";
+import { StallWatch, WatchedEngine, type StallChange } from "./stall-watch.js";
 
 /** vLLM's default block size, assumed for HTTP engines when --block-size is not given (they cannot say). */
 export const HTTP_DEFAULT_BLOCK_SIZE = 16;
@@ -36,6 +39,11 @@ export class EngineHandle {
   routing: Routing | null = null;
   /** Whether the KV-event thread holds entries for it (they must be dropped when it leaves). */
   followed = false;
+  /**
+   * While up: set when its requests stopped moving, until they move again (`probing`: let back for one
+   * request, to see).
+   */
+  stall: { reason: string; probing: boolean } | null = null;
 
   constructor(
     /** The engine's number in the scheduler and the prefix index. */
@@ -47,6 +55,26 @@ export class EngineHandle {
   get name(): string {
     return this.spec.name;
   }
+
+  /** Taking new requests: up, and not stalled (or stalled and probing). */
+  get schedulable(): boolean {
+    return this.state === "up" && (this.stall === null || this.stall.probing);
+  }
+
+  /** What /health shows of the engine. */
+  health(): EngineHealth {
+    const stalled = this.state === "up" && this.stall !== null;
+    const reason = stalled ? this.stall!.reason : this.reason;
+    return { engine: this.name, state: stalled ? "stalled" : this.state, ...(reason ? { reason } : {}), ...(this.routing ? { routing: this.routing } : {}) };
+  }
+}
+
+export interface EngineHealth {
+  engine: string;
+  /** `stalled`: up, but its requests stopped moving. */
+  state: EngineState | "stalled";
+  reason?: string;
+  routing?: Routing;
 }
 
 export interface FleetOptions {
@@ -54,6 +82,8 @@ export interface FleetOptions {
   blockSize: number | null;
   /** How often HTTP engines' /metrics are read for their load; 0: never. */
   metricsIntervalMs: number;
+  /** How long an engine may leave a waiting request without an event before it counts as stalled; 0: never. */
+  stallMs: number;
   /**
    * Approximate mode for engines whose KV events are not followed: the capacity in blocks assumed for an
    * engine that does not announce its own; null turns the mode off (such engines are routed by load alone).
@@ -70,17 +100,19 @@ export class Fleet {
   #model: string | null = null;
   #closing = false;
   readonly #waiters = new Set<() => void>();
+  readonly #watch: StallWatch;
 
   constructor(
     specs: EngineSpec[],
     private readonly options: FleetOptions,
   ) {
     this.#blockSize = options.blockSize;
+    this.#watch = new StallWatch({ stallMs: options.stallMs, onChange: (id, change) => this.#stallChange(id, change) });
     const names = new Set<string>();
     this.engines = specs.map((spec, id) => {
       if (names.has(spec.name)) throw new Error(`two engines are named ${JSON.stringify(spec.name)}: give each a unique name=`);
       names.add(spec.name);
-      return new EngineHandle(id, spec, this.#createEngine(spec));
+      return new EngineHandle(id, spec, new WatchedEngine(this.#createEngine(spec), id, this.#watch));
     });
   }
 
@@ -96,6 +128,11 @@ export class Fleet {
     return this.engines.filter((e) => e.state === "up");
   }
 
+  /** Whether any engine takes new requests (up and not stalled). */
+  get ready(): boolean {
+    return this.engines.some((e) => e.schedulable);
+  }
+
   /** The smallest context length among engines that are up (they serve one model, so normally all equal). */
   get maxModelLen(): number | null {
     const lens = this.up.map((e) => e.info!.maxModelLen);
@@ -104,6 +141,7 @@ export class Fleet {
 
   /** Starts every engine; engines that are not up yet keep being retried in the background. */
   start(): void {
+    this.#watch.start();
     for (const handle of this.engines) {
       handle.engine.start({
         up: (info) => void this.#up(handle, info),
@@ -133,6 +171,7 @@ export class Fleet {
 
   async close(): Promise<void> {
     this.#closing = true;
+    this.#watch.stop();
     await Promise.all(this.engines.map((e) => e.engine.close()));
   }
 
@@ -160,6 +199,7 @@ export class Fleet {
     handle.state = "refused";
     handle.reason = reason;
     handle.routing = null;
+    this.#clearStall(handle);
     this.options.scheduler.setAvailable(handle.id, false);
     this.options.scheduler.setReport(handle.id, null);
     this.options.log.error({ engine: handle.name, reason }, "engine refused");
@@ -179,6 +219,7 @@ export class Fleet {
     }
     handle.info = info;
     handle.reason = null;
+    this.#clearStall(handle);
     const events = info.kvEvents;
     handle.routing = "load";
     if (events) {
@@ -232,10 +273,35 @@ export class Fleet {
     handle.state = "down";
     handle.reason = reason;
     handle.routing = null;
+    this.#clearStall(handle);
     this.options.scheduler.setAvailable(handle.id, false);
     this.options.scheduler.setReport(handle.id, null);
     this.options.log.warn({ engine: handle.name, reason }, "engine down");
     await this.#unfollow(handle);
+  }
+
+  /** What the stall watch saw of an engine that is up: it leaves or rejoins scheduling. */
+  #stallChange(id: number, change: StallChange): void {
+    const handle = this.engines[id];
+    if (!handle || handle.state !== "up" || this.#closing) return;
+    const { log, scheduler } = this.options;
+    if (change.kind === "stalled") {
+      if (handle.stall === null) log.warn({ engine: handle.name, reason: change.reason }, "engine stalled: no new requests go to it until it moves again");
+      handle.stall = { reason: change.reason, probing: false };
+    } else if (change.kind === "probing") {
+      log.info({ engine: handle.name }, "stalled engine has no request left: the next one goes to it, to see whether it moves");
+      handle.stall = { reason: handle.stall?.reason ?? "stalled", probing: true };
+    } else {
+      if (handle.stall !== null) log.info({ engine: handle.name }, "engine moving again: it takes new requests");
+      handle.stall = null;
+    }
+    scheduler.setAvailable(id, handle.schedulable);
+  }
+
+  /** A stall ends with the engine's connection: it leaves, or comes back fresh. */
+  #clearStall(handle: EngineHandle): void {
+    handle.stall = null;
+    this.#watch.reset(handle.id);
   }
 
   /** Engines in approximate mode, by name (the names replicas share). */

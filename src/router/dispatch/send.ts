@@ -4,6 +4,7 @@
 import type { FinishEvent, KvTransferParams, SamplingOptions } from "../../engine-protocol/index.js";
 import type { Attempt, RoutingCore } from "../schedule/index.js";
 import type { GenerationEvent, Sampling } from "../types.js";
+import { clientMessage } from "./client-message.js";
 import type { Engine } from "./engine.js";
 
 /** What every attempt of a request sends. */
@@ -54,7 +55,7 @@ export async function* sendAttempt(
         ...(job.cacheSalt !== undefined ? { cacheSalt: job.cacheSalt } : {}),
         ...(job.kvTransferParams !== undefined ? { kvTransferParams: job.kvTransferParams } : {}),
       },
-      { signal },
+      { signal, expectFirstTokenMs: attempt.decision.chosen.predictedTtftMs },
     );
     for await (const event of events) {
       if (event.type === "delta") {
@@ -87,7 +88,8 @@ export async function* sendAttempt(
         };
         return;
       } else {
-        yield event.upstreamStatus === undefined ? { type: "error", code: event.code, message: event.message } : { type: "error", code: event.code, message: event.message, status: event.upstreamStatus };
+        const message = clientMessage(event.message, target.name);
+        yield event.upstreamStatus === undefined ? { type: "error", code: event.code, message } : { type: "error", code: event.code, message, status: event.upstreamStatus };
         return;
       }
     }

@@ -9,7 +9,9 @@
 // - uWS has a socket timeout of its own (about 10 s, that a body resets only while it arrives at 16 KB/s or
 //   more). The sweep re-arms it for every pending body, so that only the limits here decide when a slow
 //   body is given up on. Headers are not covered: uWS's timeout still bounds how long they may take.
-// - A body holds at most `maxBytes` of memory: bytes past the limit are counted, never kept.
+// - A body holds at most `maxBytes` of memory: bytes past the limit are counted, never kept. Its bytes are
+//   copied once, as they arrive, into one buffer (sized by Content-Length, else grown by doubling), so a
+//   big body costs no per-chunk allocation and no final concatenation on the main thread.
 import { ApiError } from "./errors.js";
 import type { Exchange } from "./exchange.js";
 
@@ -68,8 +70,7 @@ export class BodyReader {
     const { maxBytes, discardMaxBytes } = this.limits;
     return new Promise((resolve, reject) => {
       const now = performance.now();
-      const chunks: Buffer[] = [];
-      let size = 0;
+      const into = new GrowingBuffer(declared > 0 && declared <= maxBytes ? declared : 0);
       let dropped = 0;
       let ended = false;
       const end = () => {
@@ -90,9 +91,9 @@ export class BodyReader {
       ex.res.onData((chunk, isLast) => {
         if (ended) return;
         pending.lastProgress = performance.now();
-        if (pending.refusedAt === null && size + chunk.byteLength > maxBytes) {
+        if (pending.refusedAt === null && into.size + chunk.byteLength > maxBytes) {
           pending.refusedAt = pending.lastProgress;
-          chunks.length = 0;
+          into.drop();
         }
         if (pending.refusedAt !== null) {
           dropped += chunk.byteLength;
@@ -100,12 +101,11 @@ export class BodyReader {
           else if (dropped > discardMaxBytes) pending.fail(tooLarge(maxBytes).closing());
           return;
         }
-        size += chunk.byteLength;
         // uWS reuses the chunk's memory after this callback returns: copy it.
-        chunks.push(Buffer.copyBytesFrom(new Uint8Array(chunk)));
+        into.append(new Uint8Array(chunk));
         if (isLast) {
           end();
-          resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+          resolve(into.take());
         }
       });
     });
@@ -125,6 +125,38 @@ export class BodyReader {
         p.ex.res.resume();
       }
     }
+  }
+}
+
+/** The bytes of one body, copied in as they arrive. */
+class GrowingBuffer {
+  #buffer: Buffer;
+  size = 0;
+
+  constructor(expected: number) {
+    this.#buffer = Buffer.allocUnsafe(expected > 0 ? expected : 16 << 10);
+  }
+
+  append(bytes: Uint8Array): void {
+    const needed = this.size + bytes.byteLength;
+    if (needed > this.#buffer.length) {
+      const grown = Buffer.allocUnsafe(Math.max(needed, this.#buffer.length * 2));
+      this.#buffer.copy(grown, 0, 0, this.size);
+      this.#buffer = grown;
+    }
+    this.#buffer.set(bytes, this.size);
+    this.size = needed;
+  }
+
+  /** The body, once whole. */
+  take(): Buffer {
+    return this.size === this.#buffer.length ? this.#buffer : this.#buffer.subarray(0, this.size);
+  }
+
+  /** Lets go of the bytes so far (a body over the limit is only counted from then on). */
+  drop(): void {
+    this.#buffer = Buffer.alloc(0);
+    this.size = 0;
   }
 }
 

@@ -7,6 +7,7 @@ import { declaredLength } from "./framing.js";
 import { handleGenerate } from "./generate.js";
 import { generateInput, parseRequest, type ApiRequest } from "./request.js";
 import { noTelemetry, type RequestRecord, type Telemetry } from "./telemetry.js";
+import { nextTurn } from "../../util/next-turn.js";
 
 export interface FrontendOptions {
   host: string;
@@ -30,6 +31,8 @@ type Handler = (ex: Exchange, req: HttpRequest, bodyLength: number) => void;
 export const DEFAULT_BODY_IDLE_TIMEOUT_MS = 10_000;
 export const DEFAULT_DISCARD_MAX_BYTES = 256 * 1024 * 1024;
 export const DEFAULT_DISCARD_MAX_MS = 30_000;
+/** Bodies above this size are decoded and parsed in two turns of the event loop. */
+const BIG_BODY_BYTES = 1 << 20;
 
 /**
  * The OpenAI-compatible HTTP server on uWebSockets.js. HEAD is answered wherever GET is. What uWS 20.30
@@ -135,7 +138,11 @@ export class Frontend {
       throw new ApiError(415, `the request body must be JSON (content-type application/json), got ${contentType}`, "invalid_request_error", "body", "unsupported_media_type");
     }
     try {
-      return JSON.parse(raw.toString("utf8"));
+      const text = raw.toString("utf8");
+      // Decoding and parsing a body of megabytes each hold the main thread for a while: other requests
+      // get a turn between the two.
+      if (raw.length > BIG_BODY_BYTES) await nextTurn();
+      return JSON.parse(text);
     } catch (err) {
       throw new ApiError(400, `the request body is not valid JSON: ${(err as Error).message}`, "invalid_request_error", "body", "invalid_json");
     }

@@ -10,6 +10,8 @@ export type OverheadStage = "tokenize" | "hash" | "index" | "schedule";
 export interface EngineGaugeSource {
   engine: string;
   up: boolean;
+  /** Up, but its requests stopped moving: it takes no new ones. */
+  stalled: boolean;
   activeRequests: number;
   prefillBlocks: number;
   decodeBlocks: number;
@@ -47,6 +49,7 @@ export class RouterMetrics implements Telemetry {
   readonly #disaggregated: Counter<"path">;
   readonly #disaggFailures: Counter<"stage" | "failure">;
   readonly #engineUp: Gauge<"engine">;
+  readonly #engineStalled: Gauge<"engine">;
   readonly #engineRequests: Gauge<"engine">;
   readonly #engineBlocks: Gauge<"engine" | "phase">;
   readonly #enginePeerBlocks: Gauge<"engine" | "phase">;
@@ -84,7 +87,8 @@ export class RouterMetrics implements Telemetry {
       labelNames: ["stage", "failure"],
       registers,
     });
-    this.#engineUp = new Gauge({ name: "kvroute_engine_up", help: "1 when the engine is connected and accepting work", labelNames: ["engine"], registers });
+    this.#engineUp = new Gauge({ name: "kvroute_engine_up", help: "1 while the engine is connected (and takes work unless kvroute_engine_stalled is 1)", labelNames: ["engine"], registers });
+    this.#engineStalled = new Gauge({ name: "kvroute_engine_stalled", help: "1 while the engine is connected but its requests make no progress: it gets no new ones", labelNames: ["engine"], registers });
     this.#engineRequests = new Gauge({ name: "kvroute_engine_active_requests", help: "Requests in flight per engine", labelNames: ["engine"], registers });
     this.#engineBlocks = new Gauge({ name: "kvroute_engine_active_blocks", help: "KV blocks booked per engine by phase", labelNames: ["engine", "phase"], registers });
     this.#enginePeerBlocks = new Gauge({ name: "kvroute_engine_peer_blocks", help: "KV blocks other router replicas booked per engine by phase (replicas sharing load through NATS)", labelNames: ["engine", "phase"], registers });
@@ -164,6 +168,7 @@ export class RouterMetrics implements Telemetry {
   engines(read: () => EngineGaugeSource[]): void {
     this.onScrape(() => {
       this.#engineUp.reset();
+      this.#engineStalled.reset();
       this.#engineRequests.reset();
       this.#engineBlocks.reset();
       this.#enginePeerBlocks.reset();
@@ -178,6 +183,7 @@ export class RouterMetrics implements Telemetry {
         this.#enginePrefillRate.set({ engine: e.engine }, e.prefillTokensPerSecond);
         this.#engineStep.set({ engine: e.engine }, e.decodeStepSeconds);
         this.#engineUp.set({ engine: e.engine }, e.up ? 1 : 0);
+        this.#engineStalled.set({ engine: e.engine }, e.stalled ? 1 : 0);
         this.#engineRequests.set({ engine: e.engine }, e.activeRequests);
         this.#engineBlocks.set({ engine: e.engine, phase: "prefill" }, e.prefillBlocks);
         this.#engineBlocks.set({ engine: e.engine, phase: "decode" }, e.decodeBlocks);

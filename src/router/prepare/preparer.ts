@@ -1,6 +1,7 @@
 import type { BlockHasher } from "./hashing/index.js";
-import type { TextTokenizer } from "./tokenize/index.js";
-import type { PrepareResult, PrepareTask } from "./tasks.js";
+import { promptTooLong } from "../schedule/budget.js";
+import { runPiecewise, type PiecewiseEncoding, type TextTokenizer } from "./tokenize/index.js";
+import { CANCELLED, type PrepareInput, type PrepareResult, type PrepareTask } from "./tasks.js";
 
 /** What preparation reads from the prefix index. */
 export interface OverlapReader {
@@ -9,9 +10,20 @@ export interface OverlapReader {
 }
 
 /**
+ * Characters tokenized per slice: between two slices a pool thread turns its event loop, so other tasks
+ * wait at most a slice of each big task it is running (about 2 ms at the fast encoder's speed here).
+ */
+export const PREPARE_SLICE_CHARS = 16_384;
+
+type TokensInput = Extract<PrepareInput, { kind: "tokens" }>;
+
+/**
  * The CPU work before routing, the same in a pool thread and (for short token-id prompts) on the main
- * thread: tokenize or render the chat, check ids against the vocabulary, hash the blocks in one kernel
- * call, and read every engine's overlap from the shared index.
+ * thread: tokenize or render the chat, check ids against the vocabulary and the context length, hash the
+ * blocks in one kernel call, and read every engine's overlap from the shared index.
+ *
+ * Invariant: no prompt is tokenized past `maxModelLen` tokens, and text and chats are tokenized a slice at
+ * a time, yielding to the thread's event loop between slices and stopping once the task is cancelled.
  */
 export class Preparer {
   #hashes = new BigUint64Array(1024);
@@ -24,38 +36,56 @@ export class Preparer {
     private readonly tokenizer: TextTokenizer | null,
   ) {}
 
-  prepare(task: PrepareTask): PrepareResult {
+  /** A token-id prompt, synchronously. */
+  prepareTokens(task: PrepareTask & { input: TokensInput }): PrepareResult {
     const t0 = performance.now();
-    let tokens: Uint32Array;
-    const input = task.input;
-    if (input.kind === "tokens") {
-      tokens = input.tokens;
-      const bad = firstOutOfVocabulary(tokens, this.vocabSize);
-      if (bad >= 0) {
-        return {
-          ok: false,
-          param: "prompt",
-          code: "invalid_token_id",
-          message: `token id ${tokens[bad]} at position ${bad} is outside the model's vocabulary (ids 0 to ${this.vocabSize - 1})`,
-        };
-      }
-    } else {
-      const tokenizer = this.tokenizer;
-      if (!tokenizer) throw new Error("text prompts must be prepared where the tokenizer is loaded");
-      if (input.kind === "text") {
-        tokens = tokenizer.encode(input.text);
-      } else {
-        if (!tokenizer.hasChatTemplate) {
-          return { ok: false, param: "messages", code: "no_chat_template", message: `the model's tokenizer (${tokenizer.source}) has no chat template` };
-        }
-        try {
-          tokens = tokenizer.encodeChat(input.messages, input.templateKwargs);
-        } catch (err) {
-          return { ok: false, param: "messages", code: "chat_template_error", message: `the chat template could not render these messages: ${(err as Error).message}` };
-        }
-      }
+    const tokens = task.input.tokens;
+    if (tokens.length >= task.maxModelLen) return tooLong(task.maxModelLen, tokens.length, true);
+    const bad = firstOutOfVocabulary(tokens, this.vocabSize);
+    if (bad >= 0) {
+      return {
+        ok: false,
+        param: "prompt",
+        code: "invalid_token_id",
+        message: `token id ${tokens[bad]} at position ${bad} is outside the model's vocabulary (ids 0 to ${this.vocabSize - 1})`,
+      };
     }
-    const t1 = performance.now();
+    return this.#finish(task, tokens, t0, performance.now());
+  }
+
+  /** Any prompt; text and chats are tokenized a slice at a time (see the class invariant). */
+  async prepare(task: PrepareTask, isCancelled: () => boolean = () => false): Promise<PrepareResult> {
+    const input = task.input;
+    if (input.kind === "tokens") return this.prepareTokens({ ...task, input });
+    const t0 = performance.now();
+    const encoding = this.#start(task);
+    if ("ok" in encoding) return encoding;
+    const result = await runPiecewise(encoding, isCancelled);
+    if (result.status === "cancelled") return CANCELLED;
+    if (result.status === "too_long") return tooLong(task.maxModelLen, result.countedTokens, false);
+    return this.#finish(task, result.tokens, t0, performance.now());
+  }
+
+  #start(task: PrepareTask): PiecewiseEncoding | PrepareResult {
+    const tokenizer = this.tokenizer;
+    if (!tokenizer) throw new Error("text prompts must be prepared where the tokenizer is loaded");
+    const limits = { maxTokens: Math.max(0, task.maxModelLen - 1), sliceChars: PREPARE_SLICE_CHARS };
+    const input = task.input;
+    if (input.kind === "text") return tokenizer.startEncoding(input.text, { ...limits, addSpecialTokens: true });
+    if (input.kind !== "chat") throw new Error(`cannot tokenize a ${input.kind} prompt`);
+    if (!tokenizer.hasChatTemplate) {
+      return { ok: false, param: "messages", code: "no_chat_template", message: `the model's tokenizer (${tokenizer.source}) has no chat template` };
+    }
+    try {
+      return tokenizer.startChatEncoding(input.messages, input.templateKwargs, limits);
+    } catch (err) {
+      return { ok: false, param: "messages", code: "chat_template_error", message: `the chat template could not render these messages: ${(err as Error).message}` };
+    }
+  }
+
+  #finish(task: PrepareTask, tokens: Uint32Array, t0: number, t1: number): PrepareResult {
+    // Tokenizing stops past the limit; a prompt just at it is refused here, as the routing core would.
+    if (tokens.length >= task.maxModelLen) return tooLong(task.maxModelLen, tokens.length, true);
     const blocks = Math.floor(tokens.length / task.blockSize);
     if (this.#hashes.length < blocks) this.#hashes = new BigUint64Array(Math.max(blocks, this.#hashes.length * 2));
     const hashes = this.hasher.hashBlocks(tokens, task.blockSize, task.seed, this.#hashes);
@@ -74,6 +104,11 @@ export class Preparer {
       timings: { tokenize: (t1 - t0) / 1000, hash: (t2 - t1) / 1000, index: (t3 - t2) / 1000 },
     };
   }
+}
+
+function tooLong(maxModelLen: number, tokens: number, exact: boolean): PrepareResult {
+  const error = promptTooLong(maxModelLen, tokens, exact);
+  return { ok: false, param: error.param, code: error.code, message: error.message };
 }
 
 function firstOutOfVocabulary(tokens: Uint32Array, vocabSize: number): number {

@@ -10,6 +10,13 @@ export interface PrepareTask {
   input: PrepareInput;
   blockSize: number;
   seed: bigint;
+  /**
+   * The engines' context length: a prompt of this many tokens or more leaves no room for a completion,
+   * so tokenizing stops as soon as it has found that many.
+   */
+  maxModelLen: number;
+  /** Set to non-zero (Atomics) by the main thread when the request's client has left; null: never. */
+  cancel: SharedArrayBuffer | null;
 }
 
 /** Seconds spent per stage of preparation. */
@@ -31,15 +38,20 @@ export interface Prepared {
   timings: PrepareTimings;
 }
 
-/** Bad input found while preparing (an id outside the vocabulary, a chat the template cannot render). */
+/**
+ * Bad input found while preparing (an id outside the vocabulary, a chat the template cannot render, a
+ * prompt longer than the context), or preparation given up because the client left (code `cancelled`).
+ */
 export interface PrepareRejected {
   ok: false;
-  param: string;
+  param: string | null;
   code: string;
   message: string;
 }
 
 export type PrepareResult = Prepared | PrepareRejected;
+
+export const CANCELLED: PrepareRejected = { ok: false, param: null, code: "cancelled", message: "the client left before its prompt was prepared" };
 
 export interface TokenizerInfo {
   source: string;

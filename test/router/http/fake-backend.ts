@@ -6,6 +6,8 @@ import type { Backend, GenerationEvent, GenerateInput } from "../../../src/route
 export interface FakeBackend extends Backend {
   /** Every signal given, with its listener count right after the backend added its own. */
   given: { signal: AbortSignal; listeners: number }[];
+  /** Every prompt given, in order. */
+  prompts: GenerateInput["prompt"][];
 }
 
 async function* answer({ prompt }: GenerateInput, signal: AbortSignal): AsyncGenerator<GenerationEvent> {
@@ -21,8 +23,10 @@ async function* answer({ prompt }: GenerateInput, signal: AbortSignal): AsyncGen
 
 export function fakeBackend(): FakeBackend {
   const given: FakeBackend["given"] = [];
+  const prompts: FakeBackend["prompts"] = [];
   return {
     given,
+    prompts,
     models: () => [{ id: "m", object: "model", created: 0, owned_by: "kvroute", max_model_len: 1024 }],
     checkModel: () => undefined,
     health: () => ({ ready: true, engines: [{ engine: "fake", state: "up" }] }),
@@ -31,6 +35,7 @@ export function fakeBackend(): FakeBackend {
       // As the engine client does: one abort listener per engine request, on the signal it is given.
       signal.addEventListener("abort", () => undefined, { once: true });
       given.push({ signal, listeners: getEventListeners(signal, "abort").length });
+      prompts.push(input.prompt);
       return Promise.resolve(answer(input, signal));
     },
     metrics: () => Promise.resolve({ contentType: "text/plain", body: "kvroute_up 1\n" }),

@@ -134,6 +134,16 @@ describe("chunked bodies", () => {
     expect(r.responses[0]!.status).toBe(200);
   });
 
+  it("reads a body of many chunks into one buffer that grows, byte for byte", async () => {
+    const text = Array.from({ length: 6000 }, (_, i) => `w${i}`).join(" "); // about 34 KB, past the first 16 KB
+    const body = JSON.stringify({ model: "m", prompt: text, max_tokens: 1 });
+    let chunked = "";
+    for (let at = 0; at < body.length; at += 1000) chunked += `${Math.min(1000, body.length - at).toString(16)}\r\n${body.slice(at, at + 1000)}\r\n`;
+    const r = await raw(port, `POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n${chunked}0\r\n\r\n`, { responses: 1 });
+    expect(r.responses[0]!.status).toBe(200);
+    expect(backend.prompts.at(-1)).toEqual({ kind: "text", text });
+  });
+
   it("documented limit: a chunk extension closes the connection unanswered", async () => {
     const r = await raw(port, `POST /v1/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n${completion.length.toString(16)};ext=1\r\n${completion}\r\n0\r\n\r\n`);
     expect(r.closed).toBe(true);

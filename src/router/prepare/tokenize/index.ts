@@ -9,6 +9,7 @@ export {
   type LimitedResult,
   type LimitOptions,
   type PiecewiseEncoding,
+  type SpecialTokensInContent,
   type TokenizerOptions,
 } from "./tokenizer.js";
 export { runPiecewise } from "./piecewise.js";

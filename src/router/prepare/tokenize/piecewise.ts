@@ -54,7 +54,11 @@ export class PiecewiseEncoding {
   #suffix: number[] = [];
   #result: LimitedResult | null = null;
 
-  constructor(parts: PiecewiseParts, text: string, options: LimitOptions) {
+  /**
+   * `sectionText`, when given, turns each text section (the text between two added tokens) into the text
+   * to encode: chats with contents kept as plain text unescape them there (content-specials.ts).
+   */
+  constructor(parts: PiecewiseParts, text: string, options: LimitOptions, sectionText?: (section: string) => string) {
     if (!Number.isInteger(options.maxTokens) || options.maxTokens < 0) throw new RangeError(`maxTokens must be a non-negative integer, got ${options.maxTokens}`);
     const slice = options.sliceChars ?? DEFAULT_SLICE_CHARS;
     if (!Number.isInteger(slice) || slice < 1) throw new RangeError(`sliceChars must be a positive integer, got ${slice}`);
@@ -69,6 +73,9 @@ export class PiecewiseEncoding {
       this.#whole = { text, addSpecial };
     } else {
       this.#units = parts.sectioned.sections(text);
+      if (sectionText !== undefined) {
+        for (const unit of this.#units) if (unit.kind === "text") unit.text = sectionText(unit.text);
+      }
       this.#out.pushAll(specials.prefixIds);
       this.#suffix = specials.suffixIds;
     }

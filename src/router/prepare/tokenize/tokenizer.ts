@@ -2,12 +2,15 @@
 // reproduces the tokenizer exactly, else by @huggingface/tokenizers; either way section by section through
 // the exact tokenization cache when splitting at added tokens is exact for this tokenizer.
 //
-// Invariant: every encode gives the ids @huggingface/tokenizers gives for the same text and options.
+// Invariant: every encode gives the ids @huggingface/tokenizers gives for the same text and options; the
+// one exception is asked for: chats with `specialTokensInContent: "plain"`, whose contents' special-token
+// text is encoded as the text it is (content-specials.ts).
 // Caches (rendered chats, sections, words) live in this object: one per pool thread.
 import { Template } from "@huggingface/jinja";
 import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
 import { ChatRenderer, type ChatMessage, type ChatRenderStats } from "./chat-render.js";
 import { ByteLevelEncoder } from "./byte-level-encoder.js";
+import { ContentEscaper, type SpecialTokensInContent } from "./content-specials.js";
 import { defaultTokenizerDir, readTokenizerFiles, type TokenizerFiles } from "./files.js";
 import { IdBuffer } from "./id-buffer.js";
 import { PieceCache, type PieceCacheStats } from "./piece-cache.js";
@@ -16,6 +19,7 @@ import { planTokenizer, type SpecialIds } from "./plan.js";
 import { SectionedEncoder, type SectionEncoder } from "./sections.js";
 
 export type { ChatMessage } from "./chat-render.js";
+export type { SpecialTokensInContent } from "./content-specials.js";
 export type { LimitedResult, LimitOptions, PiecewiseEncoding } from "./piecewise.js";
 
 /** The section cache's budget per pool thread unless told otherwise (`--tokenize-cache-mb`). */
@@ -24,6 +28,11 @@ export const DEFAULT_TOKENIZE_CACHE_MB = 32;
 export interface TokenizerOptions {
   /** The exact tokenization cache's budget in bytes; 0 turns it off. */
   cacheBytes?: number;
+  /**
+   * Special-token text inside chat message contents: `parse` (default, as vLLM and the chat template's
+   * plain render do) makes it special tokens, `plain` tokenizes it as text (content-specials.ts).
+   */
+  specialTokensInContent?: SpecialTokensInContent;
 }
 
 /** Which encoder runs, and why (for logs and /v1/models). */
@@ -56,6 +65,8 @@ export class TextTokenizer {
   readonly #sectioned: SectionedEncoder | null;
   readonly #specials: SpecialIds | null;
   readonly #renderer: ChatRenderer | null;
+  /** Set with `specialTokensInContent: "plain"`. */
+  readonly #escaper: ContentEscaper | null;
   readonly #out = new IdBuffer();
 
   constructor(files: TokenizerFiles, options: TokenizerOptions = {}) {
@@ -93,6 +104,14 @@ export class TextTokenizer {
     }
     this.#renderer = files.chatTemplate === null ? null : new ChatRenderer(new Template(files.chatTemplate), files.chatTemplate, specialTokens);
     this.hasChatTemplate = this.#renderer !== null;
+
+    this.#escaper = null;
+    if (options.specialTokensInContent === "plain") {
+      // Sections are unescaped before the fast encoder merges them; the library would split them again.
+      const why = "reason" in plan.fast ? `it is encoded by @huggingface/tokenizers (${plan.fast.reason})` : plan.sectionsInexact;
+      if (why !== null) throw new Error(`special tokens in chat contents cannot be kept as plain text with the tokenizer at ${files.source}: ${why}`);
+      this.#escaper = new ContentEscaper(plan.addedTokens.filter((t) => t.special));
+    }
   }
 
   /** Token ids of a plain-text prompt, with the special tokens the model adds by default (as vLLM's completions do). */
@@ -108,7 +127,17 @@ export class TextTokenizer {
 
   /** Token ids of a chat: the rendered template already holds the special tokens, so none are added. */
   encodeChat(messages: ChatMessage[], templateKwargs?: Record<string, unknown>): Uint32Array {
-    return this.encodeText(this.renderChat(messages, templateKwargs), false);
+    if (this.#escaper === null) return this.encodeText(this.renderChat(messages, templateKwargs), false);
+    const encoding = this.startChatEncoding(messages, templateKwargs ?? {}, { maxTokens: Number.MAX_SAFE_INTEGER, sliceChars: Number.MAX_SAFE_INTEGER });
+    while (!encoding.step());
+    const result = encoding.result!;
+    if (result.status !== "ok") throw new Error(`unreachable: an unlimited encoding ended ${result.status}`);
+    return result.tokens;
+  }
+
+  /** How special-token text inside chat message contents is tokenized. */
+  get specialTokensInContent(): SpecialTokensInContent {
+    return this.#escaper === null ? "parse" : "plain";
   }
 
   decode(ids: ArrayLike<number>): string {
@@ -128,9 +157,18 @@ export class TextTokenizer {
     return new PiecewiseEncoding(this.#pieceParts, text, options);
   }
 
-  /** The same for a chat: renders it (in one go), then encodes the rendered text without added specials. */
+  /**
+   * The same for a chat: renders it (in one go), then encodes the rendered text without added specials.
+   * With `plain`, the contents' special-token text is escaped for the render and encoded as text.
+   */
   startChatEncoding(messages: ChatMessage[], templateKwargs: Record<string, unknown>, options: LimitOptions): PiecewiseEncoding {
-    return this.startEncoding(this.renderChat(messages, templateKwargs), { ...options, addSpecialTokens: false });
+    const escaper = this.#escaper;
+    if (escaper === null) return this.startEncoding(this.renderChat(messages, templateKwargs), { ...options, addSpecialTokens: false });
+    const rendered = this.renderChat(
+      messages.map((m) => ({ ...m, content: escaper.escape(m.content) })),
+      templateKwargs,
+    );
+    return new PiecewiseEncoding(this.#pieceParts, rendered, { ...options, addSpecialTokens: false }, (section) => escaper.unescape(section));
   }
 
   /** Encodes with a token limit, yielding to the event loop between slices and stopping when cancelled. */
