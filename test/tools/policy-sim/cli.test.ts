@@ -99,7 +99,7 @@ describe("kvroute simulate", () => {
     await bad(["--trace", "x", "--prefill-engines", "0", "--decode-engines", "1"], '--prefill-engines must be an integer of at least 1');
     await bad([...small, "--kv-events", "some"], '--kv-events must be one of events, none, got "some"');
     await bad([...small, "--approx-ttl", "0"], "--approx-ttl must be a number above 0");
-  });
+  }, 180_000); // some twenty CLI processes one after another: 16 s here, several times that on a busy machine
 
   it("simulates engines without KV events (approximate mode) and says so", async () => {
     const r = await kvroute(["simulate", "--trace", fixture("mooncake-conversation-200.jsonl"), "--max-requests", "20", "--policy", "kv", "--kv-events", "none", "--approx-ttl", "60", "--quiet"]);
