@@ -130,15 +130,17 @@ describe("kvroute sim --http", () => {
 
   it("publishes the engine's KV events on ZMQ, as the msgpack simulator does", async () => {
     sim = await startHttpSimulator({});
-    const sub = new Subscriber({ receiveTimeout: 5000, linger: 0 });
+    const sub = new Subscriber({ receiveTimeout: 15_000, linger: 0 }); // longer than the tries below take
     sub.connect(sim.kvEventsEndpoint!);
     sub.subscribe("");
     try {
-      // A slow joiner may miss the first batch: keep sending new prompts until one arrives (bounded).
+      // A slow joiner may miss the first batch: keep sending new prompts until one arrives (bounded). One
+      // receive stays pending across the tries: a ZMQ socket takes one receive at a time.
       let frames: Buffer[] | null = null;
+      const received = sub.receive().catch(() => null);
       for (let i = 0; i < 20 && frames === null; i++) {
         await (await post(sim.url, { model: MODEL, prompt: prompt(48, 10 + i), max_tokens: 1 })).json();
-        frames = await Promise.race([sub.receive(), new Promise<null>((r) => setTimeout(() => r(null), 100))]);
+        frames = await Promise.race([received, new Promise<null>((r) => setTimeout(() => r(null), 100))]);
       }
       expect(frames).not.toBeNull();
       const batch = decodeBatch(frames![2]!);
