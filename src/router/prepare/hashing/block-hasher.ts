@@ -28,6 +28,8 @@ interface KernelExports {
 }
 
 const PAGE = 65536;
+/** Tokens per kernel call: 256 KiB of ids, hashed in about a millisecond. */
+const CHUNK_TOKENS = 65_536;
 
 export function kernelPath(): string {
   return join(packageRoot(), "wasm", "build", "kernel.wasm");
@@ -77,29 +79,41 @@ class KernelHasher implements BlockHasher {
     checkArguments(tokens, blockSize, rootSeed);
     const nBlocks = Math.floor(tokens.length / blockSize);
     const result = resultArray(nBlocks, out);
-    const nTokens = nBlocks * blockSize;
-    // Layout: tokens at base, then the output (8-byte aligned).
-    const tokensPtr = this.#base;
-    const outPtr = tokensPtr + Math.ceil((nTokens * 4) / 8) * 8;
-    this.#reserve(outPtr + nBlocks * 8);
-    const words = this.#words;
-    const at = tokensPtr >>> 2;
-    if (tokens instanceof Uint32Array) {
-      words.set(nTokens === tokens.length ? tokens : tokens.subarray(0, nTokens), at);
-    } else {
-      // Validate and copy in one pass. Tokens past the last full block are still checked: a bad id is
-      // bad input wherever it sits.
+    if (!(tokens instanceof Uint32Array)) {
+      // Validate every id, those past the last full block too: a bad id is bad input wherever it sits.
       for (let i = 0; i < tokens.length; i++) {
         const v = tokens[i]!;
         if (v >>> 0 !== v) throw badTokenError(v, i);
-        if (i < nTokens) words[at + i] = v;
       }
     }
-    const seedLo = Number(rootSeed & 0xffffffffn);
-    const seedHi = Number(rootSeed >> 32n);
-    this.#k.hashBlocks(tokensPtr, nBlocks, blockSize, seedLo, seedHi, outPtr);
-    result.set(this.#wide.subarray(outPtr >>> 3, (outPtr >>> 3) + nBlocks));
+    // A long prompt goes through the kernel a chunk at a time, each chunk seeded with the hash before it,
+    // so that the kernel's memory never grows past one chunk (growing it costs tens of milliseconds).
+    const chunkBlocks = Math.max(1, Math.floor(CHUNK_TOKENS / blockSize));
+    let seed = rootSeed;
+    for (let first = 0; first < nBlocks; first += chunkBlocks) {
+      const count = Math.min(chunkBlocks, nBlocks - first);
+      this.#hashChunk(tokens, first * blockSize, count, blockSize, seed, result.subarray(first, first + count));
+      seed = result[first + count - 1]!;
+    }
     return result;
+  }
+
+  /** Hashes `count` blocks of `tokens` from `start` into `into`; the ids are known to be valid u32. */
+  #hashChunk(tokens: Tokens, start: number, count: number, blockSize: number, seed: bigint, into: BigUint64Array): void {
+    const nTokens = count * blockSize;
+    // Layout: tokens at base, then the output (8-byte aligned).
+    const tokensPtr = this.#base;
+    const outPtr = tokensPtr + Math.ceil((nTokens * 4) / 8) * 8;
+    this.#reserve(outPtr + count * 8);
+    const words = this.#words;
+    const at = tokensPtr >>> 2;
+    if (tokens instanceof Uint32Array) {
+      words.set(tokens.subarray(start, start + nTokens), at);
+    } else {
+      for (let i = 0; i < nTokens; i++) words[at + i] = tokens[start + i]!;
+    }
+    this.#k.hashBlocks(tokensPtr, count, blockSize, Number(seed & 0xffffffffn), Number(seed >> 32n), outPtr);
+    into.set(this.#wide.subarray(outPtr >>> 3, (outPtr >>> 3) + count));
   }
 
   #reserve(bytes: number): void {
