@@ -2,6 +2,7 @@
 import { parseArgs } from "node:util";
 import { DEFAULT_INLINE_MAX_TOKENS, DEFAULT_TOKENIZE_CACHE_MB } from "../router/prepare/index.js";
 import { parseEngineSpec } from "../router/dispatch/engine-spec.js";
+import { BIG_BODY_BYTES } from "../router/http/body-lane.js";
 import type { RouterOptions } from "../router/serve.js";
 import { POLICIES, type PolicyName } from "../router/schedule/index.js";
 import { numberOption } from "./usage.js";
@@ -54,6 +55,9 @@ HTTP:
   --port PORT                  port (default 8000; 0: any free port)
   --api-key KEY                require 'Authorization: Bearer KEY' on /v1/* (or set KVROUTE_API_KEY)
   --max-body-bytes N           largest request body (default 16777216)
+  --body-lane-bytes N          a body over N bytes is parsed, and its prompts tokenized, on a thread of its
+                               own, so that no other request waits while it is (default ${BIG_BODY_BYTES}; 0: all
+                               on the main thread, and no such thread)
 
 routing:
   --policy NAME                kv (default), round-robin, random or least-loaded
@@ -128,6 +132,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
       port: { type: "string" },
       "api-key": { type: "string" },
       "max-body-bytes": { type: "string" },
+      "body-lane-bytes": { type: "string" },
       policy: { type: "string" },
       "overlap-weight": { type: "string" },
       temperature: { type: "string" },
@@ -184,6 +189,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     port: int("port", values.port, 8000, 0, 65535),
     apiKey: values["api-key"] ?? (env.KVROUTE_API_KEY || undefined),
     maxBodyBytes: int("max-body-bytes", values["max-body-bytes"], 16 * 1024 * 1024, 1024, 1 << 30),
+    bodyLaneBytes: int("body-lane-bytes", values["body-lane-bytes"], BIG_BODY_BYTES, 0, 1 << 30),
     policy: policy as PolicyName,
     overlapWeight: num("overlap-weight", values["overlap-weight"], 1, 0, 1e6),
     temperature: num("temperature", values.temperature, 0, 0, 1e6),

@@ -3,10 +3,11 @@
 import type { Logger } from "pino";
 import { checkRoles, parseEngineSpec, type EngineSpec } from "./dispatch/engine-spec.js";
 import { Fleet } from "./dispatch/fleet.js";
+import { BodyLane } from "./http/body-lane.js";
 import { Frontend } from "./http/server.js";
 import { KvEventThread } from "./kv-index/kv-events/index.js";
 import { MAX_ENGINES } from "./kv-index/prefix-index/index.js";
-import { ReplicaMetrics, RouterMetrics, requestLogger, watchKvEvents, watchPool } from "./metrics/index.js";
+import { ReplicaMetrics, RouterMetrics, requestLogger, watchBodyLane, watchKvEvents, watchPool } from "./metrics/index.js";
 import { ReplicaSync } from "./replicas/index.js";
 import { PreparePool, type SpecialTokensInContent } from "./prepare/index.js";
 import { Router, type ApproxRecorder } from "./router.js";
@@ -43,6 +44,8 @@ export interface RouterOptions {
   port: number;
   apiKey: string | undefined;
   maxBodyBytes: number;
+  /** Bodies over this many bytes are parsed and tokenized in the body lane's thread; 0: no lane. */
+  bodyLaneBytes: number;
   policy: PolicyName;
   overlapWeight: number;
   temperature: number;
@@ -223,12 +226,26 @@ export async function startRouter(options: RouterOptions, log: Logger): Promise<
       servedModelName: options.servedModelName,
       ...(replica !== null ? { replication: () => replica.report() } : {}),
     });
+    const bodyLane =
+      options.bodyLaneBytes === 0
+        ? undefined
+        : await BodyLane.start({
+            tokenizerDir: options.tokenizer,
+            specialTokensInContent: options.specialTokensInContent,
+            minBytes: options.bodyLaneBytes,
+            served: () => ({ model: router.modelName, maxModelLen: fleet.maxModelLen }),
+          });
+    if (bodyLane !== undefined) {
+      closers.push(() => bodyLane.close());
+      watchBodyLane(metrics, () => bodyLane.tasks);
+    }
     const requestLog = requestLogger(log);
     const frontend = new Frontend(router, {
       host: options.host,
       port: options.port,
       apiKey: options.apiKey,
       maxBodyBytes: options.maxBodyBytes,
+      ...(bodyLane !== undefined ? { bodyLane } : {}),
       telemetry: {
         requestDone: (r) => {
           metrics.requestDone(r);

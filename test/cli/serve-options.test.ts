@@ -15,6 +15,7 @@ describe("kvroute serve options", () => {
       temperature: 0,
       cachedTokensFallback: "router",
       maxBodyBytes: 16 * 1024 * 1024,
+      bodyLaneBytes: 1024 * 1024,
       inlineMaxTokens: 8192,
       tokenizeCacheMb: 32,
       specialTokensInContent: "parse",
@@ -29,6 +30,12 @@ describe("kvroute serve options", () => {
   it("reads the tokenization cache size, 0 turning it off", () => {
     expect(parseServeArgs(["--tokenize-cache-mb", "0"], {})).toMatchObject({ tokenizeCacheMb: 0 });
     expect(parseServeArgs(["--tokenize-cache-mb", "256"], {})).toMatchObject({ tokenizeCacheMb: 256 });
+  });
+
+  it("reads the body lane's threshold, 0 turning the lane off", () => {
+    expect(parseServeArgs(["--body-lane-bytes", "0"], {})).toMatchObject({ bodyLaneBytes: 0 });
+    expect(parseServeArgs(["--body-lane-bytes", "65536"], {})).toMatchObject({ bodyLaneBytes: 65536 });
+    expect(() => parseServeArgs(["--body-lane-bytes", "-5"], {})).toThrow(/--body-lane-bytes/);
   });
 
   it("reads the stall timeout, 0 turning the watch off", () => {

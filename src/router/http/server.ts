@@ -5,9 +5,10 @@ import { ApiError, toApiError } from "./errors.js";
 import { Exchange } from "./exchange.js";
 import { declaredLength } from "./framing.js";
 import { handleGenerate } from "./generate.js";
-import { generateInput, parseRequest, type ApiRequest } from "./request.js";
+import { generateInput, parseRequest, type ApiRequest, type Endpoint } from "./request.js";
 import { noTelemetry, type RequestRecord, type Telemetry } from "./telemetry.js";
-import { nextTurn } from "../../util/next-turn.js";
+import type { BodyLane } from "./body-lane.js";
+import { readJson } from "./json-body.js";
 
 export interface FrontendOptions {
   host: string;
@@ -24,6 +25,8 @@ export interface FrontendOptions {
   /** How long a stream waits for a slow client to drain before dropping it. */
   drainTimeoutMs?: number;
   telemetry?: Telemetry;
+  /** Where bodies of more than `bodyLane.minBytes` are parsed and their prompts tokenized; without it, here. */
+  bodyLane?: BodyLane;
 }
 
 type Handler = (ex: Exchange, req: HttpRequest, bodyLength: number) => void;
@@ -31,8 +34,6 @@ type Handler = (ex: Exchange, req: HttpRequest, bodyLength: number) => void;
 export const DEFAULT_BODY_IDLE_TIMEOUT_MS = 10_000;
 export const DEFAULT_DISCARD_MAX_BYTES = 256 * 1024 * 1024;
 export const DEFAULT_DISCARD_MAX_MS = 30_000;
-/** Bodies above this size are decoded and parsed in two turns of the event loop. */
-const BIG_BODY_BYTES = 1 << 20;
 
 /**
  * The OpenAI-compatible HTTP server on uWebSockets.js. HEAD is answered wherever GET is. What uWS 20.30
@@ -131,24 +132,33 @@ export class Frontend {
     return false;
   }
 
-  /** Reads and parses the JSON body; answers the error itself and returns null when the body is bad. */
-  async #body(ex: Exchange, length: number, contentType: string): Promise<unknown> {
+  /** Reads the body and checks its content type. */
+  async #rawBody(ex: Exchange, length: number, contentType: string): Promise<Buffer> {
     const raw = await this.#bodies.read(ex, length);
     if (contentType !== "" && !contentType.includes("json")) {
       throw new ApiError(415, `the request body must be JSON (content-type application/json), got ${contentType}`, "invalid_request_error", "body", "unsupported_media_type");
     }
-    try {
-      const text = raw.toString("utf8");
-      // Decoding and parsing a body of megabytes each hold the main thread for a while: other requests
-      // get a turn between the two.
-      if (raw.length > BIG_BODY_BYTES) await nextTurn();
-      return JSON.parse(text);
-    } catch (err) {
-      throw new ApiError(400, `the request body is not valid JSON: ${(err as Error).message}`, "invalid_request_error", "body", "invalid_json");
-    }
+    return raw;
   }
 
-  #generate(ex: Exchange, req: HttpRequest, length: number, endpoint: "completions" | "chat"): void {
+  /** The validated request of a generation body: a big one through the body lane, others here. */
+  async #request(ex: Exchange, raw: Buffer, endpoint: Endpoint): Promise<ApiRequest> {
+    const lane = this.options.bodyLane;
+    if (lane === undefined || raw.length <= lane.minBytes) {
+      const request = parseRequest(endpoint, await readJson(raw));
+      this.backend.checkModel(request.model);
+      return request;
+    }
+    const result = await lane.parse(raw, endpoint, ex.signal);
+    if (result.kind === "unserved") {
+      this.backend.checkModel(result.model);
+      // Served by now, but its prompts were not tokenized for it: the client can send it again.
+      throw new ApiError(503, `the model \`${result.model}\` was not served yet when this request was read; send it again`, "service_unavailable_error", "model", "model_not_ready");
+    }
+    return result.request;
+  }
+
+  #generate(ex: Exchange, req: HttpRequest, length: number, endpoint: Endpoint): void {
     const startedAt = performance.now();
     const record: RequestRecord = {
       endpoint: endpoint === "chat" ? "/v1/chat/completions" : "/v1/completions",
@@ -173,12 +183,11 @@ export class Frontend {
       done();
       return;
     }
-    const body = this.#body(ex, length, req.getHeader("content-type"));
+    const body = this.#rawBody(ex, length, req.getHeader("content-type"));
     void (async () => {
       try {
-        const request = parseRequest(endpoint, await body);
+        const request = await this.#request(ex, await body, endpoint);
         record.stream = request.stream;
-        this.backend.checkModel(request.model);
         await handleGenerate(ex, this.backend, request, this.#telemetry, record, startedAt, {
           drainTimeoutMs: this.options.drainTimeoutMs ?? 30_000,
         });
@@ -197,10 +206,10 @@ export class Frontend {
 
   #route(ex: Exchange, req: HttpRequest, length: number): void {
     if (!this.#authorized(ex, req)) return;
-    const body = this.#body(ex, length, req.getHeader("content-type"));
+    const body = this.#rawBody(ex, length, req.getHeader("content-type"));
     void (async () => {
       try {
-        const json = await body;
+        const json = await readJson(await body);
         const endpoint = typeof json === "object" && json !== null && "messages" in json ? "chat" : "completions";
         const request: ApiRequest = parseRequest(endpoint, json);
         this.backend.checkModel(request.model);

@@ -26,3 +26,13 @@ export function watchPool(metrics: RouterMetrics, read: () => PoolLoad): void {
     tasks.set({ state: "waiting" }, load.waiting);
   });
 }
+
+/** Bodies in the body lane (read, parsed and tokenized off the main thread) at each scrape. */
+export function watchBodyLane(metrics: RouterMetrics, read: () => number): void {
+  const tasks = new Gauge({
+    name: "kvroute_body_lane_tasks",
+    help: "Request bodies over the body lane's size being parsed and tokenized off the main thread",
+    registers: [metrics.registry],
+  });
+  metrics.onScrape(() => tasks.set(read()));
+}

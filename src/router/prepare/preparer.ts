@@ -1,7 +1,7 @@
 import type { BlockHasher } from "./hashing/index.js";
 import { promptTooLong } from "../schedule/budget.js";
 import { runPiecewise, type PiecewiseEncoding, type TextTokenizer } from "./tokenize/index.js";
-import { CANCELLED, type PrepareInput, type PrepareResult, type PrepareTask } from "./tasks.js";
+import { CANCELLED, type PrepareInput, type PrepareRejected, type PrepareResult, type PrepareTask } from "./tasks.js";
 
 /** What preparation reads from the prefix index. */
 export interface OverlapReader {
@@ -57,30 +57,12 @@ export class Preparer {
   async prepare(task: PrepareTask, isCancelled: () => boolean = () => false): Promise<PrepareResult> {
     const input = task.input;
     if (input.kind === "tokens") return this.prepareTokens({ ...task, input });
-    const t0 = performance.now();
-    const encoding = this.#start(task);
-    if ("ok" in encoding) return encoding;
-    const result = await runPiecewise(encoding, isCancelled);
-    if (result.status === "cancelled") return CANCELLED;
-    if (result.status === "too_long") return tooLong(task.maxModelLen, result.countedTokens, false);
-    return this.#finish(task, result.tokens, t0, performance.now());
-  }
-
-  #start(task: PrepareTask): PiecewiseEncoding | PrepareResult {
     const tokenizer = this.tokenizer;
     if (!tokenizer) throw new Error("text prompts must be prepared where the tokenizer is loaded");
-    const limits = { maxTokens: Math.max(0, task.maxModelLen - 1), sliceChars: PREPARE_SLICE_CHARS };
-    const input = task.input;
-    if (input.kind === "text") return tokenizer.startEncoding(input.text, { ...limits, addSpecialTokens: true });
-    if (input.kind !== "chat") throw new Error(`cannot tokenize a ${input.kind} prompt`);
-    if (!tokenizer.hasChatTemplate) {
-      return { ok: false, param: "messages", code: "no_chat_template", message: `the model's tokenizer (${tokenizer.source}) has no chat template` };
-    }
-    try {
-      return tokenizer.startChatEncoding(input.messages, input.templateKwargs, limits);
-    } catch (err) {
-      return { ok: false, param: "messages", code: "chat_template_error", message: `the chat template could not render these messages: ${(err as Error).message}` };
-    }
+    const t0 = performance.now();
+    const tokenized = await tokenizePrompt(tokenizer, input, task.maxModelLen, isCancelled);
+    if (!tokenized.ok) return tokenized;
+    return this.#finish(task, tokenized.tokens, t0, performance.now());
   }
 
   #finish(task: PrepareTask, tokens: Uint32Array, t0: number, t1: number): PrepareResult {
@@ -104,6 +86,37 @@ export class Preparer {
       timings: { tokenize: (t1 - t0) / 1000, hash: (t2 - t1) / 1000, index: (t3 - t2) / 1000 },
     };
   }
+}
+
+/**
+ * A text or chat prompt's token ids, tokenized a slice at a time (yielding to the thread's event loop
+ * between slices) and never past `maxModelLen` tokens; a chat the template cannot render, a prompt too long
+ * for the context, or `isCancelled` turning true ends it with a rejection instead.
+ */
+export async function tokenizePrompt(
+  tokenizer: TextTokenizer,
+  input: Exclude<PrepareInput, { kind: "tokens" }>,
+  maxModelLen: number,
+  isCancelled: () => boolean = () => false,
+): Promise<{ ok: true; tokens: Uint32Array } | PrepareRejected> {
+  const limits = { maxTokens: Math.max(0, maxModelLen - 1), sliceChars: PREPARE_SLICE_CHARS };
+  let encoding: PiecewiseEncoding;
+  if (input.kind === "text") {
+    encoding = tokenizer.startEncoding(input.text, { ...limits, addSpecialTokens: true });
+  } else {
+    if (!tokenizer.hasChatTemplate) {
+      return { ok: false, param: "messages", code: "no_chat_template", message: `the model's tokenizer (${tokenizer.source}) has no chat template` };
+    }
+    try {
+      encoding = tokenizer.startChatEncoding(input.messages, input.templateKwargs, limits);
+    } catch (err) {
+      return { ok: false, param: "messages", code: "chat_template_error", message: `the chat template could not render these messages: ${(err as Error).message}` };
+    }
+  }
+  const result = await runPiecewise(encoding, isCancelled);
+  if (result.status === "cancelled") return CANCELLED;
+  if (result.status === "too_long") return tooLong(maxModelLen, result.countedTokens, false);
+  return { ok: true, tokens: result.tokens };
 }
 
 function tooLong(maxModelLen: number, tokens: number, exact: boolean): PrepareResult {

@@ -1,0 +1,57 @@
+// The body lane's thread (body-lane.ts): decodes, parses and validates a big body, then tokenizes its text
+// and chat prompts with the same tokenizer and limits as the preparation pool, and hands back token ids.
+import { move, transferableSymbol, valueSymbol, workerData } from "piscina";
+import { tokenizePrompt, type SpecialTokensInContent } from "../prepare/index.js";
+import { loadTokenizer } from "../prepare/tokenize/index.js";
+import type { Prompt } from "../types.js";
+import type { BodyResult, BodyTask } from "./body-lane.js";
+import { ApiError } from "./errors.js";
+import { parseRequest } from "./request.js";
+import { parseJsonBody } from "./json-body.js";
+
+const data = workerData as { tokenizerDir: string | null; specialTokensInContent: SpecialTokensInContent };
+// No tokenization cache: what comes here is one-off, and each entry would be megabytes.
+const tokenizer = await loadTokenizer(data.tokenizerDir ?? undefined, { cacheBytes: 0, specialTokensInContent: data.specialTokensInContent });
+
+/** The result, its token arrays moved to the main thread rather than copied. */
+class Transfer {
+  constructor(private readonly result: BodyResult) {}
+  get [transferableSymbol](): ArrayBuffer[] {
+    if (this.result.kind !== "request") return [];
+    return this.result.request.prompts.flatMap((p) => (p.kind === "tokens" ? [p.tokens.buffer as ArrayBuffer] : []));
+  }
+  get [valueSymbol](): BodyResult {
+    return this.result;
+  }
+}
+
+function failed(err: ApiError): BodyResult {
+  return { kind: "error", error: { status: err.status, message: err.message, type: err.type, param: err.param, code: err.code } };
+}
+
+async function read(task: BodyTask): Promise<BodyResult> {
+  const request = parseRequest(task.endpoint, parseJsonBody(Buffer.from(task.bytes, 0, task.length)));
+  if (task.model === null || task.maxModelLen === null || request.model !== task.model) return { kind: "unserved", model: request.model };
+  const flag = new Int32Array(task.cancel);
+  const prompts: Prompt[] = [];
+  for (const prompt of request.prompts) {
+    if (prompt.kind === "tokens") {
+      prompts.push(prompt);
+      continue;
+    }
+    const result = await tokenizePrompt(tokenizer, prompt, task.maxModelLen, () => Atomics.load(flag, 0) !== 0);
+    if (!result.ok) return failed(result.code === "cancelled" ? new ApiError(499, result.message) : new ApiError(400, result.message, "invalid_request_error", result.param, result.code));
+    prompts.push({ kind: "tokens", tokens: result.tokens });
+  }
+  return { kind: "request", request: { ...request, prompts } };
+}
+
+export default async function run(task: BodyTask | { ready: true }): Promise<unknown> {
+  if ("ready" in task) return true;
+  try {
+    return move(new Transfer(await read(task)));
+  } catch (err) {
+    if (err instanceof ApiError) return failed(err);
+    throw err;
+  }
+}
