@@ -1,5 +1,7 @@
 // The body lane's thread (body-lane.ts): decodes, parses and validates a big body, then tokenizes its text
 // and chat prompts with the same tokenizer and limits as the preparation pool, and hands back token ids.
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { move, transferableSymbol, valueSymbol, workerData } from "piscina";
 import { tokenizePrompt, type SpecialTokensInContent } from "../prepare/index.js";
 import { loadTokenizer } from "../prepare/tokenize/index.js";
@@ -12,6 +14,18 @@ import { parseJsonBody } from "./json-body.js";
 const data = workerData as { tokenizerDir: string | null; specialTokensInContent: SpecialTokensInContent };
 // No tokenization cache: what comes here is one-off, and each entry would be megabytes.
 const tokenizer = await loadTokenizer(data.tokenizerDir ?? undefined, { cacheBytes: 0, specialTokensInContent: data.specialTokensInContent });
+
+/**
+ * Every body leaves tens of megabytes of garbage here (its bytes, its text, its parsed prompts), in a thread
+ * that then often sits idle, and V8 collects an idle thread's heap only after a long while: in a 10-minute
+ * soak with a 15.6 MB prompt every 8 s, the router's resident memory stayed 150 MB above its baseline a
+ * minute after the traffic stopped. So once the lane has had nothing to do for a second, it collects.
+ */
+const IDLE_COLLECT_MS = 1_000;
+setFlagsFromString("--expose-gc");
+const collect = runInNewContext("gc") as () => void;
+let running = 0;
+let idleTimer: NodeJS.Timeout | null = null;
 
 /** The result, its token arrays moved to the main thread rather than copied. */
 class Transfer {
@@ -48,10 +62,14 @@ async function read(task: BodyTask): Promise<BodyResult> {
 
 export default async function run(task: BodyTask | { ready: true }): Promise<unknown> {
   if ("ready" in task) return true;
+  running++;
+  if (idleTimer !== null) clearTimeout(idleTimer);
   try {
     return move(new Transfer(await read(task)));
   } catch (err) {
     if (err instanceof ApiError) return failed(err);
     throw err;
+  } finally {
+    if (--running === 0) idleTimer = setTimeout(collect, IDLE_COLLECT_MS);
   }
 }
