@@ -7,7 +7,8 @@
 //
 // Rows: token ids (256 ids, max_tokens 1), chat with a repeated 900-word system prompt, chat with prompts
 // never seen before, streaming, the same over HTTP engines, and the latency at half the router's peak for
-// the token-id and the chat rows. Ratios are to the nginx row of the same run.
+// the token-id and the chat rows, held by autocannon (in bursts) and evenly paced (steady.ts). Ratios are
+// to the nginx row of the same run.
 //
 // Knobs: BENCH_SECONDS (per row, default 10), BENCH_WARMUP_SECONDS (per load, default min(2, seconds)),
 // BENCH_CONNECTIONS (default 32).
@@ -18,6 +19,7 @@ import { fixed, machineLine, printTable } from "./lib/report.js";
 import { cannon, hasWrk, peak, type Load } from "./serve/drivers.js";
 import { bodyOf, chatBody, idsBody, SYSTEM_WORDS } from "./serve/loads.js";
 import { findNginx, startNginx, type Nginx } from "./serve/nginx.js";
+import { steady } from "./serve/steady.js";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const WARMUP = Number(process.env.BENCH_WARMUP_SECONDS ?? Math.min(2, SECONDS));
@@ -90,9 +92,11 @@ try {
   const aHttp = await run(httpCompletions, ids, SECONDS);
   const bHttp = await run(httpCompletions, streamed, SECONDS);
   const aRate = Math.max(1, Math.round(a.rps / 2));
-  const aHalf = await cannon(completions, ids, SECONDS, CONNECTIONS, aRate);
   const cRate = Math.max(1, Math.round(c.rps / 2));
+  const aHalf = await cannon(completions, ids, SECONDS, CONNECTIONS, aRate);
+  const aSteady = await steady(completions, ids, SECONDS, CONNECTIONS, aRate);
   const cHalf = await cannon(chat, repeated, SECONDS, CONNECTIONS, cRate);
+  const cSteady = await steady(chat, repeated, SECONDS, CONNECTIONS, cRate);
 
   const row = (name: string, l: Load, vs?: Load) => [
     name,
@@ -115,8 +119,10 @@ try {
       row("(b) router, 256 token ids, streaming 16 tokens", b),
       row("(a) over HTTP engines", aHttp, a),
       row("(b) over HTTP engines", bHttp, b),
-      row(`(a) at half its peak (${aRate} req/s, autocannon)`, aHalf),
-      row(`(c) at half its peak (${cRate} req/s, autocannon)`, cHalf),
+      row(`(a) at half its peak (${aRate} req/s), autocannon: bursts`, aHalf),
+      row(`(a) at half its peak (${aRate} req/s), evenly paced`, aSteady),
+      row(`(c) at half its peak (${cRate} req/s), autocannon: bursts`, cHalf),
+      row(`(c) at half its peak (${cRate} req/s), evenly paced`, cSteady),
     ],
   );
 } finally {

@@ -1,6 +1,6 @@
 // Load generators for bench:serve. Peak load: wrk where installed (one thread, in C: it leaves more of
-// the two cores to the servers than a Node.js client would), else autocannon. A held rate: autocannon,
-// which can hold one (and corrects its latencies for coordinated omission).
+// the two cores to the servers than a Node.js client would), else autocannon. A held rate: autocannon
+// (bursts each second, see steady.ts) and steady.ts (evenly paced).
 import { spawnSync } from "node:child_process";
 import { rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -25,7 +25,7 @@ let nextRequest = 1;
 /** More than any run sends (wrk -t1 does not reach 10 million requests in a bench row). */
 const NUMBERS_PER_RUN = 10_000_000;
 
-function takeNumbers(): number {
+export function takeNumbers(): number {
   const first = nextRequest;
   nextRequest += NUMBERS_PER_RUN;
   return first;
