@@ -44,9 +44,11 @@ function failed(err: ApiError): BodyResult {
 }
 
 async function read(task: BodyTask): Promise<BodyResult> {
+  const flag = new Int32Array(task.cancel);
+  // A body that waited here behind others may have lost its client meanwhile: it is not even parsed.
+  if (Atomics.load(flag, 0) !== 0) return failed(new ApiError(499, "client disconnected"));
   const request = parseRequest(task.endpoint, parseJsonBody(Buffer.from(task.bytes, 0, task.length)));
   if (task.model === null || task.maxModelLen === null || request.model !== task.model) return { kind: "unserved", model: request.model };
-  const flag = new Int32Array(task.cancel);
   const prompts: Prompt[] = [];
   for (const prompt of request.prompts) {
     if (prompt.kind === "tokens") {

@@ -9,7 +9,8 @@
 //
 // Invariants: a body handed to the lane answers exactly as it would on the main thread (the same errors,
 // in the same order: JSON, fields, model, then the prompt's length); its prompts are tokenized only for
-// the model the router serves; and a client that leaves stops its body's tokenizing at the next slice.
+// the model the router serves; and a client that leaves stops its body's tokenizing at the next slice, or
+// its parsing before it starts when the body still waits for the thread.
 import { Piscina } from "piscina";
 import { distFile } from "../../util/package-root.js";
 import type { SpecialTokensInContent } from "../prepare/index.js";
@@ -95,6 +96,7 @@ export class BodyLane {
     // The whole of a buffer of its own moves to the thread; anything else is copied into one first.
     const own = body.byteOffset === 0 && body.buffer.byteLength === body.length && !(body.buffer instanceof SharedArrayBuffer);
     const bytes = own ? (body.buffer as ArrayBuffer) : (new Uint8Array(body).buffer as ArrayBuffer);
+    if (signal.aborted) throw new ApiError(499, "client disconnected");
     const cancel = new SharedArrayBuffer(4);
     const onAbort = () => Atomics.store(new Int32Array(cancel), 0, 1);
     signal.addEventListener("abort", onAbort, { once: true });

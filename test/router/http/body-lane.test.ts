@@ -142,6 +142,21 @@ it("stops tokenizing at its next slice once the client has left", async () => {
   expect(stoppedMs).toBeLessThan(fullMs);
 }, 60_000);
 
+it("does not even parse a body whose client left while it waited for the thread", async () => {
+  served = { model: MODEL, maxModelLen: 1 << 24 };
+  // The thread takes four bodies at a time: four long ones keep it busy while a fifth waits.
+  const busy = Array.from({ length: 4 }, (_, i) => lane.parse(body({ model: MODEL, prompt: text(4_000_000, `f${i}`) }), "completions", live()));
+  const left = new AbortController();
+  // Not JSON: had it been parsed, its answer would be a 400.
+  const waiting = refusal(Buffer.from('{"model": "served-model", "prompt": '), "completions", left.signal);
+  left.abort();
+  expect((await waiting).status).toBe(499);
+  await Promise.all(busy);
+  const gone = new AbortController();
+  gone.abort();
+  expect((await refusal(body({ model: MODEL, prompt: "x" }), "completions", gone.signal)).status).toBe(499);
+}, 60_000);
+
 describe("behind the frontend", () => {
   const backend = fakeBackend();
   let frontend: Frontend;
