@@ -151,6 +151,22 @@ export async function startRouter(options: RouterOptions, log: Logger): Promise<
       roles: engines.map((e) => e.role),
       disaggMinPrefillTokens: options.disaggMinPrefillTokens,
     });
+    // The body lane loads a tokenizer of its own: it starts beside the pool's threads, not after them.
+    const laneStarting =
+      options.bodyLaneBytes === 0
+        ? null
+        : BodyLane.start({
+            tokenizerDir: options.tokenizer,
+            specialTokensInContent: options.specialTokensInContent,
+            minBytes: options.bodyLaneBytes,
+            served: () => ({ model: router.modelName, maxModelLen: fleet.maxModelLen }),
+          });
+    if (laneStarting !== null) {
+      // Awaited below; until then a failure to start must not go unhandled, and a lane that did start is
+      // closed with the rest.
+      laneStarting.catch(() => undefined);
+      closers.push(async () => (await laneStarting.catch(() => null))?.close());
+    }
     const pool = await PreparePool.start({
       tokenizerDir: options.tokenizer,
       index: kv.shared,
@@ -226,19 +242,8 @@ export async function startRouter(options: RouterOptions, log: Logger): Promise<
       servedModelName: options.servedModelName,
       ...(replica !== null ? { replication: () => replica.report() } : {}),
     });
-    const bodyLane =
-      options.bodyLaneBytes === 0
-        ? undefined
-        : await BodyLane.start({
-            tokenizerDir: options.tokenizer,
-            specialTokensInContent: options.specialTokensInContent,
-            minBytes: options.bodyLaneBytes,
-            served: () => ({ model: router.modelName, maxModelLen: fleet.maxModelLen }),
-          });
-    if (bodyLane !== undefined) {
-      closers.push(() => bodyLane.close());
-      watchBodyLane(metrics, () => bodyLane.tasks);
-    }
+    const bodyLane = laneStarting === null ? undefined : await laneStarting;
+    if (bodyLane !== undefined) watchBodyLane(metrics, () => bodyLane.tasks);
     const requestLog = requestLogger(log);
     const frontend = new Frontend(router, {
       host: options.host,

@@ -2,7 +2,9 @@
 // body lane's thread, and its client gets exactly the answer the same request gets on the main thread.
 // The same JSON is sent twice, once as it is and once padded with whitespace past the threshold (JSON
 // allows it), so the two paths see the same request.
+import { spawn } from "node:child_process";
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { distFile } from "../../src/util/package-root.js";
 import { MODEL, jsonBody, metric, post, startRouter, type RouterProcess } from "../../bench/lib/router-load.js";
 
 const LANE_BYTES = 4096;
@@ -62,3 +64,16 @@ it("answers a big body that is not JSON with the usual 400", async () => {
   expect(answer.status).toBe(400);
   expect(answer.body).toMatchObject({ error: { param: "body", code: "invalid_json" } });
 });
+
+it("with a tokenizer that cannot load, the router exits at once naming it (the pool's and the lane's threads both fail)", async () => {
+  const started = performance.now();
+  const child = spawn(process.execPath, [distFile("src/cli/main.js"), "serve", "--port", "0", "--sim", "1", "--tokenizer", "/nonexistent-model-folder"], { stdio: ["ignore", "pipe", "pipe"] });
+  let output = "";
+  child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
+  expect(code).toBe(1);
+  expect(output).toContain("cannot read /nonexistent-model-folder/tokenizer.json");
+  // Nothing left running (the lane's thread included) keeps it alive.
+  expect(performance.now() - started).toBeLessThan(20_000);
+}, 30_000);
