@@ -93,10 +93,10 @@ export class BodyLane {
    * body deserves; `unserved` results are returned for the caller's model check to refuse.
    */
   async parse(body: Buffer, endpoint: Endpoint, signal: AbortSignal): Promise<Exclude<BodyResult, { kind: "error" }>> {
+    if (signal.aborted) throw new ApiError(499, "client disconnected");
     // The whole of a buffer of its own moves to the thread; anything else is copied into one first.
     const own = body.byteOffset === 0 && body.buffer.byteLength === body.length && !(body.buffer instanceof SharedArrayBuffer);
     const bytes = own ? (body.buffer as ArrayBuffer) : (new Uint8Array(body).buffer as ArrayBuffer);
-    if (signal.aborted) throw new ApiError(499, "client disconnected");
     const cancel = new SharedArrayBuffer(4);
     const onAbort = () => Atomics.store(new Int32Array(cancel), 0, 1);
     signal.addEventListener("abort", onAbort, { once: true });
