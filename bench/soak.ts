@@ -19,13 +19,15 @@ const { values } = parseArgs({
     "rss-slack-mb": { type: "string", default: "96" },
     /** Run the router with glibc's default malloc settings, not the fixed mmap threshold docs/operations.md recommends. */
     "glibc-default-malloc": { type: "boolean", default: false },
+    /** One more option for `kvroute serve` (repeat it for several), e.g. --router-arg=--tokenize-cache-mb=0. */
+    "router-arg": { type: "string", multiple: true, default: [] },
   },
 });
 const SECONDS = Number(values.seconds);
 const RSS_SLACK_MB = Number(values["rss-slack-mb"]);
 const WARMUP_SECONDS = values["warmup-seconds"] === undefined ? Math.min(60, Math.max(10, SECONDS / 10)) : Number(values["warmup-seconds"]);
 if (!(SECONDS > 0) || !(RSS_SLACK_MB >= 0) || !(WARMUP_SECONDS >= 0)) {
-  console.error("usage: npm run soak -- [--seconds N] [--warmup-seconds N] [--rss-slack-mb MB] [--glibc-default-malloc]");
+  console.error("usage: npm run soak -- [--seconds N] [--warmup-seconds N] [--rss-slack-mb MB] [--glibc-default-malloc] [--router-arg=OPTION ...]");
   process.exit(2);
 }
 const GOOD_CLIENTS = 4;
@@ -195,8 +197,8 @@ async function activeRequests(url: string, engines: string[]): Promise<number> {
 
 async function main(): Promise<void> {
   const env = values["glibc-default-malloc"] ? {} : FIXED_MMAP_THRESHOLD;
-  console.log(`soak: ${SECONDS} s against kvroute serve --sim 2 (realistic pace), environment ${JSON.stringify(env)}; ${machineLine()}`);
-  const router: RouterProcess = await startRouter(["--sim", "2", "--sim-speedup", "1", "--workers", "1", "--log-level", "warn"], env);
+  console.log(`soak: ${SECONDS} s against kvroute serve --sim 2 (realistic pace)${values["router-arg"].length > 0 ? ` ${values["router-arg"].join(" ")}` : ""}, environment ${JSON.stringify(env)}; ${machineLine()}`);
+  const router: RouterProcess = await startRouter(["--sim", "2", "--sim-speedup", "1", "--workers", "1", "--log-level", "warn", ...values["router-arg"]], env);
   const pid = router.child.pid!;
   try {
     // Warm-up: the tokenizer, the pool thread and the JIT; then good traffic alone, which fills what good
