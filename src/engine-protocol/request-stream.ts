@@ -10,7 +10,7 @@ export interface StreamHooks {
 
 /**
  * Events are buffered until the consumer asks for them. The stream ends after a finish or an error event,
- * or silently when the request was aborted by its signal. It can be iterated once.
+ * or silently, at once, when the request was aborted by its signal. It can be iterated once.
  */
 export class RequestStream implements AsyncIterable<EngineEvent> {
   private readonly queue: EngineEvent[] = [];
@@ -47,11 +47,15 @@ export class RequestStream implements AsyncIterable<EngineEvent> {
     return true;
   }
 
-  /** Ends the stream without another event; events already queued are still delivered. */
+  /**
+   * Ends the stream at once, its request aborted: events already queued are dropped, so the consumer sees
+   * nothing after the abort (the client has already released them from its buffered count).
+   */
   end(): void {
     if (this.done) return;
     this.done = true;
-    if (this.waiting && this.queue.length === 0) {
+    this.queue.length = 0;
+    if (this.waiting) {
       const resolve = this.waiting;
       this.waiting = null;
       resolve({ value: undefined, done: true });

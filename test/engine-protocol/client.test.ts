@@ -183,6 +183,35 @@ describe("EngineClient", () => {
     expect(s.metrics()).toMatchObject({ requestsAborted: 1, running: 0, blocksUsed: 0 });
   });
 
+  it("delivers nothing after an abort, not even events that had already arrived", async () => {
+    // An engine that answers with three deltas in one write: the client has them all queued at once.
+    const scripted = createServer((socket) => {
+      const decoder = new FrameDecoder();
+      socket.on("data", (chunk: Buffer) => {
+        for (const frame of decoder.push(chunk)) {
+          const message = decodeBody(frame) as { type: string; id: number };
+          if (message.type === "hello") {
+            socket.write(encodeFrame({ type: "welcome", protocol: 1, engine_id: "e", engine: "test", model: "m", block_size: 16, num_blocks: 10, max_model_len: 100, max_frame_bytes: 1024, kv_events: null }));
+          } else if (message.type === "generate") {
+            socket.write(Buffer.concat([1, 2, 3].map((t) => encodeFrame({ type: "delta", id: message.id, token_ids: [t], text: "a" }))));
+          }
+        }
+      });
+    });
+    servers.push(scripted);
+    await new Promise<void>((resolve) => scripted.listen(0, "127.0.0.1", resolve));
+    const c = client(`tcp://127.0.0.1:${(scripted.address() as { port: number }).port}`);
+    await c.connect();
+    const controller = new AbortController();
+    const seen: EngineEvent[] = [];
+    for await (const event of c.generate({ promptTokenIds: [1] }, { signal: controller.signal })) {
+      seen.push(event);
+      controller.abort();
+    }
+    expect(seen).toHaveLength(1);
+    expect(c.inFlight).toBe(0);
+  });
+
   it("close() ends streams in flight with client_closed", async () => {
     const s = await sim({ speedup: 0.2 });
     const c = client(s.url);
