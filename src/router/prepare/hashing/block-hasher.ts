@@ -92,7 +92,9 @@ class KernelHasher implements BlockHasher {
     let seed = rootSeed;
     for (let first = 0; first < nBlocks; first += chunkBlocks) {
       const count = Math.min(chunkBlocks, nBlocks - first);
-      this.#hashChunk(tokens, first * blockSize, count, blockSize, seed, result.subarray(first, first + count));
+      // A prompt of one chunk (nearly all of them) writes straight into the result, with no view to make.
+      const into = count === result.length ? result : result.subarray(first, first + count);
+      this.#hashChunk(tokens, first * blockSize, count, blockSize, seed, into);
       seed = result[first + count - 1]!;
     }
     return result;
