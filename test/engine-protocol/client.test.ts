@@ -52,6 +52,29 @@ describe("EngineClient", () => {
     return c;
   };
 
+  /**
+   * An engine on 127.0.0.1 that answers the handshake and hands each generate to `onGenerate`, which writes
+   * what the test needs; resolves with its tcp:// URL.
+   */
+  const scriptedEngine = async (onGenerate: (socket: Socket, id: number) => void): Promise<string> => {
+    const scripted = createServer((socket) => {
+      const decoder = new FrameDecoder();
+      socket.on("data", (chunk: Buffer) => {
+        for (const frame of decoder.push(chunk)) {
+          const message = decodeBody(frame) as { type: string; id: number };
+          if (message.type === "hello") {
+            socket.write(encodeFrame({ type: "welcome", protocol: 1, engine_id: "e", engine: "test", model: "m", block_size: 16, num_blocks: 10, max_model_len: 100, max_frame_bytes: 1024, kv_events: null }));
+          } else if (message.type === "generate") {
+            onGenerate(socket, message.id);
+          }
+        }
+      });
+    });
+    servers.push(scripted);
+    await new Promise<void>((resolve) => scripted.listen(0, "127.0.0.1", resolve));
+    return `tcp://127.0.0.1:${(scripted.address() as { port: number }).port}`;
+  };
+
   afterEach(async () => {
     for (const c of clients.splice(0)) await c.close();
     for (const s of sims.splice(0)) await s.close();
@@ -185,22 +208,9 @@ describe("EngineClient", () => {
 
   it("delivers nothing after an abort, not even events that had already arrived", async () => {
     // An engine that answers with three deltas in one write: the client has them all queued at once.
-    const scripted = createServer((socket) => {
-      const decoder = new FrameDecoder();
-      socket.on("data", (chunk: Buffer) => {
-        for (const frame of decoder.push(chunk)) {
-          const message = decodeBody(frame) as { type: string; id: number };
-          if (message.type === "hello") {
-            socket.write(encodeFrame({ type: "welcome", protocol: 1, engine_id: "e", engine: "test", model: "m", block_size: 16, num_blocks: 10, max_model_len: 100, max_frame_bytes: 1024, kv_events: null }));
-          } else if (message.type === "generate") {
-            socket.write(Buffer.concat([1, 2, 3].map((t) => encodeFrame({ type: "delta", id: message.id, token_ids: [t], text: "a" }))));
-          }
-        }
-      });
-    });
-    servers.push(scripted);
-    await new Promise<void>((resolve) => scripted.listen(0, "127.0.0.1", resolve));
-    const c = client(`tcp://127.0.0.1:${(scripted.address() as { port: number }).port}`);
+    const c = client(
+      await scriptedEngine((socket, id) => socket.write(Buffer.concat([1, 2, 3].map((t) => encodeFrame({ type: "delta", id, token_ids: [t], text: "a" }))))),
+    );
     await c.connect();
     const controller = new AbortController();
     const seen: EngineEvent[] = [];
@@ -228,27 +238,16 @@ describe("EngineClient", () => {
 
   it("turns a finish with reason \"error\" into an engine_error that counts the tokens already produced", async () => {
     // An engine that ends request 1 with "error" at once, and request 2 after one token.
-    const scripted = createServer((socket) => {
-      const decoder = new FrameDecoder();
-      socket.on("data", (chunk: Buffer) => {
-        for (const frame of decoder.push(chunk)) {
-          const message = decodeBody(frame) as { type: string; id: number };
-          const usage = { prompt_tokens: 1, completion_tokens: 0, cached_tokens: 0 };
-          if (message.type === "hello") {
-            socket.write(encodeFrame({ type: "welcome", protocol: 1, engine_id: "e", engine: "test", model: "m", block_size: 16, num_blocks: 10, max_model_len: 100, max_frame_bytes: 1024, kv_events: null }));
-          } else if (message.type === "generate" && message.id === 1) {
-            socket.write(encodeFrame({ type: "finish", id: 1, finish_reason: "error", stop_reason: null, usage }));
-          } else if (message.type === "generate") {
-            socket.write(encodeFrame({ type: "delta", id: message.id, token_ids: [7], text: "a" }));
-            socket.write(encodeFrame({ type: "finish", id: message.id, finish_reason: "error", stop_reason: null, usage: { ...usage, completion_tokens: 1 } }));
-          }
-        }
-      });
+    const usage = { prompt_tokens: 1, completion_tokens: 0, cached_tokens: 0 };
+    const url = await scriptedEngine((socket, id) => {
+      if (id === 1) {
+        socket.write(encodeFrame({ type: "finish", id: 1, finish_reason: "error", stop_reason: null, usage }));
+      } else {
+        socket.write(encodeFrame({ type: "delta", id, token_ids: [7], text: "a" }));
+        socket.write(encodeFrame({ type: "finish", id, finish_reason: "error", stop_reason: null, usage: { ...usage, completion_tokens: 1 } }));
+      }
     });
-    servers.push(scripted);
-    await new Promise<void>((resolve) => scripted.listen(0, "127.0.0.1", resolve));
-    const { port } = scripted.address() as { port: number };
-    const c = client(`tcp://127.0.0.1:${port}`, { reconnect: false });
+    const c = client(url, { reconnect: false });
     await c.connect();
     const first = await collect(c.generate({ promptTokenIds: [1] }));
     expect(first).toEqual([{ type: "error", code: "engine_error", message: expect.stringMatching(/finish reason "error"/), tokensProduced: 0 }]);
