@@ -4,7 +4,7 @@ import { DEFAULT_INLINE_MAX_TOKENS, DEFAULT_TOKENIZE_CACHE_MB } from "../router/
 import { parseEngineSpec } from "../router/dispatch/engine-spec.js";
 import { BIG_BODY_BYTES } from "../router/http/body-lane.js";
 import type { RouterOptions } from "../router/serve.js";
-import { POLICIES, type PolicyName } from "../router/schedule/index.js";
+import { DEFAULT_EVICTION_WEIGHT, POLICIES, type PolicyName } from "../router/schedule/index.js";
 import { numberOption } from "./usage.js";
 
 /** Shorter than the engine protocol's 5 s heartbeat timeout, and than HTTP engines' 5 s health timeout; longer than an engine step. */
@@ -60,8 +60,12 @@ HTTP:
                                on the main thread, and no such thread)
 
 routing:
-  --policy NAME                kv (default), round-robin, random or least-loaded
-  --overlap-weight W           cost = W × prefill blocks + decode blocks (default 1)
+  --policy NAME                kv (default: the cost is predicted time), kv-blocks, round-robin, random or
+                               least-loaded
+  --overlap-weight W           kv-blocks: cost = W × prefill blocks + decode blocks (default 1)
+  --eviction-weight W          kv: the weight of what a request's new blocks evict, in their compute time,
+                               scaled by how fast the engine's cache turns over against the others'
+                               (default ${DEFAULT_EVICTION_WEIGHT}; 0: time alone)
   --temperature T              0 (default): cheapest engine; above 0: softmax sampling over costs
   --cached-tokens-fallback router|none
                                when an engine does not report cached_tokens: report the router's estimate
@@ -135,6 +139,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
       "body-lane-bytes": { type: "string" },
       policy: { type: "string" },
       "overlap-weight": { type: "string" },
+      "eviction-weight": { type: "string" },
       temperature: { type: "string" },
       "cached-tokens-fallback": { type: "string" },
       workers: { type: "string" },
@@ -192,6 +197,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     bodyLaneBytes: int("body-lane-bytes", values["body-lane-bytes"], BIG_BODY_BYTES, 0, 1 << 30),
     policy: policy as PolicyName,
     overlapWeight: num("overlap-weight", values["overlap-weight"], 1, 0, 1e6),
+    evictionWeight: num("eviction-weight", values["eviction-weight"], DEFAULT_EVICTION_WEIGHT, 0, 1e6),
     temperature: num("temperature", values.temperature, 0, 0, 1e6),
     cachedTokensFallback: fallback,
     workers: values.workers === undefined ? undefined : int("workers", values.workers, 1, 1, 256),

@@ -3,7 +3,7 @@ import { availableParallelism } from "node:os";
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { int } from "../tools/replay/index.js";
-import { POLICIES, type PolicyName } from "../router/schedule/index.js";
+import { DEFAULT_EVICTION_WEIGHT, POLICIES, type PolicyName } from "../router/schedule/index.js";
 import { DEFAULT_APPROX_TTL_MS, type EngineSettings, H100_8B, type JobProgress, KV_EVENTS_MODES, type KvEventsMode, reportTable, simulate, type SimulateOptions, type SimulationReport, sweepTable, type TraceSpec } from "../tools/policy-sim/index.js";
 import { parseWorkloadSpec } from "../tools/trace/index.js";
 import { numberOption, UsageError, type NumberRule } from "./usage.js";
@@ -43,6 +43,9 @@ routing:
   --kv-transfer-gbps X         disaggregated: the link KV blocks move over, in Gb/s (default ${D.kvTransferGbps}; a
                                block is ${D.kvBytesPerToken / 1024} KiB a token × the block size)
   --overlap-weight W           kv-blocks cost = W × blocks to prefill + decode blocks (default 1)
+  --eviction-weight W          kv: the weight of what a request's new blocks evict, in their compute time,
+                               scaled by how fast the engine's cache turns over against the others'
+                               (default ${DEFAULT_EVICTION_WEIGHT}; 0: time alone)
   --temperature T              kv, kv-blocks: 0 (default) takes the cheapest engine; above 0 samples
   --kv-event-delay-ms X        a step's KV events reach the index X ms after the step ends (default 0:
                                as it ends)
@@ -94,6 +97,7 @@ const OPTIONS = {
   policy: { type: "string" },
   engines: { type: "string" },
   "overlap-weight": { type: "string" },
+  "eviction-weight": { type: "string" },
   temperature: { type: "string" },
   "kv-event-delay-ms": { type: "string" },
   "kv-events": { type: "string" },
@@ -236,7 +240,7 @@ export async function simulateCommand(argv: string[], io: Io = { stdout: process
 
 /** Options a sweep may vary: the numeric ones, and where the index's knowledge comes from. */
 const SWEEPABLE = [
-  "speedup", "engines", "overlap-weight", "temperature", "kv-event-delay-ms", "kv-events", "approx-ttl", "seed", "blocks", "engine-block-size", "max-num-seqs",
+  "speedup", "engines", "overlap-weight", "eviction-weight", "temperature", "kv-event-delay-ms", "kv-events", "approx-ttl", "seed", "blocks", "engine-block-size", "max-num-seqs",
   "max-num-batched-tokens", "max-model-len", "step-overhead-ms", "prefill-ms-per-token", "decode-ms-per-seq", "ms-per-kv-block", "max-requests",
   "prefill-engines", "decode-engines", "disagg-min-prefill-tokens", "kv-transfer-gbps",
 ] as const;
@@ -297,6 +301,7 @@ function planRun(v: Values, io: Io): { spec: TraceSpec; options: SimulateOptions
       ...(split ? { prefillEngines } : {}),
       disaggMinPrefillTokens: num(v, "disagg-min-prefill-tokens", 0, { integer: true }),
       overlapWeight: num(v, "overlap-weight", 1),
+      evictionWeight: num(v, "eviction-weight", DEFAULT_EVICTION_WEIGHT),
       temperature: num(v, "temperature", 0),
       kvEventDelayMs: num(v, "kv-event-delay-ms", 0),
       kvEvents: kvEvents as KvEventsMode,

@@ -88,6 +88,7 @@ export class Router implements Backend {
         active_blocks: s.activeBlocks,
         peer_blocks: s.peer.prefillBlocks + s.peer.decodeBlocks,
         external_blocks: s.external.prefillBlocks + s.external.decodeBlocks,
+        cache_turnover: s.turnover,
       }));
     const stage = (d: Decision) => ({ engine: this.#handle(d.engine).name, overlap_blocks: d.overlapBlocks, engines: scored(d) });
     const report = (answering: Decision, computing: Decision): RouteReport => ({

@@ -48,6 +48,8 @@ export interface RouterOptions {
   bodyLaneBytes: number;
   policy: PolicyName;
   overlapWeight: number;
+  /** kv: the cost's weight on what a request's new blocks evict (policy.ts). */
+  evictionWeight: number;
   temperature: number;
   cachedTokensFallback: CachedTokensFallback;
   /** Preparation pool threads; undefined: cores - 1, at least 1. */
@@ -126,7 +128,7 @@ export async function startRouter(options: RouterOptions, log: Logger): Promise<
     });
     closers.push(() => kv.close());
     const metrics = new RouterMetrics();
-    const scheduler = new Scheduler({ policy: options.policy, overlapWeight: options.overlapWeight, temperature: options.temperature });
+    const scheduler = new Scheduler({ policy: options.policy, overlapWeight: options.overlapWeight, evictionWeight: options.evictionWeight, temperature: options.temperature });
     const fleet = new Fleet(engines, {
       blockSize: options.blockSize,
       metricsIntervalMs: options.engineMetricsIntervalMs,

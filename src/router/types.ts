@@ -59,6 +59,8 @@ export interface RouteEngineReport {
   active_blocks: number;
   peer_blocks: number;
   external_blocks: number;
+  /** kv: how fast the engine's cache turns over against the others' (1: an even share of new blocks). */
+  cache_turnover: number;
 }
 
 export interface RouteReport {

@@ -12,6 +12,7 @@ describe("kvroute serve options", () => {
       port: 8000,
       policy: "kv",
       overlapWeight: 1,
+      evictionWeight: 4,
       temperature: 0,
       cachedTokensFallback: "router",
       maxBodyBytes: 16 * 1024 * 1024,
@@ -30,6 +31,12 @@ describe("kvroute serve options", () => {
   it("reads the tokenization cache size, 0 turning it off", () => {
     expect(parseServeArgs(["--tokenize-cache-mb", "0"], {})).toMatchObject({ tokenizeCacheMb: 0 });
     expect(parseServeArgs(["--tokenize-cache-mb", "256"], {})).toMatchObject({ tokenizeCacheMb: 256 });
+  });
+
+  it("reads the eviction weight, 0 routing by time alone", () => {
+    expect(parseServeArgs(["--eviction-weight", "0"], {})).toMatchObject({ evictionWeight: 0 });
+    expect(parseServeArgs(["--eviction-weight=2.5"], {})).toMatchObject({ evictionWeight: 2.5 });
+    expect(() => parseServeArgs(["--eviction-weight", "-1"], {})).toThrow(/--eviction-weight/);
   });
 
   it("reads the body lane's threshold, 0 turning the lane off", () => {

@@ -158,6 +158,11 @@ describe("kvroute serve against three simulated engines", () => {
     const r = await postJson(`${base}/v1/route`, { model: MODEL, messages: [{ role: "user", content: "hi" }] });
     expect(r.status).toBe(200);
     expect(r.json.engines.every((e: { active_blocks: number }) => e.active_blocks === 0)).toBe(true);
+    // Each engine's cache turnover against the others': the earlier tests' prompts went in unevenly, and the
+    // turnovers average 1.
+    const turnovers = r.json.engines.map((e: { cache_turnover: number }) => e.cache_turnover) as number[];
+    expect(turnovers.some((t) => t !== 1)).toBe(true);
+    expect(turnovers.reduce((a, b) => a + b, 0) / turnovers.length).toBeCloseTo(1, 9);
     const after = metric(await (await fetch(`${base}/metrics`)).text(), "kvroute_requests_total", { endpoint: "/v1/completions", status: "200" });
     expect(after).toBe(before);
   });

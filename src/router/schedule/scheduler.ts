@@ -1,6 +1,7 @@
 import { ActiveLoad, type Booking, type EngineLoad } from "./active-load.js";
 import { externalLoad, NO_EXTERNAL_LOAD, type EngineReport, type ExternalLoad, type PrefillCounters } from "./external-load.js";
-import { pickByCost, pickLeastLoaded, score, type PolicyName, type Scored } from "./policy.js";
+import { CacheTurnover } from "./cache-turnover.js";
+import { DEFAULT_EVICTION_WEIGHT, pickByCost, pickLeastLoaded, score, type PolicyName, type Scored } from "./policy.js";
 import type { Stage } from "./roles.js";
 import { DEFAULT_PRIOR, EngineTimeModel, type TimeFeatures, type TimeModelOptions } from "./time-model.js";
 
@@ -13,6 +14,10 @@ export interface SchedulerOptions {
   policy?: PolicyName;
   /** kv-blocks: the cost's weight on blocks to prefill (default 1). */
   overlapWeight?: number;
+  /** kv: the cost's weight on what a request's new blocks evict (default DEFAULT_EVICTION_WEIGHT; 0: none). */
+  evictionWeight?: number;
+  /** kv: the blocks inserted over which each engine's cache turnover is counted (cache-turnover.ts). */
+  turnoverHorizonBlocks?: number;
   temperature?: number;
   /** Every engine's time model starts from this (default: DEFAULT_PRIOR, C 8192, 256 sequences). */
   timeModel?: TimeModelOptions;
@@ -49,7 +54,10 @@ export interface Decision {
 export class Scheduler {
   readonly policy: PolicyName;
   readonly overlapWeight: number;
+  readonly evictionWeight: number;
   readonly temperature: number;
+  /** New blocks each engine took in lately, against the fleet's (cache-turnover.ts). */
+  readonly turnover: CacheTurnover;
   readonly active = new ActiveLoad();
   /**
    * The latest fresh report of each engine that reports its own load, with the router's own requests on
@@ -74,11 +82,14 @@ export class Scheduler {
   constructor(options: SchedulerOptions = {}) {
     this.policy = options.policy ?? "kv";
     this.overlapWeight = options.overlapWeight ?? 1;
+    this.evictionWeight = options.evictionWeight ?? DEFAULT_EVICTION_WEIGHT;
+    this.turnover = new CacheTurnover(options.turnoverHorizonBlocks);
     this.temperature = options.temperature ?? 0;
     this.#random = options.random ?? Math.random;
     this.#timeModel = options.timeModel ?? { prior: DEFAULT_PRIOR };
     this.#pooled = new EngineTimeModel(this.#timeModel);
     if (!(this.overlapWeight >= 0)) throw new RangeError(`overlap weight must be >= 0, got ${this.overlapWeight}`);
+    if (!(this.evictionWeight >= 0 && Number.isFinite(this.evictionWeight))) throw new RangeError(`eviction weight must be a number >= 0, got ${this.evictionWeight}`);
     if (!(this.temperature >= 0)) throw new RangeError(`temperature must be >= 0, got ${this.temperature}`);
   }
 
@@ -191,14 +202,17 @@ export class Scheduler {
   decide(prompt: RoutablePrompt, blockSize: number, exclude?: ReadonlySet<number>, stage: Stage = "whole"): Decision | null {
     const engines = exclude && exclude.size > 0 ? this.#available.filter((e) => !exclude.has(e)) : this.#available;
     if (engines.length === 0) return null;
+    const turnover = this.turnover.relative(engines);
     const scored = score(
-      engines.map((engine) => {
+      engines.map((engine, i) => {
         const load = this.active.snapshot(engine);
-        return { engine, overlapBlocks: Math.min(prompt.overlaps[engine] ?? 0, prompt.blocks), load, peer: this.peerLoad(engine), external: this.external(engine, prompt.blocks) };
+        return { engine, overlapBlocks: Math.min(prompt.overlaps[engine] ?? 0, prompt.blocks), load, peer: this.peerLoad(engine), external: this.external(engine, prompt.blocks), turnover: turnover[i]! };
       }),
       {
         policy: this.policy,
         overlapWeight: this.overlapWeight,
+        evictionWeight: this.evictionWeight,
+        fleetMsPerToken: this.#pooled.prefillMsPerToken,
         promptTokens: prompt.promptTokens,
         promptBlocks: prompt.blocks,
         blockSize,
@@ -217,6 +231,8 @@ export class Scheduler {
    */
   book(decision: Decision, prompt: RoutablePrompt, blockSize: number): Booking {
     const newBlocks = decision.stage === "decode" ? 0 : prompt.blocks - decision.overlapBlocks;
+    // A decode engine's cache takes in the blocks it receives as a prefill engine's takes in those it computes.
+    this.turnover.insert(decision.engine, decision.stage === "decode" ? decision.chosen.transferBlocks : newBlocks);
     return this.active.book(decision.engine, prompt.promptTokens, newBlocks, blockSize);
   }
 

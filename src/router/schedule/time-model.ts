@@ -188,7 +188,28 @@ export class EngineTimeModel {
 
   /** The engine time a request's uncached prompt takes to compute (p × U). */
   prefillTime(f: TimeFeatures): number {
-    return (this.#prefillPerTokens() / TOKENS) * f.uncachedTokens;
+    return this.prefillMsPerToken * f.uncachedTokens;
+  }
+
+  /**
+   * What this request's prefill adds to the first tokens of the `queuedRequests` prefills booked ahead of it
+   * (ms). A step's token budget is filled in arrival order, so the step that ends the queue carries the head
+   * of this prompt too, and every request whose prompt ends in that step waits for it: all the queued ones
+   * when the queue fits in one step, else the last of them.
+   */
+  sharedStepDelay(f: TimeFeatures, queuedRequests: number): number {
+    if (queuedRequests <= 0 || f.queuedTokens <= 0) return 0;
+    const perStep = Math.max(1, this.#maxBatchedTokens - Math.min(f.decoding, this.#maxNumSeqs));
+    const last = f.queuedTokens % perStep;
+    // A queue that ends on a full step leaves no room in it: this prompt starts in the next one.
+    if (last === 0) return 0;
+    const shared = Math.min(f.uncachedTokens, perStep - last);
+    return this.prefillMsPerToken * shared * (f.queuedTokens <= perStep ? queuedRequests : 1);
+  }
+
+  /** The fitted time per prompt token computed (p, ms), at least its floor. */
+  get prefillMsPerToken(): number {
+    return this.#prefillPerTokens() / TOKENS;
   }
 
   /** A first token came `ttftMs` after the request was sent, with these features at the time. */

@@ -52,8 +52,10 @@ export interface SimulationOptions {
    * long for every step. The router is not told; its time models find out.
    */
   engineSpeeds?: readonly number[];
-  /** The kv policy's cost weight on blocks to prefill (default 1). */
+  /** The kv-blocks policy's cost weight on blocks to prefill (default 1). */
   overlapWeight?: number;
+  /** The kv policy's weight on what new blocks evict (default: the router's, DEFAULT_EVICTION_WEIGHT). */
+  evictionWeight?: number;
   /** The kv policy's softmax temperature (default 0: cheapest engine). */
   temperature?: number;
   /** Seeds the scheduler's random choices and the engines' outputs (default 0). */
@@ -178,6 +180,7 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
   const scheduler = new Scheduler({
     policy: o.policy,
     overlapWeight: o.overlapWeight ?? 1,
+    ...(o.evictionWeight !== undefined ? { evictionWeight: o.evictionWeight } : {}),
     temperature: o.temperature ?? 0,
     // The router knows the engines' batch limits (they are configuration) but not their speed: every
     // engine's time model starts from the default prior and learns the rest from its requests.
@@ -455,6 +458,7 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
       kvEventDelayMs: delayMs,
       seed,
       overlapWeight: scheduler.overlapWeight,
+      evictionWeight: scheduler.evictionWeight,
       temperature: scheduler.temperature,
       blockSize,
       numBlocks: settings.numBlocks,

@@ -2,7 +2,7 @@
 // and seed, so their figures compare like with like; up to `jobs` of them at once in worker threads. The
 // first policy's run also computes the shared-cache bound, from the prompt hashes it makes anyway.
 import { Worker } from "node:worker_threads";
-import type { PolicyName } from "../../router/schedule/index.js";
+import { DEFAULT_EVICTION_WEIGHT, type PolicyName } from "../../router/schedule/index.js";
 import { distFile } from "../../util/package-root.js";
 import { DEFAULT_APPROX_TTL_MS } from "./run.js";
 import { runPolicyJob, type JobOptions, type JobProgress, type JobResult, type PolicyJob } from "./policy-job.js";
@@ -66,6 +66,7 @@ export async function simulate(spec: TraceSpec, o: SimulateOptions): Promise<Sim
       approx_ttl_sec: (options.kvEvents ?? "events") === "none" ? (options.approxTtlMs ?? DEFAULT_APPROX_TTL_MS) / 1000 : null,
       seed: options.seed ?? 0,
       overlap_weight: options.overlapWeight ?? 1,
+      eviction_weight: options.evictionWeight ?? DEFAULT_EVICTION_WEIGHT,
       temperature: options.temperature ?? 0,
       max_requests: options.maxRequests ?? null,
       block_size: options.engine.blockSize,

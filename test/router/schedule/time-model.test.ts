@@ -2,7 +2,7 @@
 // and makes the kv policy prefer a cached engine exactly when the predicted time says so.
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { DEFAULT_PRIOR, EngineTimeModel, RobustFit, Scheduler, type EngineTiming, type TimeFeatures } from "../../../src/router/schedule/index.js";
+import { DEFAULT_EVICTION_WEIGHT, DEFAULT_PRIOR, EngineTimeModel, RobustFit, Scheduler, type EngineTiming, type TimeFeatures } from "../../../src/router/schedule/index.js";
 
 /** A seeded generator, so the synthetic observations repeat. */
 function lcg(seed: number): () => number {
@@ -132,7 +132,8 @@ describe("the kv policy", () => {
   it("prefers a cached engine exactly when its predicted time is less", () => {
     // Engine 0 holds `overlap` of a 512-block prompt but has `queued` prompt tokens booked ahead; engine 1
     // is idle and holds nothing. Whatever the pair, the choice is the engine with the lower cost, and
-    // the cost is the predicted TTFT plus the engine time of the uncached prefill.
+    // the cost is the predicted TTFT plus the engine time of the uncached prefill, what it adds to the
+    // prefill queued ahead, and what its new blocks evict.
     fc.assert(
       fc.property(fc.integer({ min: 0, max: 512 }), fc.integer({ min: 0, max: 60_000 }), fc.integer({ min: 0, max: 30 }), (overlap, queued, decoding) => {
         const s = new Scheduler({ random: () => 0 });
@@ -143,7 +144,12 @@ describe("the kv policy", () => {
         const prompt = { promptTokens: 512 * 16, blocks: 512, overlaps: [overlap, 0] };
         const d = s.decide(prompt, 16)!;
         const [e0, e1] = d.scored;
-        expect(e0!.cost).toBeCloseTo(e0!.predictedTtftMs + s.predictor(0).prefillTime(e0!.features), 6);
+        const p = s.predictor(0).prefillMsPerToken;
+        const evicted = DEFAULT_EVICTION_WEIGHT * p * e0!.features.uncachedTokens * e0!.turnover;
+        const shared = s.predictor(0).sharedStepDelay(e0!.features, queued > 0 ? 1 : 0);
+        expect(e0!.cost).toBeCloseTo(e0!.predictedTtftMs + s.predictor(0).prefillTime(e0!.features) + shared + evicted, 6);
+        // No block was inserted through the scheduler yet: every engine's turnover is the even share.
+        expect(e0!.turnover).toBe(1);
         expect(d.engine).toBe(e0!.cost <= e1!.cost ? 0 : 1);
         // The cache wins when nothing else is in the way, and loses to a long enough queue.
         if (queued === 0 && decoding === 0 && overlap > 0) expect(d.engine).toBe(0);
@@ -163,6 +169,90 @@ describe("the kv policy", () => {
     // Even with the fast engine somewhat busier, the slow one is worse.
     s.active.book(0, 3000, 188, 16);
     expect(s.decide(prompt, 16)!.engine).toBe(0);
+  });
+});
+
+describe("what a prompt adds to the prefills queued ahead of it", () => {
+  const idle = { queuedTokens: 0, uncachedTokens: 2000, decoding: 0, decodeBlocks: 0, requests: 0 };
+  const model = new EngineTimeModel({ prior: DEFAULT_PRIOR });
+  const p = DEFAULT_PRIOR.prefillMsPerToken;
+
+  it("is nothing on an engine with no prefill queued", () => {
+    expect(model.sharedStepDelay(idle, 0)).toBe(0);
+  });
+
+  it("is its prompt's time for each queued request when the queue and the prompt share one step", () => {
+    // Two requests of 1,500 tokens queued, 4 decoding: 8,188 tokens a step, room for all 2,000.
+    const f = { ...idle, queuedTokens: 3000, decoding: 4, requests: 6 };
+    expect(model.sharedStepDelay(f, 2)).toBeCloseTo(p * 2000 * 2, 9);
+  });
+
+  it("is the time of the part that fits beside the queue's last step, for the last queued request", () => {
+    // 20,000 tokens queued: the last step holds 20,000 - 2 × 8,192 = 3,616 of them and 4,576 of this prompt.
+    const f = { ...idle, queuedTokens: 20_000, uncachedTokens: 6000, requests: 3 };
+    expect(model.sharedStepDelay(f, 3)).toBeCloseTo(p * (8192 - 3616), 9);
+    // A queue that ends on a full step leaves no room: this prompt starts in the next step.
+    expect(model.sharedStepDelay({ ...f, queuedTokens: 16_384 }, 3)).toBe(0);
+  });
+});
+
+describe("cache turnover in the kv cost", () => {
+  const fresh = { promptTokens: 8000, blocks: 500, overlaps: [0, 0] };
+
+  /** Decides and books `n` fresh prompts one after another, each done before the next: no queue forms. */
+  function route(s: Scheduler, n: number): number[] {
+    const counts = [0, 0];
+    for (let i = 0; i < n; i++) {
+      const d = s.decide(fresh, 16)!;
+      counts[d.engine]!++;
+      s.book(d, fresh, 16).release();
+    }
+    return counts;
+  }
+
+  it("sends a prompt no engine holds to the engine that took fewer new blocks lately", () => {
+    const s = new Scheduler({ random: () => 0 });
+    s.setAvailable(0, true);
+    s.setAvailable(1, true);
+    // Engine 0 took three fresh prompts (its turnover 2, engine 1's 0); both are otherwise equal and idle.
+    for (let i = 0; i < 3; i++) s.book(s.decide(fresh, 16, new Set([1]))!, fresh, 16).release();
+    const d = s.decide(fresh, 16)!;
+    expect(d.scored.map((c) => c.turnover)).toEqual([2, 0]);
+    expect(d.engine).toBe(1);
+    // Without the eviction term the engines tie, and the tie-break (random() = 0) takes the first.
+    const timeOnly = new Scheduler({ random: () => 0, evictionWeight: 0 });
+    timeOnly.setAvailable(0, true);
+    timeOnly.setAvailable(1, true);
+    for (let i = 0; i < 3; i++) timeOnly.book(timeOnly.decide(fresh, 16, new Set([1]))!, fresh, 16).release();
+    expect(timeOnly.decide(fresh, 16)!.engine).toBe(0);
+  });
+
+  it("keeps a slower engine's cache in use: it gets some of the prompts no engine holds, fewer than the fast one", () => {
+    const fleet = (evictionWeight?: number) => {
+      const s = new Scheduler({ random: () => 0, ...(evictionWeight !== undefined ? { evictionWeight } : {}) });
+      s.setAvailable(0, true);
+      s.setAvailable(1, true);
+      train(s.model(0), DEFAULT_PRIOR, 200, 6);
+      train(s.model(1), SLOW, 200, 5);
+      return s;
+    };
+    // Time alone sends every prompt to the fast engine, and the slow engine's cache never turns over.
+    expect(route(fleet(0), 200)).toEqual([200, 0]);
+    const [fast, slow] = route(fleet(), 200);
+    expect(slow).toBeGreaterThan(20);
+    expect(fast).toBeGreaterThan(slow!);
+  });
+
+  it("counts the blocks a decode engine receives as its new blocks, and adds no eviction cost to a decode stage", () => {
+    const s = new Scheduler({ random: () => 0 });
+    s.setAvailable(0, true);
+    const prompt = { promptTokens: 8000, blocks: 500, overlaps: [100] };
+    const d = s.decide(prompt, 16, undefined, "decode")!;
+    expect(d.chosen.transferBlocks).toBe(400);
+    // Its first token after the transfer, and the one prompt token it computes: nothing for evictions.
+    expect(d.chosen.cost).toBeCloseTo(d.chosen.predictedTtftMs + s.predictor(0).prefillTime(d.chosen.features), 9);
+    s.book(d, prompt, 16).release();
+    expect(s.turnover.count(0)).toBe(400);
   });
 });
 
