@@ -18,7 +18,8 @@
 // faster, it keeps their speed from churning their caches while the slower engines' caches sit still, so
 // the fleet keeps what one cache of its size would. The weight was measured, not derived (README, "Routing
 // policies compared"): at 4 the hit ratio is above 90% of the fleet bound on the Mooncake trace at 1× and
-// 2× its rate, on equal and on mixed-speed fleets; on the mixed fleet it costs some mean TTFT.
+// 2× its rate, on equal engines and with half of them at half speed, where it costs some mean TTFT. With
+// engines at a quarter speed it is not enough to bring their caches into use.
 // The cheapest engine wins.
 // kv-blocks: cost = overlap_weight × prefill_blocks + decode_blocks, where prefill_blocks are the prompt
 // blocks the engine does not hold plus the prefill already booked on it, and decode_blocks the blocks of
@@ -123,8 +124,7 @@ export function score(candidates: Candidate[], ctx: ScoreContext): Scored[] {
       if (!decode) {
         const queuedRequests = c.load.requests - c.load.decodeRequests + p.requests - p.decodeRequests + x.requests - x.running;
         cost += model.sharedStepDelay(features, queuedRequests) + ctx.evictionWeight * ctx.fleetMsPerToken * features.uncachedTokens * turnover;
-      }
-      else cost += (Math.min(ctx.outputTokens ?? 1, DECODE_HORIZON) - 1) * model.stepTime(features.decoding + 1, features.decodeBlocks + allBlocks);
+      } else cost += (Math.min(ctx.outputTokens ?? 1, DECODE_HORIZON) - 1) * model.stepTime(features.decoding + 1, features.decodeBlocks + allBlocks);
     } else if (ctx.policy === "kv-blocks") cost = ctx.overlapWeight * (newBlocks + prefillBlocks) + decodeBlocks;
     // Spelled out: V8 (Node 20) builds `{ ...c, more }` on a slow path, some microseconds per object.
     return { engine: c.engine, overlapBlocks: c.overlapBlocks, load: c.load, peer: c.peer, external: c.external, activeBlocks: prefillBlocks + decodeBlocks, cost, predictedTtftMs, features, transferBlocks, turnover };
