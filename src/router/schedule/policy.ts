@@ -61,8 +61,8 @@ export interface Candidate {
   peer: EngineLoad;
   /** Work on the engine the router did not book. */
   external: ExternalLoad;
-  /** How fast the engine's cache turns over against the other candidates' (cache-turnover.ts; default 1). */
-  turnover?: number;
+  /** The engine's cache turnover against the other candidates' (cache-turnover.ts; 1: an even share). */
+  turnover: number;
 }
 
 export interface Scored extends Candidate {
@@ -75,8 +75,6 @@ export interface Scored extends Candidate {
   features: TimeFeatures;
   /** Decode stage: the KV blocks the engine must receive from the prefill engine (0 otherwise). */
   transferBlocks: number;
-  /** The engine's cache turnover relative to the other candidates' (1: an even share of new blocks). */
-  turnover: number;
 }
 
 export interface ScoreContext {
@@ -117,17 +115,16 @@ export function score(candidates: Candidate[], ctx: ScoreContext): Scored[] {
     const prefillBlocks = c.load.prefillBlocks + p.prefillBlocks + x.prefillBlocks;
     const decodeBlocks = c.load.decodeBlocks + p.decodeBlocks + x.decodeBlocks;
     const newBlocks = decode ? transferBlocks : ctx.promptBlocks - c.overlapBlocks;
-    const turnover = c.turnover ?? 1;
     let cost = 0;
     if (ctx.policy === "kv") {
       cost = predictedTtftMs + model.prefillTime(features);
       if (!decode) {
         const queuedRequests = c.load.requests - c.load.decodeRequests + p.requests - p.decodeRequests + x.requests - x.running;
-        cost += model.sharedStepDelay(features, queuedRequests) + ctx.evictionWeight * ctx.fleetMsPerToken * features.uncachedTokens * turnover;
+        cost += model.sharedStepDelay(features, queuedRequests) + ctx.evictionWeight * ctx.fleetMsPerToken * features.uncachedTokens * c.turnover;
       } else cost += (Math.min(ctx.outputTokens ?? 1, DECODE_HORIZON) - 1) * model.stepTime(features.decoding + 1, features.decodeBlocks + allBlocks);
     } else if (ctx.policy === "kv-blocks") cost = ctx.overlapWeight * (newBlocks + prefillBlocks) + decodeBlocks;
     // Spelled out: V8 (Node 20) builds `{ ...c, more }` on a slow path, some microseconds per object.
-    return { engine: c.engine, overlapBlocks: c.overlapBlocks, load: c.load, peer: c.peer, external: c.external, activeBlocks: prefillBlocks + decodeBlocks, cost, predictedTtftMs, features, transferBlocks, turnover };
+    return { engine: c.engine, overlapBlocks: c.overlapBlocks, load: c.load, peer: c.peer, external: c.external, activeBlocks: prefillBlocks + decodeBlocks, cost, predictedTtftMs, features, transferBlocks, turnover: c.turnover };
   });
 }
 

@@ -157,7 +157,7 @@ export class EngineTimeModel {
 
   /** Steps until a request's prefill completes: its tokens and those ahead, at C − D tokens a step. */
   steps(f: TimeFeatures): number {
-    const perStep = Math.max(1, this.#maxBatchedTokens - Math.min(f.decoding, this.#maxNumSeqs));
+    const perStep = this.#promptTokensPerStep(f.decoding);
     return Math.max(1, Math.ceil((f.queuedTokens + f.uncachedTokens) / perStep));
   }
 
@@ -199,7 +199,7 @@ export class EngineTimeModel {
    */
   sharedStepDelay(f: TimeFeatures, queuedRequests: number): number {
     if (queuedRequests <= 0 || f.queuedTokens <= 0) return 0;
-    const perStep = Math.max(1, this.#maxBatchedTokens - Math.min(f.decoding, this.#maxNumSeqs));
+    const perStep = this.#promptTokensPerStep(f.decoding);
     const last = f.queuedTokens % perStep;
     // A queue that ends on a full step leaves no room in it: this prompt starts in the next one.
     if (last === 0) return 0;
@@ -224,6 +224,11 @@ export class EngineTimeModel {
     const error = Math.log(gapMs / this.stepTime(decoding, decodeBlocks));
     this.#logStepFactor += STEP_RATE * Math.max(-STEP_CLIP, Math.min(STEP_CLIP, error));
     this.#gaps++;
+  }
+
+  /** Prompt tokens a step has room for beside D decoding sequences: C − D, at least 1. */
+  #promptTokensPerStep(decoding: number): number {
+    return Math.max(1, this.#maxBatchedTokens - Math.min(decoding, this.#maxNumSeqs));
   }
 
   #priorStep(decoding: number, decodeBlocks: number): number {
