@@ -3,12 +3,15 @@
 // a reverse proxy costs; skipped with a note when nginx is not installed). Every server runs in its own
 // process. The router runs as `kvroute serve` with four zero-delay simulated engines (in a worker thread of
 // the router's process), twice: in front of msgpack engines (kvroute's engine protocol) and in front of HTTP
-// engines (`--sim-http`: vLLM's OpenAI API).
+// engines (`--sim-http`: vLLM's OpenAI API). A third router runs in front of null engines (null-engine.ts,
+// a process of their own that answers every request at once): what the router costs with no engine work
+// on the two cores, as the nginx row is a proxy in front of the bare server.
 //
 // Rows: token ids (256 ids, max_tokens 1), chat with a repeated 900-word system prompt, chat with prompts
 // never seen before, streaming, the same over HTTP engines, and the latency at half the router's peak for
-// the token-id and the chat rows, held by autocannon (in bursts) and evenly paced (steady.ts). Ratios are
-// to the nginx row of the same run.
+// the token-id and the chat rows, held by autocannon (in bursts) and evenly paced (steady.ts); token ids in
+// front of the null engines, at their peak and evenly paced at half of it. Ratios are to the nginx row of
+// the same run.
 //
 // Knobs: BENCH_SECONDS (per row, default 10), BENCH_WARMUP_SECONDS (per load, default min(2, seconds)),
 // BENCH_CONNECTIONS (default 32).
@@ -44,12 +47,19 @@ function start(args: string[], stream: "stdout" | "stderr", ready: (line: string
 
 // Request logs off (--log-level warn): a log line per request is not what this measures. The URL comes from
 // the plain-text welcome on stderr.
-const ROUTER_ARGS = ["serve", "--port", "0", "--sim", "4", "--sim-speedup", "0", "--log-level", "warn", "--workers", "1"];
+const ROUTER_ARGS = ["serve", "--port", "0", "--log-level", "warn", "--workers", "1"];
+const SIM_ARGS = ["--sim", "4", "--sim-speedup", "0"];
 const startRouter = (extra: string[]) =>
   start([distFile("src/cli/main.js"), ...ROUTER_ARGS, ...extra], "stderr", (line) => /^kvroute is serving .* at (http:\S+)$/.exec(line)?.[1] ?? null);
 
 const bare = await start([distFile("bench/serve/bare-uws.js")], "stdout", (line) => (/^\d+$/.test(line) ? line : null));
-const [router, httpRouter] = await Promise.all([startRouter([]), startRouter(["--sim-http"])]);
+const nullEngines = await start([distFile("bench/serve/null-engine.js")], "stdout", (line) => (line.startsWith("tcp://") ? line : null));
+// The null engines publish no KV events: that router routes them in approximate mode (kv=none).
+const [router, httpRouter, nullRouter] = await Promise.all([
+  startRouter(SIM_ARGS),
+  startRouter([...SIM_ARGS, "--sim-http"]),
+  startRouter(nullEngines.value.split(",").flatMap((url) => ["--engine", `${url},kv=none`])),
+]);
 const nginxBin = findNginx();
 let nginx: Nginx | null = null;
 
@@ -60,6 +70,7 @@ try {
   const completions = `${router.value}/v1/completions`;
   const chat = `${router.value}/v1/chat/completions`;
   const httpCompletions = `${httpRouter.value}/v1/completions`;
+  const nullCompletions = `${nullRouter.value}/v1/completions`;
   const ids = idsBody();
   const streamed = idsBody({ stream: true });
   const repeated = chatBody(false);
@@ -79,7 +90,7 @@ try {
   // Warm up every server and load (JIT, connection pools, the engines' and tokenizer's caches).
   await run(bareUrl, ids, WARMUP);
   if (nginxUrl) await run(nginxUrl, ids, WARMUP);
-  for (const [url, body] of [[completions, ids], [chat, repeated], [chat, unique], [completions, streamed], [httpCompletions, ids], [httpCompletions, streamed]] as const) {
+  for (const [url, body] of [[completions, ids], [chat, repeated], [chat, unique], [completions, streamed], [httpCompletions, ids], [httpCompletions, streamed], [nullCompletions, ids]] as const) {
     await run(url, body, WARMUP);
   }
 
@@ -91,12 +102,15 @@ try {
   const b = await run(completions, streamed, SECONDS);
   const aHttp = await run(httpCompletions, ids, SECONDS);
   const bHttp = await run(httpCompletions, streamed, SECONDS);
+  const aNull = await run(nullCompletions, ids, SECONDS);
   const aRate = Math.max(1, Math.round(a.rps / 2));
   const cRate = Math.max(1, Math.round(c.rps / 2));
   const aHalf = await cannon(completions, ids, SECONDS, CONNECTIONS, aRate);
   const aSteady = await steady(completions, ids, SECONDS, CONNECTIONS, aRate);
   const cHalf = await cannon(chat, repeated, SECONDS, CONNECTIONS, cRate);
   const cSteady = await steady(chat, repeated, SECONDS, CONNECTIONS, cRate);
+  const nullRate = Math.max(1, Math.round(aNull.rps / 2));
+  const nullSteady = await steady(nullCompletions, ids, SECONDS, CONNECTIONS, nullRate);
 
   const row = (name: string, l: Load, vs?: Load) => [
     name,
@@ -109,7 +123,7 @@ try {
   ];
   printTable(
     "requests per second and latency (ms)",
-    ["load", "req/s", "p50", "p99", "of nginx", "vs msgpack", "errors"],
+    ["load", "req/s", "p50", "p99", "of nginx", "vs (a)/(b)", "errors"],
     [
       row("bare uWebSockets.js, fixed body", ceiling),
       ...(proxied ? [row("nginx, 1 worker, proxying to the bare server", proxied)] : []),
@@ -123,6 +137,8 @@ try {
       row(`(a) at half its peak (${aRate} req/s), evenly paced`, aSteady),
       row(`(c) at half its peak (${cRate} req/s), autocannon: bursts`, cHalf),
       row(`(c) at half its peak (${cRate} req/s), evenly paced`, cSteady),
+      row("(a) in front of null engines", aNull, a),
+      row(`(a) in front of null engines at half that peak (${nullRate} req/s), evenly paced`, nullSteady),
     ],
   );
 } finally {
@@ -130,6 +146,8 @@ try {
   bare.child.kill();
   router.child.kill();
   httpRouter.child.kill();
+  nullRouter.child.kill();
+  nullEngines.child.kill();
 }
 
 /** The prompt length the router reports for a body (usage.prompt_tokens). */
