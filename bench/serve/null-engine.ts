@@ -1,8 +1,8 @@
 // A floor for bench:serve's router rows, as the bare server is for nginx's: engines that speak kvroute's
 // engine protocol and answer every generate at once with one token, with no engine core, no KV events and
 // no step loop behind them. Four of them listen in this one process; it prints their URLs on one line,
-// comma-separated.
-// Each event-loop turn's answers leave together, one write per connection, as the simulator's do.
+// comma-separated. Each event-loop turn's answers leave together, one write per connection, as the
+// simulator's do.
 import { createServer, type Socket } from "node:net";
 import { DEFAULT_MAX_FRAME_BYTES, EngineSideConnection, PROTOCOL_VERSION, type EngineOutput, type EngineSide } from "../../src/engine-protocol/index.js";
 import { MODEL } from "./loads.js";
