@@ -1,0 +1,123 @@
+// npm run bench:serve-ab -- DIR [DIR…] [--rounds N] [--seconds S]: this checkout's router against other
+// built checkouts of kvroute (another commit, say), token-id requests at peak as in bench:serve's row (a),
+// in alternating rounds: on a shared machine a row moves between runs by more than most changes do, so a
+// change is judged by rounds run side by side, not by two runs of bench:serve.
+//
+// Each round starts every checkout's `kvroute serve --sim 4 --sim-speedup 0 --workers 1` in turn, warms it
+// up, and holds wrk (autocannon where wrk is absent) on it for S seconds. Per round and checkout it prints
+// req/s, p50, p99, and the router's main-thread CPU per request and busy share (from /proc, Linux only);
+// then the medians.
+import { spawn } from "node:child_process";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { createInterface } from "node:readline";
+import { parseArgs } from "node:util";
+import { packageRoot } from "../src/util/package-root.js";
+import { fixed, machineLine, printTable } from "./lib/report.js";
+import { peak, type Load } from "./serve/drivers.js";
+import { idsBody } from "./serve/loads.js";
+
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: { rounds: { type: "string", default: "5" }, seconds: { type: "string", default: "6" } },
+});
+const rounds = Number(values.rounds);
+const seconds = Number(values.seconds);
+const usage = (message: string): never => {
+  console.error(`bench:serve-ab: ${message}`);
+  process.exit(2);
+};
+if (!(Number.isInteger(rounds) && rounds > 0)) usage(`--rounds must be a whole number above 0, got ${values.rounds}`);
+if (!(seconds > 0)) usage(`--seconds must be a number above 0, got ${values.seconds}`);
+if (positionals.length === 0) usage("give at least one other built checkout of kvroute to compare with, e.g. npm run bench:serve-ab -- ../kvroute-main");
+const roots = [packageRoot(), ...positionals.map((p) => resolve(p))];
+for (const root of roots) {
+  if (!existsSync(`${root}/dist/src/cli/main.js`)) usage(`${root} has no dist/src/cli/main.js: run npm install (or npm run build) there first`);
+}
+
+/** CPU ticks (1/100 s) of a process's main thread and of all its threads, from /proc; null off Linux. */
+function ticks(pid: number): { main: number; all: number } | null {
+  const dir = `/proc/${pid}/task`;
+  if (!existsSync(dir)) return null;
+  let main = 0;
+  let all = 0;
+  for (const tid of readdirSync(dir)) {
+    // Fields after the command name's closing parenthesis: utime and stime are the 12th and 13th.
+    const fields = readFileSync(`${dir}/${tid}/stat`, "utf8").split(") ")[1]!.split(" ");
+    const used = Number(fields[11]) + Number(fields[12]);
+    all += used;
+    if (Number(tid) === pid) main = used;
+  }
+  return { main, all };
+}
+
+async function startRouter(root: string) {
+  const child = spawn(process.execPath, [`${root}/dist/src/cli/main.js`, "serve", "--port", "0", "--sim", "4", "--sim-speedup", "0", "--log-level", "warn", "--workers", "1"], {
+    cwd: root,
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  const url = await new Promise<string>((resolveUrl, reject) => {
+    const lines = createInterface({ input: child.stderr! });
+    lines.on("line", (line) => {
+      const m = /^kvroute is serving .* at (http:\S+)$/.exec(line);
+      if (m) {
+        lines.close();
+        child.stderr!.resume();
+        resolveUrl(m[1]!);
+      }
+    });
+    child.once("exit", (code) => reject(new Error(`the router of ${root} exited with ${code} before it was ready`)));
+  });
+  return { child, url: `${url}/v1/completions` };
+}
+
+interface Sample {
+  load: Load;
+  /** Main-thread CPU per request (µs) and its busy share (%); null off Linux. */
+  mainUs: number | null;
+  busy: number | null;
+}
+
+console.log(`bench:serve-ab  ${rounds} rounds of ${seconds} s, 32 connections, 256 token ids, max_tokens 1; ${machineLine()}`);
+const samples = new Map<string, Sample[]>(roots.map((r) => [r, []]));
+const rows: string[][] = [];
+for (let round = 1; round <= rounds; round++) {
+  for (const root of roots) {
+    const { child, url } = await startRouter(root);
+    try {
+      await peak(url, idsBody(), Math.min(2, seconds), 32);
+      const before = ticks(child.pid!);
+      const load = await peak(url, idsBody(), seconds, 32);
+      const after = ticks(child.pid!);
+      const used = before && after ? (after.main - before.main) * 10 : null; // ms of main-thread CPU
+      const sample: Sample = { load, mainUs: used === null ? null : (used * 1000) / (load.rps * seconds), busy: used === null ? null : used / (10 * seconds) };
+      samples.get(root)!.push(sample);
+      rows.push([String(round), root, fixed(load.rps, 0), fixed(load.p50, 2), fixed(load.p99, 2), sample.mainUs === null ? "" : fixed(sample.mainUs, 1), sample.busy === null ? "" : `${fixed(sample.busy, 0)}%`]);
+    } finally {
+      child.kill();
+      await new Promise((r) => child.once("exit", r));
+    }
+  }
+}
+const header = ["round", "checkout", "req/s", "p50", "p99", "main µs/req", "main busy"];
+printTable("each round", header, rows);
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+printTable(
+  "medians",
+  header.slice(1),
+  roots.map((root) => {
+    const s = samples.get(root)!;
+    const cpu = s.filter((x) => x.mainUs !== null);
+    return [
+      root,
+      fixed(median(s.map((x) => x.load.rps)), 0),
+      fixed(median(s.map((x) => x.load.p50)), 2),
+      fixed(median(s.map((x) => x.load.p99)), 2),
+      cpu.length ? fixed(median(cpu.map((x) => x.mainUs!)), 1) : "",
+      cpu.length ? `${fixed(median(cpu.map((x) => x.busy!)), 0)}%` : "",
+    ];
+  }),
+);
