@@ -1,6 +1,6 @@
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { expect, it } from "vitest";
-import { distFile } from "../../src/util/package-root.js";
+import { distFile, packageRoot } from "../../src/util/package-root.js";
 
 // The router's benchmarks are run by hand (npm run bench:serve, npm run bench:pool); these only check
 // that they run end to end and print every row, with tiny budgets. No duration is asserted.
@@ -19,6 +19,8 @@ it("bench:serve prints the yardsticks and every router row, without errors", () 
     "(b) over HTTP engines",
     "(a) at half its peak",
     "(c) at half its peak",
+    "(a) in front of null engines",
+    "(a) in front of null engines at half that peak",
   ];
   // nginx is a Debian extra: its row is there when it is installed, and a note says why when it is not.
   if (/nginx is not installed/.test(out)) console.log("nginx is not installed (Debian: nginx-light): the bench's nginx row was skipped");
@@ -31,6 +33,18 @@ it("bench:serve prints the yardsticks and every router row, without errors", () 
   expect(tokens).toBeGreaterThan(900);
   expect(tokens).toBeLessThan(960);
 }, 180_000);
+
+it("bench:serve-ab compares checkouts in alternating rounds, and refuses a folder that is not a built one", () => {
+  // This checkout against itself: one round each, then the medians.
+  const root = packageRoot();
+  const out = execFileSync(process.execPath, [distFile("bench/serve-ab.js"), root, "--rounds", "1", "--seconds", "1"], { encoding: "utf8" });
+  const escaped = root.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  expect(out.match(new RegExp(`^1\\s+${escaped}\\s+[\\d,]+\\s`, "gm"))).toHaveLength(2);
+  expect(out).toMatch(/^medians$/m);
+  const refused = spawnSync(process.execPath, [distFile("bench/serve-ab.js"), "/nonexistent-checkout"], { encoding: "utf8" });
+  expect(refused.status).toBe(2);
+  expect(refused.stderr).toContain("/nonexistent-checkout has no dist/src/cli/main.js");
+}, 120_000);
 
 it("bench:pool prints a row per prompt length and where the line falls", () => {
   const out = execFileSync(process.execPath, [distFile("bench/pool.js")], { env: { ...process.env, BENCH_TIME_MS: "20" }, encoding: "utf8" });
