@@ -3,17 +3,16 @@
 // in alternating rounds: on a shared machine a row moves between runs by more than most changes do, so a
 // change is judged by rounds run side by side, not by two runs of bench:serve.
 //
-// Each round starts every checkout's `kvroute serve --sim 4 --sim-speedup 0 --workers 1` in turn, warms it
-// up, and holds wrk (autocannon where wrk is absent) on it for S seconds. Per round and checkout it prints
-// req/s, p50, p99, and the router's main-thread CPU per request and busy share (from /proc, Linux only);
-// then the medians.
-import { spawn } from "node:child_process";
+// Each round starts every checkout's `kvroute serve --sim 4 --sim-speedup 0 --workers 1` in turn (as the
+// soak and big-prompt benchmarks start theirs, bench/lib/router-load.ts), warms it up, and holds wrk
+// (autocannon where wrk is absent) on it for S seconds. Per round and checkout it prints req/s, p50, p99,
+// and the router's main-thread CPU per request and busy share (from /proc, Linux only); then the medians.
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
-import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import { packageRoot } from "../src/util/package-root.js";
 import { fixed, machineLine, printTable } from "./lib/report.js";
+import { startRouter } from "./lib/router-load.js";
 import { peak, type Load } from "./serve/drivers.js";
 import { idsBody } from "./serve/loads.js";
 
@@ -51,26 +50,6 @@ function ticks(pid: number): { main: number; all: number } | null {
   return { main, all };
 }
 
-async function startRouter(root: string) {
-  const child = spawn(process.execPath, [`${root}/dist/src/cli/main.js`, "serve", "--port", "0", "--sim", "4", "--sim-speedup", "0", "--log-level", "warn", "--workers", "1"], {
-    cwd: root,
-    stdio: ["ignore", "ignore", "pipe"],
-  });
-  const url = await new Promise<string>((resolveUrl, reject) => {
-    const lines = createInterface({ input: child.stderr! });
-    lines.on("line", (line) => {
-      const m = /^kvroute is serving .* at (http:\S+)$/.exec(line);
-      if (m) {
-        lines.close();
-        child.stderr!.resume();
-        resolveUrl(m[1]!);
-      }
-    });
-    child.once("exit", (code) => reject(new Error(`the router of ${root} exited with ${code} before it was ready`)));
-  });
-  return { child, url: `${url}/v1/completions` };
-}
-
 interface Sample {
   load: Load;
   /** Main-thread CPU per request (µs) and its busy share (%); null off Linux. */
@@ -83,19 +62,19 @@ const samples = new Map<string, Sample[]>(roots.map((r) => [r, []]));
 const rows: string[][] = [];
 for (let round = 1; round <= rounds; round++) {
   for (const root of roots) {
-    const { child, url } = await startRouter(root);
+    const router = await startRouter(["--sim", "4", "--sim-speedup", "0", "--log-level", "warn", "--workers", "1"], {}, root);
+    const url = `${router.url}/v1/completions`;
     try {
       await peak(url, idsBody(), Math.min(2, seconds), 32);
-      const before = ticks(child.pid!);
+      const before = ticks(router.child.pid!);
       const load = await peak(url, idsBody(), seconds, 32);
-      const after = ticks(child.pid!);
+      const after = ticks(router.child.pid!);
       const used = before && after ? (after.main - before.main) * 10 : null; // ms of main-thread CPU
       const sample: Sample = { load, mainUs: used === null ? null : (used * 1000) / (load.rps * seconds), busy: used === null ? null : used / (10 * seconds) };
       samples.get(root)!.push(sample);
       rows.push([String(round), root, fixed(load.rps, 0), fixed(load.p50, 2), fixed(load.p99, 2), sample.mainUs === null ? "" : fixed(sample.mainUs, 1), sample.busy === null ? "" : `${fixed(sample.busy, 0)}%`]);
     } finally {
-      child.kill();
-      await new Promise((r) => child.once("exit", r));
+      await router.stop();
     }
   }
 }

@@ -4,7 +4,8 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { request } from "node:http";
-import { distFile } from "../../src/util/package-root.js";
+import { join } from "node:path";
+import { packageRoot } from "../../src/util/package-root.js";
 
 export const MODEL = "Qwen/Qwen3-0.6B";
 
@@ -27,9 +28,14 @@ export const FIXED_MMAP_THRESHOLD: NodeJS.ProcessEnv = { MALLOC_MMAP_THRESHOLD_:
 /**
  * `kvroute serve --port 0 ...args` as a child process, with `env` added to this process's environment, once
  * it listens: the welcome it prints on stderr, whatever the log level, says where. Its stdout (the JSON log) is drained and dropped.
+ * `root` is the built checkout of kvroute to run (default: this one).
  */
-export async function startRouter(args: string[], env: NodeJS.ProcessEnv = FIXED_MMAP_THRESHOLD): Promise<RouterProcess> {
-  const child = spawn(process.execPath, [distFile("src/cli/main.js"), "serve", "--port", "0", ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
+export async function startRouter(args: string[], env: NodeJS.ProcessEnv = FIXED_MMAP_THRESHOLD, root = packageRoot()): Promise<RouterProcess> {
+  const child = spawn(process.execPath, [join(root, "dist", "src", "cli", "main.js"), "serve", "--port", "0", ...args], {
+    cwd: root,
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, ...env },
+  });
   child.stdout!.resume();
   let stderr = "";
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
