@@ -1,7 +1,9 @@
-// npm run bench:serve-ab -- DIR [DIR…] [--rounds N] [--seconds S]: this checkout's router against other
-// built checkouts of kvroute (another commit, say), token-id requests at peak as in bench:serve's row (a),
-// in alternating rounds: on a shared machine a row moves between runs by more than most changes do, so a
-// change is judged by rounds run side by side, not by two runs of bench:serve.
+// npm run bench:serve-ab -- [DIR…] [--rounds N] [--seconds S] [--rate R]: this checkout's router against
+// other built checkouts of kvroute (another commit, say), token-id requests as in bench:serve's row (a), in
+// alternating rounds: on a shared machine a row moves between runs by more than most changes do, so a
+// change is judged by rounds run side by side, not by two runs of bench:serve. Without --rate the load is
+// the peak (wrk); with it, R requests a second evenly paced (steady.ts), for the latency at a given rate.
+// With no DIR it runs rounds of this checkout alone.
 //
 // Each round starts every checkout's `kvroute serve --sim 4 --sim-speedup 0 --workers 1` in turn (as the
 // soak and big-prompt benchmarks start theirs, bench/lib/router-load.ts), warms it up, and holds wrk
@@ -15,10 +17,11 @@ import { fixed, machineLine, printTable } from "./lib/report.js";
 import { startRouter } from "./lib/router-load.js";
 import { peak, type Load } from "./serve/drivers.js";
 import { idsBody } from "./serve/loads.js";
+import { steady } from "./serve/steady.js";
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { rounds: { type: "string", default: "5" }, seconds: { type: "string", default: "6" } },
+  options: { rounds: { type: "string", default: "5" }, seconds: { type: "string", default: "6" }, rate: { type: "string" } },
 });
 const rounds = Number(values.rounds);
 const seconds = Number(values.seconds);
@@ -28,7 +31,8 @@ const usage = (message: string): never => {
 };
 if (!(Number.isInteger(rounds) && rounds > 0)) usage(`--rounds must be a whole number above 0, got ${values.rounds}`);
 if (!(seconds > 0)) usage(`--seconds must be a number above 0, got ${values.seconds}`);
-if (positionals.length === 0) usage("give at least one other built checkout of kvroute to compare with, e.g. npm run bench:serve-ab -- ../kvroute-main");
+const rate = values.rate === undefined ? null : Number(values.rate);
+if (rate !== null && !(rate > 0)) usage(`--rate must be a number of requests a second above 0, got ${values.rate}`);
 const roots = [packageRoot(), ...positionals.map((p) => resolve(p))];
 for (const root of roots) {
   if (!existsSync(`${root}/dist/src/cli/main.js`)) usage(`${root} has no dist/src/cli/main.js: run npm install (or npm run build) there first`);
@@ -57,7 +61,8 @@ interface Sample {
   busy: number | null;
 }
 
-console.log(`bench:serve-ab  ${rounds} rounds of ${seconds} s, 32 connections, 256 token ids, max_tokens 1; ${machineLine()}`);
+const loadName = rate === null ? "peak" : `${rate} req/s evenly paced`;
+console.log(`bench:serve-ab  ${rounds} rounds of ${seconds} s at ${loadName}, 32 connections, 256 token ids, max_tokens 1; ${machineLine()}`);
 const samples = new Map<string, Sample[]>(roots.map((r) => [r, []]));
 const rows: string[][] = [];
 for (let round = 1; round <= rounds; round++) {
@@ -67,7 +72,7 @@ for (let round = 1; round <= rounds; round++) {
     try {
       await peak(url, idsBody(), Math.min(2, seconds), 32);
       const before = ticks(router.child.pid!);
-      const load = await peak(url, idsBody(), seconds, 32);
+      const load = rate === null ? await peak(url, idsBody(), seconds, 32) : await steady(url, idsBody(), seconds, 32, rate);
       const after = ticks(router.child.pid!);
       const used = before && after ? (after.main - before.main) * 10 : null; // ms of main-thread CPU
       const sample: Sample = { load, mainUs: used === null ? null : (used * 1000) / (load.rps * seconds), busy: used === null ? null : used / (10 * seconds) };

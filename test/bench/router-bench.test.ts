@@ -34,7 +34,7 @@ it("bench:serve prints the yardsticks and every router row, without errors", () 
   expect(tokens).toBeLessThan(960);
 }, 180_000);
 
-it("bench:serve-ab compares checkouts in alternating rounds, and refuses a folder that is not a built one", () => {
+it("bench:serve-ab compares checkouts in alternating rounds, and refuses a folder that is not a built one or a bad rate", () => {
   // This checkout against itself: one round each, then the medians.
   const root = packageRoot();
   const out = execFileSync(process.execPath, [distFile("bench/serve-ab.js"), root, "--rounds", "1", "--seconds", "1"], { encoding: "utf8" });
@@ -44,6 +44,9 @@ it("bench:serve-ab compares checkouts in alternating rounds, and refuses a folde
   const refused = spawnSync(process.execPath, [distFile("bench/serve-ab.js"), "/nonexistent-checkout"], { encoding: "utf8" });
   expect(refused.status).toBe(2);
   expect(refused.stderr).toContain("/nonexistent-checkout has no dist/src/cli/main.js");
+  const badRate = spawnSync(process.execPath, [distFile("bench/serve-ab.js"), "--rate", "0"], { encoding: "utf8" });
+  expect(badRate.status).toBe(2);
+  expect(badRate.stderr).toContain("--rate must be a number of requests a second above 0, got 0");
 }, 120_000);
 
 it("bench:pool prints a row per prompt length and where the line falls", () => {
