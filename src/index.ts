@@ -5,6 +5,7 @@
 // what a program driving its own engines (or a simulation) builds on.
 export { startRouter, type RouterOptions, type RunningRouter } from "./router/serve.js";
 export { Router, type RouterParts } from "./router/router.js";
+export { LeanAbortSignal, type AbortSignalLike } from "./util/abort.js";
 export { RouterError, type Backend, type CachedTokensSource, type GenerateInput, type GenerationEvent, type Prompt, type RouterErrorKind, type Sampling, type Usage } from "./router/types.js";
 export {
   ActiveLoad,

@@ -11,6 +11,7 @@ import { parseDelta, parseError, parseFinish, type Envelope } from "./parse.js";
 import { RequestStream } from "./request-stream.js";
 import type { EngineEvent, Welcome, GenerateRequest } from "./types.js";
 import { ErrorCode } from "./wire.js";
+import type { AbortSignalLike } from "../util/abort.js";
 
 export interface ReconnectOptions {
   /** First delay after a drop (default 100 ms). */
@@ -61,7 +62,7 @@ export interface EngineClientEvents {
 
 export interface GenerateOptions {
   /** Aborting sends an abort frame to the engine and ends the stream without a further event. */
-  signal?: AbortSignal;
+  signal?: AbortSignalLike;
 }
 
 interface InFlight {

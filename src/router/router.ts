@@ -13,6 +13,7 @@ import { sendAttempt, type Job } from "./dispatch/send.js";
 import { asLocal, splitRequest } from "./dispatch/split.js";
 import { splitNoticeReporter } from "./split-notices.js";
 import { noEngineError, RouterError, type Backend, type GenerateInput, type GenerationEvent, type HealthReport, type ModelCard, type ReplicationReport, type RouteEngineReport, type RouteReport } from "./types.js";
+import type { AbortSignalLike } from "../util/abort.js";
 
 /** Where approximate mode's predictions go: a prompt with these block hashes was sent to this engine. */
 export interface ApproxRecorder {
@@ -108,7 +109,7 @@ export class Router implements Backend {
     return { ...report(decode, plan.prefill), disaggregation: { plan: "split", prefill: stage(plan.prefill), decode: stage(decode) } };
   }
 
-  async generate(input: GenerateInput, signal: AbortSignal): Promise<AsyncIterable<GenerationEvent>> {
+  async generate(input: GenerateInput, signal: AbortSignalLike): Promise<AsyncIterable<GenerationEvent>> {
     const { core, fleet, metrics } = this.o;
     const prepared = await this.#prepare(input, signal);
     const maxModelLen = fleet.maxModelLen;
@@ -160,7 +161,7 @@ export class Router implements Backend {
   }
 
   /** Tokenizing stops at the context length, and when `signal` says the client has left. */
-  async #prepare(input: GenerateInput, signal: AbortSignal | undefined): Promise<Prepared> {
+  async #prepare(input: GenerateInput, signal: AbortSignalLike | undefined): Promise<Prepared> {
     const { model, blockSize, maxModelLen } = this.o.fleet;
     if (model === null || blockSize === null || maxModelLen === null) throw noEngineError();
     const result = await this.o.pool.prepare(input.prompt, blockSize, this.#seed(model, input.cacheSalt), { maxModelLen, signal });

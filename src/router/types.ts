@@ -2,6 +2,7 @@
 // OpenAI shapes (statuses included); the router owns tokenizing, routing and engines. Errors here carry a
 // kind, never an HTTP status: the frontend maps kinds to statuses.
 import type { ChatMessage } from "./prepare/tokenize/index.js";
+import type { AbortSignalLike } from "../util/abort.js";
 
 export type Prompt =
   | { kind: "text"; text: string }
@@ -129,7 +130,7 @@ export interface Backend {
    * Prepares, routes and dispatches one prompt. Rejects with a RouterError for input the model cannot take
    * (out-of-vocabulary ids, too long) or when no engine is available; later failures arrive as an error event.
    */
-  generate(input: GenerateInput, signal: AbortSignal): Promise<AsyncIterable<GenerationEvent>>;
+  generate(input: GenerateInput, signal: AbortSignalLike): Promise<AsyncIterable<GenerationEvent>>;
   metrics(): Promise<{ contentType: string; body: string }>;
 }
 

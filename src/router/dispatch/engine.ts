@@ -4,6 +4,7 @@
 // translates its own wire into.
 import type { EngineEvent, GenerateRequest } from "../../engine-protocol/index.js";
 import type { EngineReport } from "../schedule/index.js";
+import type { AbortSignalLike } from "../../util/abort.js";
 
 export type { EngineEvent, GenerateRequest };
 
@@ -49,7 +50,7 @@ export interface EngineListener {
 }
 
 export interface GenerateOptions {
-  signal?: AbortSignal;
+  signal?: AbortSignalLike;
   /**
    * The time model's TTFT for the request on this engine (ms): until then without a token, a request is
    * not late (stall-watch.ts). Engines themselves ignore it.

@@ -29,6 +29,7 @@ import { readEngineMetrics } from "./openai/metrics-text.js";
 import { parseModels } from "./openai/models.js";
 import { CachedTokensReporting, CompletionStreamReader, errorMessage, readWholeCompletion, type UpstreamUsage } from "./openai/stream.js";
 import { readBoundedText as readText } from "../../util/openai-wire.js";
+import type { AbortSignalLike } from "../../util/abort.js";
 
 export interface HttpEngineOptions {
   /** Shown instead of the address in messages that can reach clients. */
@@ -111,7 +112,7 @@ export class HttpEngine implements Engine {
     await Promise.all([this.#pool.destroy(), this.#control.destroy()]);
   }
 
-  async *generate(request: GenerateRequest, options: { signal?: AbortSignal }): AsyncGenerator<EngineEvent> {
+  async *generate(request: GenerateRequest, options: { signal?: AbortSignalLike }): AsyncGenerator<EngineEvent> {
     const { signal } = options;
     if (signal?.aborted) return;
     const model = this.#model;

@@ -1,6 +1,7 @@
 // An engine speaking kvroute's msgpack engine protocol over TCP (the vLLM worker, the mock engine).
 import { EngineClient, type LogFn, type Welcome } from "../../engine-protocol/index.js";
 import type { Engine, EngineInfo, EngineListener, EngineEvent, GenerateRequest } from "./engine.js";
+import type { AbortSignalLike } from "../../util/abort.js";
 
 export interface MsgpackEngineOptions {
   /** Shown instead of the address in messages that can reach clients. */
@@ -37,7 +38,7 @@ export class MsgpackEngine implements Engine {
     this.#client.connect().catch((err: Error) => listener.refused(err.message));
   }
 
-  generate(request: GenerateRequest, options: { signal?: AbortSignal }): AsyncIterable<EngineEvent> {
+  generate(request: GenerateRequest, options: { signal?: AbortSignalLike }): AsyncIterable<EngineEvent> {
     return this.#client.generate(request, options);
   }
 

@@ -3,6 +3,7 @@
 // on another engine or makes the failure final.
 import type { Attempt, Decision, RoutablePrompt, RoutingCore } from "../schedule/index.js";
 import type { GenerationEvent } from "../types.js";
+import type { AbortSignalLike } from "../../util/abort.js";
 
 export type SendOne = (attempt: Attempt) => AsyncIterable<GenerationEvent>;
 
@@ -21,7 +22,7 @@ export async function* withRetry(
   decide: () => Decision | null,
   prompt: RoutablePrompt,
   send: SendOne,
-  signal: AbortSignal,
+  signal: AbortSignalLike,
   onRetry: (failed: Attempt, next: Attempt, failure: ErrorEvent) => void,
 ): AsyncGenerator<GenerationEvent> {
   const decision = decide();

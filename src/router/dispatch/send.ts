@@ -6,6 +6,7 @@ import type { Attempt, RoutingCore } from "../schedule/index.js";
 import type { GenerationEvent, Sampling } from "../types.js";
 import { clientMessage } from "./client-message.js";
 import type { Engine } from "./engine.js";
+import type { AbortSignalLike } from "../../util/abort.js";
 
 /** What every attempt of a request sends. */
 export interface Job {
@@ -30,7 +31,7 @@ export async function* sendAttempt(
   attempt: Attempt,
   target: Target,
   job: Job,
-  signal: AbortSignal,
+  signal: AbortSignalLike,
   onFinish?: (finish: FinishEvent) => void,
 ): AsyncGenerator<GenerationEvent> {
   const promptTokens = job.tokens.length;

@@ -26,6 +26,7 @@ import { isEngineFailure, type Attempt, type CachedTokens, type Decision, type R
 import type { GenerationEvent } from "../types.js";
 import { withRetry } from "./retry.js";
 import { sendAttempt, type Job, type Target } from "./send.js";
+import type { AbortSignalLike } from "../../util/abort.js";
 
 type ErrorEvent = Extract<GenerationEvent, { type: "error" }>;
 
@@ -47,7 +48,7 @@ export interface SplitContext {
   job: Job;
   /** Where an attempt on this engine is sent; called once per attempt, as it is sent. */
   target: (engine: number) => Target;
-  signal: AbortSignal;
+  signal: AbortSignalLike;
   /** The whole request on a decode engine (the router's ordinary path), for the degraded case. */
   whole: (decision: Decision) => AsyncIterable<GenerationEvent>;
   notice: (n: SplitNotice) => void;

@@ -12,6 +12,7 @@
 // the model the router serves; and a client that leaves stops its body's tokenizing at the next slice, or
 // its parsing before it starts when the body still waits for the thread.
 import { Piscina } from "piscina";
+import type { AbortSignalLike } from "../../util/abort.js";
 import { distFile } from "../../util/package-root.js";
 import type { SpecialTokensInContent } from "../prepare/index.js";
 import { ApiError, type ErrorType } from "./errors.js";
@@ -92,7 +93,7 @@ export class BodyLane {
    * The validated request of a body, its text and chat prompts tokenized. Rejects with the ApiError the
    * body deserves; `unserved` results are returned for the caller's model check to refuse.
    */
-  async parse(body: Buffer, endpoint: Endpoint, signal: AbortSignal): Promise<Exclude<BodyResult, { kind: "error" }>> {
+  async parse(body: Buffer, endpoint: Endpoint, signal: AbortSignalLike): Promise<Exclude<BodyResult, { kind: "error" }>> {
     if (signal.aborted) throw new ApiError(499, "client disconnected");
     // The whole of a buffer of its own moves to the thread; anything else is copied into one first.
     const own = body.byteOffset === 0 && body.buffer.byteLength === body.length && !(body.buffer instanceof SharedArrayBuffer);

@@ -1,4 +1,5 @@
 import type { HttpResponse } from "uWebSockets.js";
+import { LeanAbortSignal, type AbortSignalLike } from "../../util/abort.js";
 import { statusLine, type ApiError } from "./errors.js";
 
 export type Headers = Record<string, string>;
@@ -6,13 +7,13 @@ export type Headers = Record<string, string>;
 /**
  * One HTTP request/response on uWebSockets.js. uWS hands out a response object that must not be touched
  * after the client goes away and must be corked when written from async code; this wraps both rules, and
- * turns a client disconnect into an AbortSignal that cancels the engine request behind it.
+ * turns a client disconnect into an abort signal that cancels the engine request behind it.
  */
 export class Exchange {
   #aborted = false;
   #responded = false;
   /** Made when first asked for: most requests (health checks, errors) never need one. */
-  #controller: AbortController | null = null;
+  #signal: LeanAbortSignal | null = null;
 
   /** A HEAD request: answered as its GET would be, without the body. */
   head = false;
@@ -20,17 +21,17 @@ export class Exchange {
   constructor(readonly res: HttpResponse) {
     res.onAborted(() => {
       this.#aborted = true;
-      this.#controller?.abort(new Error("client disconnected"));
+      this.#signal?.abort(new Error("client disconnected"));
     });
   }
 
   /** Aborted when the client disconnects before the response has been fully sent. */
-  get signal(): AbortSignal {
-    if (!this.#controller) {
-      this.#controller = new AbortController();
-      if (this.#aborted) this.#controller.abort(new Error("client disconnected"));
+  get signal(): AbortSignalLike {
+    if (!this.#signal) {
+      this.#signal = new LeanAbortSignal();
+      if (this.#aborted) this.#signal.abort(new Error("client disconnected"));
     }
-    return this.#controller.signal;
+    return this.#signal;
   }
 
   get open(): boolean {

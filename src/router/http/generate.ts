@@ -1,4 +1,5 @@
 // /v1/completions and /v1/chat/completions: dispatch every prompt, then stream or collect the answers.
+import { LeanAbortSignal } from "../../util/abort.js";
 import type { Backend, CachedTokensSource, GenerationEvent, Usage } from "../types.js";
 import { ApiError, generationError, generationErrorStatus } from "./errors.js";
 import type { Exchange, Headers } from "./exchange.js";
@@ -29,18 +30,18 @@ export async function handleGenerate(
   options: GenerateOptions,
 ): Promise<void> {
   // The client leaving cancels every engine request; in a batch, so does one prompt failing. Each prompt of
-  // a batch gets a signal of its own, linked to the client's by one listener: the engine client listens on
-  // the signal it is given, and a dozen prompts on one signal trip Node's MaxListenersExceededWarning.
-  // A single prompt needs no more than the client's signal.
-  const batch = request.prompts.length > 1 ? request.prompts.map(() => new AbortController()) : null;
+  // a batch gets a signal of its own, linked to the client's by one listener, so that a failed prompt can
+  // cancel its siblings without the client's signal saying that the client left. A single prompt needs no
+  // more than the client's signal.
+  const batch = request.prompts.length > 1 ? request.prompts.map(() => new LeanAbortSignal()) : null;
   const abortBatch = (reason: unknown) => {
-    for (const controller of batch!) controller.abort(reason);
+    for (const signal of batch!) signal.abort(reason);
   };
   const onClientAbort = () => abortBatch(ex.signal.reason);
   if (batch) ex.signal.addEventListener("abort", onClientAbort, { once: true });
   let lanes: Lane[] = [];
   try {
-    const iterables = await Promise.all(request.prompts.map((p, i) => backend.generate(generateInput(request, p), batch ? batch[i]!.signal : ex.signal)));
+    const iterables = await Promise.all(request.prompts.map((p, i) => backend.generate(generateInput(request, p), batch ? batch[i]! : ex.signal)));
     lanes = iterables.map((it, index) => ({ index, events: it[Symbol.asyncIterator](), start: null }));
     const failure = await startAll(lanes);
     if (failure) throw generationError(failure.code, failure.message, failure.status);

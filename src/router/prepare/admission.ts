@@ -8,6 +8,8 @@
 // Invariants: at most `capacity` tasks are admitted at once, at most `bigCapacity` of them big; a waiter
 // whose signal aborts leaves the queue at once (nothing of it stays referenced here), and is told so.
 
+import type { AbortSignalLike } from "../../util/abort.js";
+
 interface Waiter {
   big: boolean;
   admit: (admitted: boolean) => void;
@@ -43,7 +45,7 @@ export class Admission {
    * Resolves true once the task may run (it must then call `release`), or false when `signal` aborted
    * first. Admits at once when a place is free and no task of the same lane waits.
    */
-  enter(big: boolean, signal?: AbortSignal): Promise<boolean> {
+  enter(big: boolean, signal?: AbortSignalLike): Promise<boolean> {
     if (signal?.aborted) return Promise.resolve(false);
     if (this.#canAdmit(big) && (big ? this.#big.length === 0 && this.#small.length === 0 : this.#small.length === 0)) {
       this.#take(big);

@@ -4,6 +4,7 @@ import { Batcher, type BatchItem } from "./batcher.js";
 import { createBlockHasher } from "./hashing/index.js";
 import { PrefixIndex, type PrefixIndexShared } from "../kv-index/prefix-index/index.js";
 import { nextTurn } from "../../util/next-turn.js";
+import type { AbortSignalLike } from "../../util/abort.js";
 import { distFile } from "../../util/package-root.js";
 import { Admission } from "./admission.js";
 import { PREPARE_SLICE_CHARS, Preparer } from "./preparer.js";
@@ -33,7 +34,7 @@ export interface PrepareLimits {
   /** The engines' context length: tokenizing stops once the prompt cannot fit. */
   maxModelLen: number;
   /** The client leaving: a waiting task is dropped, a running one stops at its next slice. */
-  signal?: AbortSignal | undefined;
+  signal?: AbortSignalLike | undefined;
 }
 
 /** Measured with `npm run bench:pool`; see docs/architecture.md ("The preparation pool"). */

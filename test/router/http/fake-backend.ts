@@ -1,20 +1,20 @@
 // A small in-process backend for the frontend's tests: answers "ok" from a later turn of the event loop, as
 // an engine would, and keeps every abort signal it was given.
-import { getEventListeners } from "node:events";
 import type { Backend, GenerationEvent, GenerateInput } from "../../../src/router/types.js";
+import { LeanAbortSignal, type AbortSignalLike } from "../../../src/util/abort.js";
 
 export interface FakeBackend extends Backend {
   /** Every signal given, with its listener count right after the backend added its own. */
-  given: { signal: AbortSignal; listeners: number }[];
+  given: { signal: AbortSignalLike; listeners: number }[];
   /** Every prompt given, in order. */
   prompts: GenerateInput["prompt"][];
 }
 
-async function* answer({ prompt }: GenerateInput, signal: AbortSignal): AsyncGenerator<GenerationEvent> {
+async function* answer({ prompt }: GenerateInput, signal: AbortSignalLike): AsyncGenerator<GenerationEvent> {
   await new Promise((resolve) => setImmediate(resolve));
   yield { type: "start", engine: "fake", overlapBlocks: 0, promptTokens: 1, cachedTokensSource: "engine" };
   if (prompt.kind === "text" && prompt.text === "wait") {
-    await new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }));
+    await new Promise((resolve) => signal.addEventListener("abort", () => resolve(undefined), { once: true }));
     return;
   }
   yield { type: "delta", text: "ok", tokenCount: 1 };
@@ -34,7 +34,8 @@ export function fakeBackend(): FakeBackend {
     generate: (input, signal) => {
       // As the engine client does: one abort listener per engine request, on the signal it is given.
       signal.addEventListener("abort", () => undefined, { once: true });
-      given.push({ signal, listeners: getEventListeners(signal, "abort").length });
+      if (!(signal instanceof LeanAbortSignal)) throw new Error("the frontend gave a signal that is not its LeanAbortSignal");
+      given.push({ signal, listeners: signal.listenerCount });
       prompts.push(input.prompt);
       return Promise.resolve(answer(input, signal));
     },
