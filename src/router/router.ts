@@ -116,7 +116,6 @@ export class Router implements Backend {
     if (maxModelLen === null) throw noEngineError();
     const maxTokens = core.budget(input.sampling.maxTokens, prepared.tokens.length, maxModelLen);
     const prompt = { ...routable(prepared), outputTokens: maxTokens };
-    if (fleet.up.length === 0) throw noEngineError();
     const timed = <T>(decide: () => T): T => {
       const t0 = performance.now();
       const result = decide();

@@ -133,10 +133,16 @@ export class Fleet {
     return this.engines.some((e) => e.schedulable);
   }
 
-  /** The smallest context length among engines that are up (they serve one model, so normally all equal). */
+  /**
+   * The smallest context length among engines that are up (they serve one model, so normally all equal);
+   * null when none is up. Asked on every request, so it builds no array.
+   */
   get maxModelLen(): number | null {
-    const lens = this.up.map((e) => e.info!.maxModelLen);
-    return lens.length ? Math.min(...lens) : null;
+    let min: number | null = null;
+    for (const e of this.engines) {
+      if (e.state === "up" && (min === null || e.info!.maxModelLen < min)) min = e.info!.maxModelLen;
+    }
+    return min;
   }
 
   /** Starts every engine; engines that are not up yet keep being retried in the background. */
