@@ -1,4 +1,5 @@
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { Counter, Gauge, Registry } from "prom-client";
+import { FastHistogram } from "./fast-histogram.js";
 import type { RequestRecord, Telemetry } from "../http/telemetry.js";
 
 /** Latency buckets in seconds, from the sub-millisecond router path to multi-minute generations. */
@@ -35,16 +36,16 @@ const RATIO_BUCKETS = [0.25, 0.5, 0.67, 0.8, 0.9, 1, 1.1, 1.25, 1.5, 2, 4];
 export class RouterMetrics implements Telemetry {
   readonly registry = new Registry();
   readonly #requests: Counter<"endpoint" | "status">;
-  readonly #ttft: Histogram;
-  readonly #itl: Histogram;
-  readonly #duration: Histogram<"endpoint">;
+  readonly #ttft: FastHistogram;
+  readonly #itl: FastHistogram;
+  readonly #duration: FastHistogram<"endpoint">;
   readonly #promptTokens: Counter;
   readonly #completionTokens: Counter;
   readonly #cachedTokens: Counter<"source">;
   readonly #cachedSource: Counter<"source">;
   readonly #predictedCached: Counter;
-  readonly #predictedHitRatio: Histogram;
-  readonly #overhead: Histogram<"stage">;
+  readonly #predictedHitRatio: FastHistogram;
+  readonly #overhead: FastHistogram<"stage">;
   readonly #retries: Counter;
   readonly #disaggregated: Counter<"path">;
   readonly #disaggFailures: Counter<"stage" | "failure">;
@@ -56,7 +57,7 @@ export class RouterMetrics implements Telemetry {
   readonly #engineReported: Gauge<"engine" | "state">;
   readonly #enginePrefillRate: Gauge<"engine">;
   readonly #engineStep: Gauge<"engine">;
-  readonly #ttftRatio: Histogram<"engine">;
+  readonly #ttftRatio: FastHistogram<"engine">;
   readonly #ttftPredicted: Counter<"engine">;
   readonly #ttftObserved: Counter<"engine">;
   readonly #scrapeHooks: (() => void | Promise<void>)[] = [];
@@ -64,16 +65,16 @@ export class RouterMetrics implements Telemetry {
   constructor() {
     const registers = [this.registry];
     this.#requests = new Counter({ name: "kvroute_requests_total", help: "HTTP requests by endpoint and status", labelNames: ["endpoint", "status"], registers });
-    this.#ttft = new Histogram({ name: "kvroute_time_to_first_token_seconds", help: "Time from a request's arrival to its first generated token", buckets: LATENCY_BUCKETS, registers });
-    this.#itl = new Histogram({ name: "kvroute_inter_token_latency_seconds", help: "Time between successive streamed token deltas", buckets: LATENCY_BUCKETS, registers });
-    this.#duration = new Histogram({ name: "kvroute_request_duration_seconds", help: "Time from a request's arrival to its last byte", labelNames: ["endpoint"], buckets: LATENCY_BUCKETS, registers });
+    this.#ttft = new FastHistogram({ name: "kvroute_time_to_first_token_seconds", help: "Time from a request's arrival to its first generated token", buckets: LATENCY_BUCKETS, registers });
+    this.#itl = new FastHistogram({ name: "kvroute_inter_token_latency_seconds", help: "Time between successive streamed token deltas", buckets: LATENCY_BUCKETS, registers });
+    this.#duration = new FastHistogram({ name: "kvroute_request_duration_seconds", help: "Time from a request's arrival to its last byte", labelNames: ["endpoint"], buckets: LATENCY_BUCKETS, registers });
     this.#promptTokens = new Counter({ name: "kvroute_prompt_tokens_total", help: "Prompt tokens of completed requests", registers });
     this.#completionTokens = new Counter({ name: "kvroute_completion_tokens_total", help: "Generated tokens of completed requests", registers });
     this.#cachedTokens = new Counter({ name: "kvroute_cached_tokens_total", help: "Prompt tokens reported as served from cache, by where the figure came from", labelNames: ["source"], registers });
     this.#cachedSource = new Counter({ name: "kvroute_cached_tokens_source_total", help: "Responses by the source of their cached_tokens figure (engine, router estimate, none)", labelNames: ["source"], registers });
     this.#predictedCached = new Counter({ name: "kvroute_predicted_cached_tokens_total", help: "Prompt tokens the router predicted the chosen engine holds (overlap_blocks × block_size)", registers });
-    this.#predictedHitRatio = new Histogram({ name: "kvroute_predicted_hit_ratio", help: "Per request: predicted cached tokens / prompt tokens on the chosen engine", buckets: [0, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1], registers });
-    this.#overhead = new Histogram({ name: "kvroute_router_overhead_seconds", help: "Router time per request by stage", labelNames: ["stage"], buckets: OVERHEAD_BUCKETS, registers });
+    this.#predictedHitRatio = new FastHistogram({ name: "kvroute_predicted_hit_ratio", help: "Per request: predicted cached tokens / prompt tokens on the chosen engine", buckets: [0, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1], registers });
+    this.#overhead = new FastHistogram({ name: "kvroute_router_overhead_seconds", help: "Router time per request by stage", labelNames: ["stage"], buckets: OVERHEAD_BUCKETS, registers });
     this.#retries = new Counter({ name: "kvroute_retries_total", help: "Requests retried on another engine after their engine failed before the first token", registers });
     this.#disaggregated = new Counter({
       name: "kvroute_disaggregated_requests_total",
@@ -100,16 +101,14 @@ export class RouterMetrics implements Telemetry {
     });
     this.#enginePrefillRate = new Gauge({ name: "kvroute_engine_prefill_tokens_per_second", help: "Prompt tokens per second the router's time model has learned for the engine", labelNames: ["engine"], registers });
     this.#engineStep = new Gauge({ name: "kvroute_engine_decode_step_seconds", help: "Time of one decode step with nothing else running, as the router's time model has learned it", labelNames: ["engine"], registers });
-    this.#ttftRatio = new Histogram({ name: "kvroute_ttft_observed_over_predicted", help: "Per request: the TTFT observed at the router over the TTFT the time model predicted for its engine", labelNames: ["engine"], buckets: RATIO_BUCKETS, registers });
+    this.#ttftRatio = new FastHistogram({ name: "kvroute_ttft_observed_over_predicted", help: "Per request: the TTFT observed at the router over the TTFT the time model predicted for its engine", labelNames: ["engine"], buckets: RATIO_BUCKETS, registers });
     this.#ttftPredicted = new Counter({ name: "kvroute_ttft_predicted_seconds_total", help: "Sum of predicted TTFTs, per engine (beside the observed sum, it shows the model's bias)", labelNames: ["engine"], registers });
     this.#ttftObserved = new Counter({ name: "kvroute_ttft_observed_seconds_total", help: "Sum of observed TTFTs (from sending to the engine to its first token), per engine", labelNames: ["engine"], registers });
   }
 
   requestDone(r: RequestRecord): void {
     this.#requestChild(r.endpoint, r.status).inc();
-    let duration = this.#durationChildren.get(r.endpoint);
-    if (!duration) this.#durationChildren.set(r.endpoint, (duration = this.#duration.labels({ endpoint: r.endpoint })));
-    duration.observe(r.duration);
+    this.#duration.series({ endpoint: r.endpoint }).observe(r.duration);
     if (r.ttft !== null) this.#ttft.observe(r.ttft);
     if (r.status !== 200) return;
     this.#promptTokens.inc(r.promptTokens);
@@ -122,7 +121,6 @@ export class RouterMetrics implements Telemetry {
 
   // Labelled children are looked up once and kept: resolving labels costs more than the increment.
   readonly #requestChildren = new Map<string, { inc(): void }>();
-  readonly #durationChildren = new Map<string, { observe(value: number): void }>();
 
   #requestChild(endpoint: string, status: number): { inc(): void } {
     const key = `${endpoint} ${status}`;
@@ -143,13 +141,13 @@ export class RouterMetrics implements Telemetry {
 
   /** A first token came: the time model had predicted `predicted` seconds, it took `observed`. */
   ttftPrediction(engine: string, predicted: number, observed: number): void {
-    if (predicted > 0) this.#ttftRatio.observe({ engine }, observed / predicted);
+    if (predicted > 0) this.#ttftRatio.series({ engine }).observe(observed / predicted);
     this.#ttftPredicted.inc({ engine }, Math.max(0, predicted));
     this.#ttftObserved.inc({ engine }, Math.max(0, observed));
   }
 
   overhead(stage: OverheadStage, seconds: number): void {
-    this.#overhead.observe({ stage }, seconds);
+    this.#overhead.series({ stage }).observe(seconds);
   }
 
   retried(): void {
