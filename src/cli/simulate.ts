@@ -78,11 +78,12 @@ output:
   -h, --help                   this help
 
 Columns: hit ratio = engine-counted cached prompt tokens / prompt tokens; TTFT and E2E in ms of virtual
-time; req/s and out tok/s over virtual time; busy max/mean and req max/mean = the busiest engine's
-step time and request count over the mean across engines (1.00x is perfectly even); virtual s/wall s =
-simulation speed. The bound is the hit ratio one unbounded prefix cache shared by every engine would
-reach on the same prompts at the same block size; the fleet bound, one LRU cache of all the engines'
-blocks together.
+time; TTFT err = mean |observed - predicted| TTFT, the router's time model's prediction for the engine
+it chose against what came; req/s and out tok/s over virtual time; busy max/mean and req max/mean = the
+busiest engine's step time and request count over the mean across engines (1.00x is perfectly even);
+virtual s/wall s = simulation speed. The bound is the hit ratio one unbounded prefix cache shared by
+every engine would reach on the same prompts at the same block size; the fleet bound, one LRU cache of
+all the engines' blocks together.
 
 Exit status: 0 done, 1 the simulation failed (e.g. a bad line under --strict), 2 bad options.`;
 

@@ -43,6 +43,12 @@ export interface PolicyReport {
   kv_events: { unknown_parent: number; unknown_block: number; index_evictions: number };
   /** Approximate mode (--kv-events none): predictions recorded, blocks forgotten by TTL and for room; else null. */
   approx: { predictions: number; expired_blocks: number; evicted_blocks: number } | null;
+  /**
+   * The time model's TTFT for the engine each attempt was sent to, predicted when it was chosen, against the
+   * TTFT observed (whatever the policy: the baselines' choices are predicted too). One per first token: a
+   * disaggregated request has two. Null means when there was none.
+   */
+  ttft_prediction: { first_tokens: number; predicted_mean_ms: number | null; observed_mean_ms: number | null; mean_abs_error_ms: number | null };
 }
 
 export interface BoundReport {
@@ -117,6 +123,12 @@ export function policyReport(run: PolicyRun): PolicyReport {
     speed: run.wallMs > 0 ? run.virtualMs / run.wallMs : 0,
     kv_events: { unknown_parent: run.unknownParents, unknown_block: run.unknownBlocks, index_evictions: run.indexEvictions },
     approx: run.approx === null ? null : { predictions: run.approx.predictions, expired_blocks: run.approx.expired, evicted_blocks: run.approx.evicted },
+    ttft_prediction: {
+      first_tokens: run.ttftPrediction.firstTokens,
+      predicted_mean_ms: run.ttftPrediction.predictedMeanMs,
+      observed_mean_ms: run.ttftPrediction.observedMeanMs,
+      mean_abs_error_ms: run.ttftPrediction.meanAbsErrorMs,
+    },
   };
 }
 

@@ -34,6 +34,7 @@ import { SIM_MODEL, type EngineSettings } from "./engine-settings.js";
 import { EventQueue } from "./event-queue.js";
 import { toKvEvents } from "./kv-adapter.js";
 import { SimEngine } from "./sim-engine.js";
+import { TtftCalibration, type TtftCalibrationFigures } from "./ttft-calibration.js";
 
 export interface SimulationOptions {
   policy: PolicyName;
@@ -113,6 +114,8 @@ export interface PolicyRun {
   unknownBlocks: number;
   /** Approximate mode's figures (null when the index followed KV events). */
   approx: { predictions: number; expired: number; evicted: number } | null;
+  /** The time model's predicted TTFTs against the observed ones. */
+  ttftPrediction: TtftCalibrationFigures;
 }
 
 interface InFlight {
@@ -188,7 +191,15 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
     random: () => rng.nextFloat(),
   });
   // The engines always count cached tokens, so the fallback never applies; "router" is serve's default.
-  const core = new RoutingCore({ scheduler, cachedTokensFallback: "router", blockSize: () => blockSize, roles, disaggMinPrefillTokens: o.disaggMinPrefillTokens ?? 0 });
+  const calibration = new TtftCalibration();
+  const core = new RoutingCore({
+    scheduler,
+    cachedTokensFallback: "router",
+    blockSize: () => blockSize,
+    roles,
+    disaggMinPrefillTokens: o.disaggMinPrefillTokens ?? 0,
+    onTtft: (_engine, predictedMs, observedMs) => calibration.observe(predictedMs, observedMs),
+  });
   // One seed for every engine: a request's output then depends on its prompt alone, whichever engine serves it.
   const speeds = o.engineSpeeds ?? [];
   if (speeds.length !== 0 && speeds.length !== o.engines) throw new RangeError(`engineSpeeds gives ${speeds.length} speeds for ${o.engines} engines`);
@@ -483,6 +494,7 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
     unknownParents: applier.counters.unknownParent,
     unknownBlocks: applier.counters.unknownBlock,
     approx: approx === null ? null : { ...approx.counters },
+    ttftPrediction: calibration.figures(),
   };
 }
 

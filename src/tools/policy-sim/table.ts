@@ -57,13 +57,14 @@ function indexSource(r: SimulationReport): string {
 }
 
 export function reportTable(r: SimulationReport): string {
-  const header = ["policy", "hit ratio", "TTFT mean", "TTFT p50", "TTFT p99", "ITL mean", "ITL p99", "E2E p50", "E2E p99", "req/s", "out tok/s", "busy max/mean", "req max/mean", "failed", "wall s", "virtual s/wall s"];
+  const header = ["policy", "hit ratio", "TTFT mean", "TTFT p50", "TTFT p99", "TTFT err", "ITL mean", "ITL p99", "E2E p50", "E2E p99", "req/s", "out tok/s", "busy max/mean", "req max/mean", "failed", "wall s", "virtual s/wall s"];
   const rows = r.policies.map((p) => [
     p.policy,
     pct(p.hit_ratio),
     ms(p.ttft_ms.mean),
     ms(p.ttft_ms.p50),
     ms(p.ttft_ms.p99),
+    p.ttft_prediction.mean_abs_error_ms === null ? "n/a" : ms(p.ttft_prediction.mean_abs_error_ms),
     p.itl_ms.mean.toFixed(1),
     p.itl_ms.p99.toFixed(1),
     ms(p.e2e_ms.p50),

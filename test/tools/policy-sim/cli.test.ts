@@ -26,7 +26,7 @@ describe("kvroute simulate", () => {
   it("prints the policies side by side, with the bound and the simulation speed", async () => {
     const { code, stdout, stderr } = await kvroute(["simulate", ...small, "--policy", "kv,round-robin"]);
     expect(code).toBe(0);
-    expect(stdout).toMatch(/^policy\s+hit ratio\s+TTFT mean.*virtual s\/wall s$/m);
+    expect(stdout).toMatch(/^policy\s+hit ratio\s+TTFT mean\s+TTFT p50\s+TTFT p99\s+TTFT err\s.*virtual s\/wall s$/m);
     expect(stdout).toMatch(/^kv\s+\d+\.\d\d%\s/m);
     expect(stdout).toMatch(/^round-robin\s+\d+\.\d\d%\s/m);
     expect(stdout).toMatch(/^bound\s+\d+\.\d\d% hit ratio for one unbounded cache shared by all engines \(16-token blocks/m);
@@ -43,9 +43,11 @@ describe("kvroute simulate", () => {
     expect(report.policies.map((p) => p.policy)).toEqual(["least-loaded", "random"]);
     for (const p of report.policies) {
       expect(Object.keys(p).sort()).toEqual(
-        ["approx", "balance", "cached_tokens", "e2e_ms", "engines", "hit_ratio", "itl_ms", "kv_events", "mode", "paths", "policy", "prompt_tokens", "requests", "speed", "throughput", "ttft_ms", "virtual_sec", "wall_sec"],
+        ["approx", "balance", "cached_tokens", "e2e_ms", "engines", "hit_ratio", "itl_ms", "kv_events", "mode", "paths", "policy", "prompt_tokens", "requests", "speed", "throughput", "ttft_ms", "ttft_prediction", "virtual_sec", "wall_sec"],
       );
       expect(Object.keys(p.ttft_ms).sort()).toEqual(["max", "mean", "p50", "p90", "p99"]);
+      expect(p.ttft_prediction.first_tokens).toBe(30);
+      expect(p.ttft_prediction.mean_abs_error_ms).toBeGreaterThanOrEqual(0);
       expect(p.engines).toHaveLength(2);
       expect(p.requests).toEqual({ sent: 30, succeeded: 30, failed: 0 });
       expect(p.hit_ratio).toBeGreaterThan(0);

@@ -38,6 +38,12 @@ describe("kvroute simulate", () => {
       expect(p.engines.reduce((n, e) => n + e.requests, 0)).toBe(60);
       expect(p.balance.requests).toBeGreaterThanOrEqual(1);
       expect(p.kv_events).toEqual({ unknown_parent: 0, unknown_block: 0, index_evictions: 0 });
+      // One prediction per first token, whatever the policy; observed from arrival, as the TTFT column is.
+      const c = p.ttft_prediction;
+      expect(c.first_tokens).toBe(60);
+      expect(c.observed_mean_ms).toBeCloseTo(p.ttft_ms.mean, 6);
+      expect(c.predicted_mean_ms).toBeGreaterThan(0);
+      expect(c.mean_abs_error_ms!).toBeGreaterThanOrEqual(Math.abs(c.observed_mean_ms! - c.predicted_mean_ms!) - 1e-9);
     }
     // Round-robin deals requests out evenly.
     expect(here.policies.find((p) => p.policy === "round-robin")!.engines.map((e) => e.requests)).toEqual([15, 15, 15, 15]);
@@ -112,6 +118,8 @@ describe("kvroute simulate", () => {
       for (const e of decode) expect(e.prefill_tokens).toBe(e.requests);
       expect(p.hit_ratio).toBeGreaterThan(0);
       expect(p.kv_events).toEqual({ unknown_parent: 0, unknown_block: 0, index_evictions: 0 });
+      // A split request's first token comes twice: from its prefill engine and from its decode engine.
+      expect(p.ttft_prediction.first_tokens).toBe(120);
     }
     // The same run again gives the same figures.
     expect(figures(await simulate(mooncake, { ...disagg, policies: ["kv", "round-robin"] }))).toEqual(figures(fast));
