@@ -1,9 +1,11 @@
-// npm run bench:serve-ab -- [DIR…] [--rounds N] [--seconds S] [--rate R]: this checkout's router against
+// npm run bench:serve-ab -- [DIR…] [--rounds N] [--seconds S] [--rate R] [--warm W]: this checkout's router against
 // other built checkouts of kvroute (another commit, say), token-id requests as in bench:serve's row (a), in
 // alternating rounds: on a shared machine a row moves between runs by more than most changes do, so a
 // change is judged by rounds run side by side, not by two runs of bench:serve. Without --rate the load is
 // the peak (wrk); with it, R requests a second evenly paced (steady.ts), for the latency at a given rate.
-// With no DIR it runs rounds of this checkout alone.
+// With --warm W each router is first held at its peak for W seconds, as bench:serve's router has been when
+// its half-peak rows start: V8 has then run full collections in its threads, and a router that has run for
+// a while is measured rather than a fresh one. With no DIR it runs rounds of this checkout alone.
 //
 // Each round starts every checkout's `kvroute serve --sim 4 --sim-speedup 0 --workers 1` in turn (as the
 // soak and big-prompt benchmarks start theirs, bench/lib/router-load.ts), warms it up, and holds wrk
@@ -21,7 +23,7 @@ import { steady } from "./serve/steady.js";
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { rounds: { type: "string", default: "5" }, seconds: { type: "string", default: "6" }, rate: { type: "string" } },
+  options: { rounds: { type: "string", default: "5" }, seconds: { type: "string", default: "6" }, rate: { type: "string" }, warm: { type: "string", default: "0" } },
 });
 const rounds = Number(values.rounds);
 const seconds = Number(values.seconds);
@@ -31,6 +33,8 @@ const usage = (message: string): never => {
 };
 if (!(Number.isInteger(rounds) && rounds > 0)) usage(`--rounds must be a whole number above 0, got ${values.rounds}`);
 if (!(seconds > 0)) usage(`--seconds must be a number above 0, got ${values.seconds}`);
+const warm = Number(values.warm);
+if (!(warm >= 0)) usage(`--warm must be a number of seconds of at least 0, got ${values.warm}`);
 const rate = values.rate === undefined ? null : Number(values.rate);
 if (rate !== null && !(rate > 0)) usage(`--rate must be a number of requests a second above 0, got ${values.rate}`);
 const roots = [packageRoot(), ...positionals.map((p) => resolve(p))];
@@ -62,15 +66,18 @@ interface Sample {
 }
 
 const loadName = rate === null ? "peak" : `${rate} req/s evenly paced`;
-console.log(`bench:serve-ab  ${rounds} rounds of ${seconds} s at ${loadName}, 32 connections, 256 token ids, max_tokens 1; ${machineLine()}`);
+const warmed = warm > 0 ? `, each router first held at its peak for ${warm} s` : "";
+console.log(`bench:serve-ab  ${rounds} rounds of ${seconds} s at ${loadName}${warmed}, 32 connections, 256 token ids, max_tokens 1; ${machineLine()}`);
 const samples = new Map<string, Sample[]>(roots.map((r) => [r, []]));
 const rows: string[][] = [];
 for (let round = 1; round <= rounds; round++) {
-  for (const root of roots) {
+  // Each round runs the checkouts in the other order, so that neither always follows the other's load.
+  for (const root of round % 2 === 1 ? roots : [...roots].reverse()) {
     const router = await startRouter(["--sim", "4", "--sim-speedup", "0", "--log-level", "warn", "--workers", "1"], {}, root);
     const url = `${router.url}/v1/completions`;
     try {
       await peak(url, idsBody(), Math.min(2, seconds), 32);
+      if (warm > 0) await peak(url, idsBody(), warm, 32);
       const before = ticks(router.child.pid!);
       const load = rate === null ? await peak(url, idsBody(), seconds, 32) : await steady(url, idsBody(), seconds, 32, rate);
       const after = ticks(router.child.pid!);
