@@ -12,6 +12,7 @@ import { RequestStream } from "./request-stream.js";
 import type { EngineEvent, Welcome, GenerateRequest } from "./types.js";
 import { ErrorCode } from "./wire.js";
 import type { AbortSignalLike } from "../util/abort.js";
+import { IdMap } from "../util/id-map.js";
 
 export interface ReconnectOptions {
   /** First delay after a drop (default 100 ms). */
@@ -93,7 +94,7 @@ export class EngineClient extends EventEmitter<EngineClientEvents> {
   private readonly log: LogFn;
   private connection: EngineConnection | null = null;
   private lastInfo: Welcome | null = null;
-  private readonly requests = new Map<number, InFlight>();
+  private readonly requests = new IdMap<InFlight>();
   private nextId = 1;
   private bufferedEvents = 0;
   private closed = false;
@@ -246,7 +247,7 @@ export class EngineClient extends EventEmitter<EngineClientEvents> {
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     this.cancelConnect?.(new EngineConnectError("closed", `engine ${this.name}: the client was closed`));
     this.connecting = null;
-    for (const entry of [...this.requests.values()]) {
+    for (const entry of this.requests.values()) {
       this.finishEntry(entry, this.localError(ErrorCode.clientClosed, `the client for engine ${this.name} was closed`, entry.stream.tokensProduced));
     }
     this.connection?.destroy("the client was closed");
@@ -312,7 +313,7 @@ export class EngineClient extends EventEmitter<EngineClientEvents> {
     if (this.connection !== connection) return;
     this.connection = null;
     let failed = 0;
-    for (const entry of [...this.requests.values()]) {
+    for (const entry of this.requests.values()) {
       if (entry.connection !== connection) continue;
       failed++;
       const tokens = entry.stream.tokensProduced;

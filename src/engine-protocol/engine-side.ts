@@ -10,6 +10,7 @@ import type { LogFn } from "./log.js";
 import { heartbeatTs, parseAbort, parseGenerate, parseHello, readEnvelope, type GenerateCommand } from "./parse.js";
 import { PROTOCOL_VERSION, type EngineUsage, type KvTransferParams, type TokenLogprobs, type Welcome } from "./types.js";
 import { ErrorCode, type EngineMessage, type FinishMessage } from "./wire.js";
+import { IdMap } from "../util/id-map.js";
 
 /** How a request ended, as the engine reports it. */
 export interface EngineFinish {
@@ -60,13 +61,13 @@ interface Pending {
 
 export class EngineSideConnection {
   /** The router's request id → the core's. */
-  readonly requests = new Map<number, number>();
+  readonly requests = new IdMap<number>();
   private readonly decoder: FrameDecoder;
   private handshaken = false;
   private closed = false;
   private lastReceived = Date.now();
   private idleTimer: NodeJS.Timeout | null = null;
-  private readonly pending = new Map<number, Pending>();
+  private readonly pending = new IdMap<Pending>();
   readonly name: string;
 
   constructor(
@@ -124,7 +125,7 @@ export class EngineSideConnection {
   private flushPending(): void {
     if (this.closed || this.pending.size === 0) return;
     const frames: Buffer[] = [];
-    for (const [id, p] of this.pending) {
+    for (const [id, p] of this.pending.entries()) {
       if (p.tokenIds.length > 0 || p.text.length > 0) {
         frames.push(encodeFrame(p.logprobs ? { type: "delta", id, token_ids: p.tokenIds, text: p.text, logprobs: p.logprobs } : { type: "delta", id, token_ids: p.tokenIds, text: p.text }));
       }

@@ -18,6 +18,7 @@ import { EOS_TOKEN_ID, requestSeed, sampleToken } from "./sampler.js";
 import { Sequence } from "./sequence.js";
 import { DEFAULT_TIMING, stepDurationMs, type StepWork, type TimingModel } from "./timing.js";
 import { wordOf } from "./words.js";
+import { IdMap } from "../util/id-map.js";
 
 export interface EngineCoreOptions {
   /** Tokens per KV block (default 16). */
@@ -186,7 +187,7 @@ function resolveOptions(o: EngineCoreOptions): Resolved {
 export class EngineCore {
   readonly options: Readonly<Resolved>;
   private readonly pool: BlockPool;
-  private readonly sequences = new Map<number, Sequence>();
+  private readonly sequences = new IdMap<Sequence>();
   private waiting: Sequence[] = [];
   private running: Sequence[] = [];
   /** Decode requests whose blocks are on their way. */

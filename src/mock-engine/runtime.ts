@@ -18,6 +18,7 @@ import { DEFAULT_KV_TRANSFER_GBPS, kvBytesPerToken, QWEN3_0_6B, transferMs } fro
 import { KvEventPublisher, type ReplayFormat } from "./kv-publisher.js";
 import type { RemotePrefill } from "./kv-transfer-params.js";
 import { KvTransferServer, pullBlocks, releaseBlocks } from "./kv-transfer.js";
+import { IdMap } from "../util/id-map.js";
 
 export interface RuntimeOptions extends Omit<EngineCoreOptions, "kvEventSink"> {
   /** ZMQ PUB endpoint to bind (default tcp://127.0.0.1:*, an ephemeral port); null: no KV events. */
@@ -66,7 +67,7 @@ export class EngineRuntime<R> {
   kvHoldsExpired = 0;
   readonly #options: RuntimeOptions;
   readonly #deliver: (outputs: RoutedOutput<R>[]) => void;
-  readonly #routes = new Map<number, R>();
+  readonly #routes = new IdMap<R>();
   #publisher: KvEventPublisher | null = null;
   #transfer: KvTransferServer | null = null;
   /** Held blocks' expiry timers, by request id. */
@@ -137,7 +138,9 @@ export class EngineRuntime<R> {
 
   /** Queues a request; returns its id in the core. Throws the core's SimRequestError when it can never run. */
   submit(request: GenerateRequest, route: R): number {
-    const id = this.#nextId++;
+    const id = this.#nextId;
+    // Ids stay within 1 to 2^32 - 1, IdMap's range, however long the engine runs.
+    this.#nextId = id === 0xffffffff ? 1 : id + 1;
     // Object.assign, not `{ ...request, id }`: V8 (Node 20) builds a spread followed by more properties on a
     // slow path, microseconds per request.
     this.core.add(Object.assign({}, request, { id }));

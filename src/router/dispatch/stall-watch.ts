@@ -17,6 +17,7 @@
 // Invariants: a stream is counted until its last event, its consumer's return, or its error, and then
 // never again; every state change is reported once, in order: stalled, then probing or recovered.
 import type { Engine, EngineEvent, EngineListener, GenerateOptions, GenerateRequest } from "./engine.js";
+import { IdMap } from "../../util/id-map.js";
 
 export type StallChange =
   /** New requests should not go to the engine. */
@@ -43,7 +44,8 @@ interface Stream {
 }
 
 interface EngineProgress {
-  streams: Set<Stream>;
+  /** By a number of their own (see IdMap for why not a Set). */
+  streams: IdMap<Stream>;
   /** The last event of any of its streams, or when it last went from no stream to one. */
   lastActivity: number;
   state: "moving" | "stalled" | "probing";
@@ -53,6 +55,7 @@ export class StallWatch {
   readonly stallMs: number;
   readonly #onChange: StallWatchOptions["onChange"];
   readonly #engines = new Map<number, EngineProgress>();
+  #nextStream = 0;
   #timer: NodeJS.Timeout | null = null;
 
   constructor(options: StallWatchOptions) {
@@ -89,7 +92,7 @@ export class StallWatch {
     for (const [id, e] of this.#engines) {
       if (e.state !== "moving" || e.streams.size === 0 || now - e.lastActivity < this.stallMs) continue;
       let overdue = 0;
-      for (const s of e.streams) {
+      for (const s of e.streams.values()) {
         if (s.waitingSince === null) continue;
         if (s.started ? now - s.waitingSince >= this.stallMs : now - s.sentAt >= this.stallMs + 2 * s.expectMs) overdue++;
       }
@@ -106,7 +109,9 @@ export class StallWatch {
     const now = performance.now();
     const e = this.#progress(engine, now);
     const stream: Stream = { sentAt: now, started: false, expectMs: Math.max(0, expectFirstTokenMs), waitingSince: null };
-    e.streams.add(stream);
+    const streamId = this.#nextStream;
+    this.#nextStream = (streamId + 1) >>> 0;
+    e.streams.set(streamId, stream);
     if (e.state === "probing") {
       e.state = "stalled";
       this.#onChange(engine, { kind: "stalled", reason: "probing: one request sent to see whether it moves again" });
@@ -115,7 +120,7 @@ export class StallWatch {
     const close = () => {
       if (!open) return;
       open = false;
-      e.streams.delete(stream);
+      e.streams.delete(streamId);
       if (e.state === "stalled" && e.streams.size === 0) {
         e.state = "probing";
         this.#onChange(engine, { kind: "probing" });
@@ -159,7 +164,7 @@ export class StallWatch {
 
   #progress(engine: number, now: number): EngineProgress {
     let e = this.#engines.get(engine);
-    if (!e) this.#engines.set(engine, (e = { streams: new Set(), lastActivity: now, state: "moving" }));
+    if (!e) this.#engines.set(engine, (e = { streams: new IdMap(), lastActivity: now, state: "moving" }));
     // An idle engine owes nothing: its silence counts from its first request on.
     if (e.streams.size === 0) e.lastActivity = now;
     return e;

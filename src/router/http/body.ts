@@ -14,6 +14,7 @@
 //   big body costs no per-chunk allocation and no final concatenation on the main thread.
 import { ApiError } from "./errors.js";
 import type { Exchange } from "./exchange.js";
+import { IdMap } from "../../util/id-map.js";
 
 export interface BodyLimits {
   /** Largest body accepted; a larger one gets a 413. */
@@ -43,7 +44,9 @@ interface Pending {
 
 /** Reads the request bodies of one server, and sweeps the pending ones for their deadlines. */
 export class BodyReader {
-  readonly #pending = new Set<Pending>();
+  // Keyed by a number of its own: see IdMap for why not a Set.
+  readonly #pending = new IdMap<Pending>();
+  #nextId = 0;
   #timer: NodeJS.Timeout | null = null;
 
   constructor(readonly limits: BodyLimits) {}
@@ -70,12 +73,14 @@ export class BodyReader {
     const { maxBytes, discardMaxBytes } = this.limits;
     return new Promise((resolve, reject) => {
       const now = performance.now();
+      const id = this.#nextId;
+      this.#nextId = (id + 1) >>> 0;
       const into = new GrowingBuffer(declared > 0 && declared <= maxBytes ? declared : 0);
       let dropped = 0;
       let ended = false;
       const end = () => {
         ended = true;
-        this.#pending.delete(pending);
+        this.#pending.delete(id);
       };
       const pending: Pending = {
         ex,
@@ -87,7 +92,7 @@ export class BodyReader {
           reject(err);
         },
       };
-      this.#pending.add(pending);
+      this.#pending.set(id, pending);
       ex.res.onData((chunk, isLast) => {
         if (ended) return;
         pending.lastProgress = performance.now();
@@ -114,7 +119,7 @@ export class BodyReader {
   #sweep(): void {
     const now = performance.now();
     const { idleTimeoutMs, discardMaxMs, maxBytes } = this.limits;
-    for (const p of this.#pending) {
+    for (const p of this.#pending.values()) {
       if (p.ex.aborted) p.fail(new ApiError(499, "client disconnected"));
       else if (p.refusedAt !== null && (now - p.refusedAt > discardMaxMs || now - p.lastProgress > idleTimeoutMs)) p.fail(tooLarge(maxBytes).closing());
       else if (now - p.lastProgress > idleTimeoutMs) p.fail(timedOut(idleTimeoutMs).closing());
