@@ -5,7 +5,7 @@ import { parseEngineSpec } from "../router/dispatch/engine-spec.js";
 import { BIG_BODY_BYTES } from "../router/http/body-lane.js";
 import type { RouterOptions } from "../router/serve.js";
 import { DEFAULT_EVICTION_WEIGHT, POLICIES, type PolicyName } from "../router/schedule/index.js";
-import { numberOption } from "./usage.js";
+import { numberOption, onOffOption } from "./usage.js";
 
 /** Shorter than the engine protocol's 5 s heartbeat timeout, and than HTTP engines' 5 s health timeout; longer than an engine step. */
 const DEFAULT_STALL_TIMEOUT_S = 2.5;
@@ -66,6 +66,8 @@ routing:
   --eviction-weight W          kv: the weight of what a request's new blocks evict, in their compute time,
                                scaled by how fast the engine's cache turns over against the others'
                                (default ${DEFAULT_EVICTION_WEIGHT}; 0: time alone)
+  --prefill-gate on|off        kv: hold a request in the router while its engine computes prompts it
+                               would slow down, and send it when they have their first tokens (default on)
   --temperature T              0 (default): cheapest engine; above 0: softmax sampling over costs
   --cached-tokens-fallback router|none
                                when an engine does not report cached_tokens: report the router's estimate
@@ -140,6 +142,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
       policy: { type: "string" },
       "overlap-weight": { type: "string" },
       "eviction-weight": { type: "string" },
+      "prefill-gate": { type: "string" },
       temperature: { type: "string" },
       "cached-tokens-fallback": { type: "string" },
       workers: { type: "string" },
@@ -198,6 +201,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     policy: policy as PolicyName,
     overlapWeight: num("overlap-weight", values["overlap-weight"], 1, 0, 1e6),
     evictionWeight: num("eviction-weight", values["eviction-weight"], DEFAULT_EVICTION_WEIGHT, 0, 1e6),
+    prefillGate: onOffOption("prefill-gate", values["prefill-gate"], true),
     temperature: num("temperature", values.temperature, 0, 0, 1e6),
     cachedTokensFallback: fallback,
     workers: values.workers === undefined ? undefined : int("workers", values.workers, 1, 1, 256),

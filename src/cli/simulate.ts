@@ -6,7 +6,7 @@ import { int } from "../tools/replay/index.js";
 import { DEFAULT_EVICTION_WEIGHT, POLICIES, type PolicyName } from "../router/schedule/index.js";
 import { DEFAULT_APPROX_TTL_MS, type EngineSettings, H100_8B, type JobProgress, KV_EVENTS_MODES, type KvEventsMode, reportTable, simulate, type SimulateOptions, type SimulationReport, sweepTable, type TraceSpec } from "../tools/policy-sim/index.js";
 import { parseWorkloadSpec } from "../tools/trace/index.js";
-import { numberOption, UsageError, type NumberRule } from "./usage.js";
+import { numberOption, onOffOption, UsageError, type NumberRule } from "./usage.js";
 
 const D = H100_8B;
 
@@ -54,6 +54,8 @@ routing:
                                decisions (approximate mode, as \`kvroute serve\` does for such engines)
   --approx-ttl S               approximate mode: a prediction is believed S seconds of virtual time
                                after it was last made (default 120)
+  --prefill-gate on|off        kv: hold a request in the router while its engine computes prompts it
+                               would slow down, and send it when they have their first tokens (default on)
   --seed N                     seeds the random policy, tie-breaks and the engines' outputs (default 0)
 
 engines (defaults: one H100 SXM 80 GB serving an 8B model in bf16, e.g. Llama 3.1 8B):
@@ -103,6 +105,7 @@ const OPTIONS = {
   "kv-event-delay-ms": { type: "string" },
   "kv-events": { type: "string" },
   "approx-ttl": { type: "string" },
+  "prefill-gate": { type: "string" },
   seed: { type: "string" },
   blocks: { type: "string" },
   "engine-block-size": { type: "string" },
@@ -241,7 +244,7 @@ export async function simulateCommand(argv: string[], io: Io = { stdout: process
 
 /** Options a sweep may vary: the numeric ones, and where the index's knowledge comes from. */
 const SWEEPABLE = [
-  "speedup", "engines", "overlap-weight", "eviction-weight", "temperature", "kv-event-delay-ms", "kv-events", "approx-ttl", "seed", "blocks", "engine-block-size", "max-num-seqs",
+  "speedup", "engines", "overlap-weight", "eviction-weight", "temperature", "kv-event-delay-ms", "kv-events", "approx-ttl", "prefill-gate", "seed", "blocks", "engine-block-size", "max-num-seqs",
   "max-num-batched-tokens", "max-model-len", "step-overhead-ms", "prefill-ms-per-token", "decode-ms-per-seq", "ms-per-kv-block", "max-requests",
   "prefill-engines", "decode-engines", "disagg-min-prefill-tokens", "kv-transfer-gbps",
 ] as const;
@@ -306,6 +309,7 @@ function planRun(v: Values, io: Io): { spec: TraceSpec; options: SimulateOptions
       temperature: num(v, "temperature", 0),
       kvEventDelayMs: num(v, "kv-event-delay-ms", 0),
       kvEvents: kvEvents as KvEventsMode,
+      prefillGate: onOffOption("prefill-gate", v["prefill-gate"], true),
       approxTtlMs: 1000 * num(v, "approx-ttl", DEFAULT_APPROX_TTL_MS / 1000, { above: true, max: 1e7 }),
       seed: num(v, "seed", 0, { integer: true }),
       speedup: num(v, "speedup", 1, { above: true }),

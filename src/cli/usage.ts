@@ -28,3 +28,10 @@ export function numberOption(name: string, text: string | undefined, rule: Numbe
   }
   return value;
 }
+
+/** An on/off option's value, `fallback` when it was not given; a UsageError names the option otherwise. */
+export function onOffOption(name: string, text: string | undefined, fallback: boolean): boolean {
+  if (text === undefined) return fallback;
+  if (text === "on" || text === "off") return text === "on";
+  throw new UsageError(`--${name} must be on or off, got ${JSON.stringify(text)}`);
+}

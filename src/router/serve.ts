@@ -50,6 +50,8 @@ export interface RouterOptions {
   overlapWeight: number;
   /** kv: the cost's weight on what a request's new blocks evict (policy.ts). */
   evictionWeight: number;
+  /** kv: hold a request while its engine computes prompts it would slow down (prefill-gate.ts). */
+  prefillGate: boolean;
   temperature: number;
   cachedTokensFallback: CachedTokensFallback;
   /** Preparation pool threads; undefined: cores - 1, at least 1. */
@@ -128,7 +130,13 @@ export async function startRouter(options: RouterOptions, log: Logger): Promise<
     });
     closers.push(() => kv.close());
     const metrics = new RouterMetrics();
-    const scheduler = new Scheduler({ policy: options.policy, overlapWeight: options.overlapWeight, evictionWeight: options.evictionWeight, temperature: options.temperature });
+    const scheduler = new Scheduler({
+      policy: options.policy,
+      overlapWeight: options.overlapWeight,
+      evictionWeight: options.evictionWeight,
+      prefillGate: options.prefillGate,
+      temperature: options.temperature,
+    });
     const fleet = new Fleet(engines, {
       blockSize: options.blockSize,
       metricsIntervalMs: options.engineMetricsIntervalMs,
@@ -201,6 +209,7 @@ export async function startRouter(options: RouterOptions, log: Logger): Promise<
           reported: report ? { running: report.running, waiting: report.waiting } : null,
           prefillTokensPerSecond: timing.prefillMsPerToken > 0 ? 1000 / timing.prefillMsPerToken : 0,
           decodeStepSeconds: timing.stepMs / 1000,
+          heldRequests: core.gate?.heldOn(e.id) ?? 0,
         };
       }),
     );

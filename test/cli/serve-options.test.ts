@@ -13,6 +13,7 @@ describe("kvroute serve options", () => {
       policy: "kv",
       overlapWeight: 1,
       evictionWeight: 4,
+      prefillGate: true,
       temperature: 0,
       cachedTokensFallback: "router",
       maxBodyBytes: 16 * 1024 * 1024,
@@ -37,6 +38,12 @@ describe("kvroute serve options", () => {
     expect(parseServeArgs(["--eviction-weight", "0"], {})).toMatchObject({ evictionWeight: 0 });
     expect(parseServeArgs(["--eviction-weight=2.5"], {})).toMatchObject({ evictionWeight: 2.5 });
     expect(() => parseServeArgs(["--eviction-weight", "-1"], {})).toThrow(/--eviction-weight/);
+  });
+
+  it("reads the prefill gate, on or off", () => {
+    expect(parseServeArgs(["--prefill-gate", "off"], {})).toMatchObject({ prefillGate: false });
+    expect(parseServeArgs(["--prefill-gate=on"], {})).toMatchObject({ prefillGate: true });
+    expect(() => parseServeArgs(["--prefill-gate", "yes"], {})).toThrow(/--prefill-gate must be on or off, got "yes"/);
   });
 
   it("reads the body lane's threshold, 0 turning the lane off", () => {

@@ -1,6 +1,7 @@
 // Sending one attempt: the request goes to the attempt's engine, and what the engine reports moves the
 // attempt (its booking) and becomes the router's generation events. A failure is reported as an error
-// event and decided on by whoever drives the attempts (see retry.ts); this module never retries.
+// event and decided on by whoever drives the attempts (see retry.ts); this module never retries. An attempt
+// the prefill gate holds (routing-core.ts) waits here until it may go, or until its client leaves.
 import type { FinishEvent, KvTransferParams, SamplingOptions } from "../../engine-protocol/index.js";
 import type { Attempt, RoutingCore } from "../schedule/index.js";
 import type { GenerationEvent, Sampling } from "../types.js";
@@ -45,9 +46,13 @@ export async function* sendAttempt(
     cachedTokensSource: core.expectedSource(attempt.engine),
   });
   let started = false;
+  // TTFT counts from here, any time held included: the decision's prediction counts the prompts ahead.
   const sentAt = performance.now();
   let last = sentAt;
   try {
+    // Not awaited when it is a plain true: most attempts go at once, and this is the hot path.
+    const admission = admitted(attempt, signal);
+    if (admission !== true && !(await admission)) return;
     const events = target.engine.generate(
       {
         promptTokenIds: job.tokens,
@@ -98,6 +103,27 @@ export async function* sendAttempt(
     // Finished, failed, aborted (the stream ends without a final event) or abandoned by the consumer.
     attempt.release();
   }
+}
+
+/**
+ * True once the attempt may be sent: at once, or when the prefill gate releases it. False when the client
+ * left first; the attempt is then released, which takes it out of the gate.
+ */
+function admitted(attempt: Attempt, signal: AbortSignalLike): boolean | Promise<boolean> {
+  if (signal.aborted) return false;
+  let wake: ((ok: boolean) => void) | null = null;
+  if (attempt.admit(() => wake?.(true))) return true;
+  return new Promise<boolean>((resolve) => {
+    const onAbort = () => {
+      attempt.release();
+      resolve(false);
+    };
+    wake = (ok) => {
+      signal.removeEventListener("abort", onAbort);
+      resolve(ok);
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
 }
 
 function samplingOptions(s: Sampling, maxTokens: number): SamplingOptions {

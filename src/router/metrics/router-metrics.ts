@@ -24,6 +24,8 @@ export interface EngineGaugeSource {
   /** What the router's time model has learned of the engine. */
   prefillTokensPerSecond: number;
   decodeStepSeconds: number;
+  /** Requests the prefill gate holds for the engine now. */
+  heldRequests: number;
 }
 
 /** Observed over predicted TTFT: 1 is a perfect prediction. */
@@ -57,6 +59,7 @@ export class RouterMetrics implements Telemetry {
   readonly #engineReported: Gauge<"engine" | "state">;
   readonly #enginePrefillRate: Gauge<"engine">;
   readonly #engineStep: Gauge<"engine">;
+  readonly #engineHeld: Gauge<"engine">;
   readonly #ttftRatio: FastHistogram<"engine">;
   readonly #ttftPredicted: Counter<"engine">;
   readonly #ttftObserved: Counter<"engine">;
@@ -101,9 +104,10 @@ export class RouterMetrics implements Telemetry {
     });
     this.#enginePrefillRate = new Gauge({ name: "kvroute_engine_prefill_tokens_per_second", help: "Prompt tokens per second the router's time model has learned for the engine", labelNames: ["engine"], registers });
     this.#engineStep = new Gauge({ name: "kvroute_engine_decode_step_seconds", help: "Time of one decode step with nothing else running, as the router's time model has learned it", labelNames: ["engine"], registers });
+    this.#engineHeld = new Gauge({ name: "kvroute_engine_held_requests", help: "Requests the prefill gate holds in the router until the engine's prompts ahead of them have their first tokens", labelNames: ["engine"], registers });
     this.#ttftRatio = new FastHistogram({ name: "kvroute_ttft_observed_over_predicted", help: "Per request: the TTFT observed at the router over the TTFT the time model predicted for its engine", labelNames: ["engine"], buckets: RATIO_BUCKETS, registers });
     this.#ttftPredicted = new Counter({ name: "kvroute_ttft_predicted_seconds_total", help: "Sum of predicted TTFTs, per engine (beside the observed sum, it shows the model's bias)", labelNames: ["engine"], registers });
-    this.#ttftObserved = new Counter({ name: "kvroute_ttft_observed_seconds_total", help: "Sum of observed TTFTs (from sending to the engine to its first token), per engine", labelNames: ["engine"], registers });
+    this.#ttftObserved = new Counter({ name: "kvroute_ttft_observed_seconds_total", help: "Sum of observed TTFTs (from the routing decision, any time held by the prefill gate included, to the first token), per engine", labelNames: ["engine"], registers });
   }
 
   requestDone(r: RequestRecord): void {
@@ -173,6 +177,7 @@ export class RouterMetrics implements Telemetry {
       this.#engineReported.reset();
       this.#enginePrefillRate.reset();
       this.#engineStep.reset();
+      this.#engineHeld.reset();
       for (const e of read()) {
         if (e.reported) {
           this.#engineReported.set({ engine: e.engine, state: "running" }, e.reported.running);
@@ -180,6 +185,7 @@ export class RouterMetrics implements Telemetry {
         }
         this.#enginePrefillRate.set({ engine: e.engine }, e.prefillTokensPerSecond);
         this.#engineStep.set({ engine: e.engine }, e.decodeStepSeconds);
+        this.#engineHeld.set({ engine: e.engine }, e.heldRequests);
         this.#engineUp.set({ engine: e.engine }, e.up ? 1 : 0);
         this.#engineStalled.set({ engine: e.engine }, e.stalled ? 1 : 0);
         this.#engineRequests.set({ engine: e.engine }, e.activeRequests);

@@ -5,8 +5,9 @@ export { cachedTokens, expectedSource, transferFailed, type CachedTokens, type C
 export { CacheTurnover, DEFAULT_TURNOVER_HORIZON_BLOCKS } from "./cache-turnover.js";
 export { DEFAULT_EVICTION_WEIGHT, POLICIES, type PolicyName, type Scored } from "./policy.js";
 export { isEngineFailure, MAX_ATTEMPTS, shouldRetry, type Failure } from "./retry.js";
+export { PrefillGate, type GateEntry } from "./prefill-gate.js";
 export { RobustFit, type RobustFitOptions } from "./robust-fit.js";
 export { isDisaggregated, servesStage, type EngineRole, type Stage } from "./roles.js";
 export { Attempt, RoutingCore, type Plan, type PrefillOutcome, type RetryOutcome, type RoutingCoreOptions } from "./routing-core.js";
 export { Scheduler, type Decision, type RoutablePrompt, type SchedulerOptions } from "./scheduler.js";
-export { DEFAULT_PRIOR, DEFAULT_TRANSFER_MS_PER_BLOCK, EngineTimeModel, type EngineTiming, type TimeFeatures, type TimeModelOptions } from "./time-model.js";
+export { DEFAULT_MAX_BATCHED_TOKENS, DEFAULT_PRIOR, DEFAULT_TRANSFER_MS_PER_BLOCK, EngineTimeModel, type EngineTiming, type TimeFeatures, type TimeModelOptions } from "./time-model.js";

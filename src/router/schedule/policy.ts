@@ -10,6 +10,8 @@
 // A cached prefix is thus worth its compute twice: once in this request's wait, once in the fleet's.
 // Its prefill also delays the prefills queued ahead of it that end in the step its first chunk joins (every
 // request in a step waits for the whole step): that time is added too (time-model.ts, sharedStepDelay).
+// With the prefill gate (prefill-gate.ts) a request that would delay them by more than a step, when they end
+// within one step, is held instead and delays them by nothing: the term is then the step it loses.
 // Then what the request's new blocks evict (cache-turnover.ts): each pushes out the engine's least
 // recently used block, and that block is the more likely to be asked for again the faster the engine's
 // cache turns over. The cost counts it as evictionWeight × the fleet's time per prompt token × the new
@@ -92,6 +94,8 @@ export interface ScoreContext {
   stage?: Stage;
   /** The request's output budget (decode stage: how long its step time counts; default 1). */
   outputTokens?: number;
+  /** kv: the router holds a request rather than have it share the step of the prefills ahead (prefill-gate.ts). */
+  prefillGate?: boolean;
 }
 
 export function score(candidates: Candidate[], ctx: ScoreContext): Scored[] {
@@ -120,12 +124,28 @@ export function score(candidates: Candidate[], ctx: ScoreContext): Scored[] {
       cost = predictedTtftMs + model.prefillTime(features);
       if (!decode) {
         const queuedRequests = c.load.requests - c.load.decodeRequests + p.requests - p.decodeRequests + x.requests - x.running;
-        cost += model.sharedStepDelay(features, queuedRequests) + ctx.evictionWeight * ctx.fleetMsPerToken * features.uncachedTokens * c.turnover;
+        cost += sharedStepCost(model, features, queuedRequests, ctx.prefillGate ?? false) + ctx.evictionWeight * ctx.fleetMsPerToken * features.uncachedTokens * c.turnover;
       } else cost += (Math.min(ctx.outputTokens ?? 1, DECODE_HORIZON) - 1) * model.stepTime(features.decoding + 1, features.decodeBlocks + allBlocks);
     } else if (ctx.policy === "kv-blocks") cost = ctx.overlapWeight * (newBlocks + prefillBlocks) + decodeBlocks;
     // Spelled out: V8 (Node 20) builds `{ ...c, more }` on a slow path, some microseconds per object.
     return { engine: c.engine, overlapBlocks: c.overlapBlocks, load: c.load, peer: c.peer, external: c.external, activeBlocks: prefillBlocks + decodeBlocks, cost, predictedTtftMs, features, transferBlocks, turnover: c.turnover };
   });
+}
+
+/**
+ * Whether the prefill gate holds a request rather than send it beside the `queuedRequests` prompts ahead:
+ * when its head would delay them by more than a step, and they end within one step, so that it waits a step
+ * at most. A longer queue is left to the engine: holding behind it would leave the engine's steps part
+ * empty, and under load every step also carries the decoding sequences, so prefill throughput would fall.
+ */
+export function holds(model: EngineTimeModel, f: TimeFeatures, queuedRequests: number): boolean {
+  return model.queueFitsOneStep(f) && model.sharedStepDelay(f, queuedRequests) > model.stepTime(f.decoding, f.decodeBlocks);
+}
+
+/** What the prompts ahead lose to this one's head in their step: with the gate holding it, the step it waits instead. */
+function sharedStepCost(model: EngineTimeModel, f: TimeFeatures, queuedRequests: number, gated: boolean): number {
+  if (gated && holds(model, f, queuedRequests)) return model.stepTime(f.decoding, f.decodeBlocks);
+  return model.sharedStepDelay(f, queuedRequests);
 }
 
 /** Index into `scored` of the engine a cost policy picks. */

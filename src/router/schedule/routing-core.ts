@@ -11,14 +11,20 @@
 // llm-d's thresholds do), and so is every prompt while no prefill engine is available (degraded). Each
 // attempt is decided, booked and retried within its stage's pool.
 //
+// With the kv policy, an attempt may be held in the router before it is sent (prefill-gate.ts): the time
+// model judges whether sending it now would slow the prompts its engine is computing for this router by
+// more than one step costs the held one.
+//
 // Invariant: every Attempt's booking is released exactly once, by finish(), fail() or release(),
-// whichever comes first; later calls change nothing.
+// whichever comes first; later calls change nothing. An attempt held by the gate leaves it the same way.
 import type { CachedTokensSource } from "../types.js";
 import type { Booking } from "./active-load.js";
 import { outputBudget } from "./budget.js";
 import { cachedTokens, expectedSource, transferFailed, type CachedTokens, type CachedTokensFallback } from "./cached-tokens.js";
+import { PrefillGate, type GateEntry } from "./prefill-gate.js";
 import { shouldRetry, type Failure } from "./retry.js";
 import { isDisaggregated, servesStage, type EngineRole, type Stage } from "./roles.js";
+import { holds } from "./policy.js";
 import type { Decision, RoutablePrompt, Scheduler } from "./scheduler.js";
 
 export interface RoutingCoreOptions {
@@ -71,6 +77,8 @@ export class RoutingCore {
   readonly disaggMinPrefillTokens: number;
   /** Per stage, the engines outside its pool (empty for every stage when aggregated). */
   readonly #outOfPool: Record<Stage, ReadonlySet<number>>;
+  /** The prefill gate; null when attempts are sent at once. */
+  readonly gate: PrefillGate | null;
 
   constructor(options: RoutingCoreOptions) {
     this.scheduler = options.scheduler;
@@ -83,6 +91,7 @@ export class RoutingCore {
     if (!(this.disaggMinPrefillTokens >= 0)) throw new RangeError(`disaggMinPrefillTokens must be >= 0, got ${this.disaggMinPrefillTokens}`);
     const outside = (stage: Stage) => new Set(roles.flatMap((role, engine) => (servesStage(role, stage) ? [] : [engine])));
     this.#outOfPool = { whole: outside("whole"), prefill: outside("prefill"), decode: outside("decode") };
+    this.gate = this.scheduler.prefillGate ? new PrefillGate(this.scheduler.maxBatchedTokens) : null;
   }
 
   /** The output budget; throws a RouterError (context_length_exceeded) when the request cannot fit. */
@@ -134,6 +143,11 @@ export class RoutingCore {
     this.#onTtft?.(decision.engine, decision.chosen.predictedTtftMs, ttftMs);
   }
 
+  /** @internal Called by Attempt. Whether the gate should hold the attempt (policy.ts, `holds`). */
+  shouldHold(decision: Decision, inFlight: number): boolean {
+    return holds(this.scheduler.predictor(decision.engine), decision.chosen.features, inFlight);
+  }
+
   /** @internal Called by Attempt. */
   book(decision: Decision, prompt: RoutablePrompt): Booking {
     return this.scheduler.book(decision, prompt, this.#blockSize());
@@ -165,6 +179,8 @@ export class RoutingCore {
 export class Attempt {
   readonly #core: RoutingCore;
   readonly #booking: Booking;
+  /** While it is held or in flight at the gate. */
+  #gateEntry: GateEntry | null = null;
 
   constructor(
     core: RoutingCore,
@@ -187,10 +203,25 @@ export class Attempt {
     return this.decision.overlapBlocks;
   }
 
+  /**
+   * Whether the attempt may be sent now: true, or false when the prefill gate holds it, and `send` is then
+   * called once it may go (never, if the attempt is released first). Decode attempts compute no prompt and
+   * are never held. Time its TTFT from before this call, as the decision's prediction counts the wait.
+   */
+  admit(send: () => void): boolean {
+    const gate = this.#core.gate;
+    if (gate === null || this.decision.stage === "decode") return true;
+    const entry: GateEntry = { tokens: this.decision.chosen.features.uncachedTokens, send };
+    this.#gateEntry = entry;
+    const inFlight = gate.inFlight(this.engine);
+    return gate.enter(this.engine, entry, inFlight > 0 && this.#core.shouldHold(this.decision, inFlight));
+  }
+
   /** The first output token arrived, `ttftMs` after the request was sent: the prompt is computed. */
   firstToken(ttftMs: number): void {
     this.#booking.started();
     this.#core.firstToken(this.decision, ttftMs);
+    this.#leaveGate();
   }
 
   /**
@@ -213,11 +244,22 @@ export class Attempt {
   /** The engine finished: the booking is released and the answer's cached tokens settled. */
   finish(engineCachedTokens: number | null, promptTokens: number): CachedTokens {
     this.#booking.release();
+    this.#leaveGate();
     return this.#core.settleCachedTokens(this.engine, engineCachedTokens, this.overlapBlocks, promptTokens);
   }
 
   /** The request ended another way (failed, aborted, abandoned). Safe to call more than once. */
   release(): void {
     this.#booking.release();
+    this.#leaveGate();
+  }
+
+  /** Out of the gate: dropped if held, else no longer in flight, which may release the ones held behind it. */
+  #leaveGate(): void {
+    const entry = this.#gateEntry;
+    if (entry === null) return;
+    this.#gateEntry = null;
+    const gate = this.#core.gate!;
+    if (!gate.withdraw(this.engine, entry)) gate.settle(this.engine, entry);
   }
 }

@@ -3,7 +3,7 @@ import { externalLoad, NO_EXTERNAL_LOAD, type EngineReport, type ExternalLoad, t
 import { CacheTurnover } from "./cache-turnover.js";
 import { DEFAULT_EVICTION_WEIGHT, pickByCost, pickLeastLoaded, score, type PolicyName, type Scored } from "./policy.js";
 import type { Stage } from "./roles.js";
-import { DEFAULT_PRIOR, EngineTimeModel, type TimeFeatures, type TimeModelOptions } from "./time-model.js";
+import { DEFAULT_MAX_BATCHED_TOKENS, DEFAULT_PRIOR, EngineTimeModel, type TimeFeatures, type TimeModelOptions } from "./time-model.js";
 
 /** First tokens an engine's own time model needs before its predictions are trusted over the fleet's. */
 const WARM_UP = 16;
@@ -19,6 +19,11 @@ export interface SchedulerOptions {
   /** kv: the blocks inserted over which each engine's cache turnover is counted (cache-turnover.ts). */
   turnoverHorizonBlocks?: number;
   temperature?: number;
+  /**
+   * kv: hold a request in the router while its engine computes prompts it would slow down (prefill-gate.ts;
+   * default true). Other policies send at once.
+   */
+  prefillGate?: boolean;
   /** Every engine's time model starts from this (default: DEFAULT_PRIOR, C 8192, 256 sequences). */
   timeModel?: TimeModelOptions;
   /** Injected for reproducible simulations; Math.random otherwise. */
@@ -56,6 +61,8 @@ export class Scheduler {
   readonly overlapWeight: number;
   readonly evictionWeight: number;
   readonly temperature: number;
+  /** Whether requests go through the prefill gate (kv only). */
+  readonly prefillGate: boolean;
   /** New blocks each engine took in lately, against the fleet's (cache-turnover.ts). */
   readonly turnover: CacheTurnover;
   readonly active = new ActiveLoad();
@@ -85,12 +92,18 @@ export class Scheduler {
     this.evictionWeight = options.evictionWeight ?? DEFAULT_EVICTION_WEIGHT;
     this.turnover = new CacheTurnover(options.turnoverHorizonBlocks);
     this.temperature = options.temperature ?? 0;
+    this.prefillGate = (options.prefillGate ?? true) && this.policy === "kv";
     this.#random = options.random ?? Math.random;
     this.#timeModel = options.timeModel ?? { prior: DEFAULT_PRIOR };
     this.#pooled = new EngineTimeModel(this.#timeModel);
     if (!(this.overlapWeight >= 0)) throw new RangeError(`overlap weight must be >= 0, got ${this.overlapWeight}`);
     if (!(this.evictionWeight >= 0 && Number.isFinite(this.evictionWeight))) throw new RangeError(`eviction weight must be a number >= 0, got ${this.evictionWeight}`);
     if (!(this.temperature >= 0)) throw new RangeError(`temperature must be >= 0, got ${this.temperature}`);
+  }
+
+  /** Tokens an engine computes per step, as the time models take it (vLLM's max_num_batched_tokens). */
+  get maxBatchedTokens(): number {
+    return this.#timeModel.maxBatchedTokens ?? DEFAULT_MAX_BATCHED_TOKENS;
   }
 
   setAvailable(engine: number, available: boolean): void {
@@ -218,6 +231,7 @@ export class Scheduler {
         blockSize,
         model: (e) => this.predictor(e),
         stage,
+        prefillGate: this.prefillGate,
         ...(prompt.outputTokens !== undefined ? { outputTokens: prompt.outputTokens } : {}),
       },
     );

@@ -74,6 +74,9 @@ export const DEFAULT_PRIOR: EngineTiming = {
   msPerKvBlock: 0.0008,
 };
 
+/** vLLM's default max_num_batched_tokens for online serving on large GPUs. */
+export const DEFAULT_MAX_BATCHED_TOKENS = 8192;
+
 /**
  * The default prior for a KV transfer: a 2 MiB block (16 tokens of an 8B model in bf16) over a 400 Gb/s
  * link at about 80% of its rate (40 GB/s) takes 0.05 ms.
@@ -115,7 +118,7 @@ export class EngineTimeModel {
   constructor(o: TimeModelOptions) {
     const p = o.prior;
     this.#prior = { ...p };
-    this.#maxBatchedTokens = o.maxBatchedTokens ?? 8192;
+    this.#maxBatchedTokens = o.maxBatchedTokens ?? DEFAULT_MAX_BATCHED_TOKENS;
     this.#maxNumSeqs = o.maxNumSeqs ?? 256;
     if (!(p.stepMs > 0)) throw new RangeError(`the prior's stepMs must be above 0, got ${p.stepMs}`);
     this.#minPrefillPerTokens = MIN_PREFILL_SHARE * p.prefillMsPerToken * TOKENS;
@@ -205,6 +208,11 @@ export class EngineTimeModel {
     if (last === 0) return 0;
     const shared = Math.min(f.uncachedTokens, perStep - last);
     return this.prefillMsPerToken * shared * (f.queuedTokens <= perStep ? queuedRequests : 1);
+  }
+
+  /** Whether the prefill queued ahead (Q) ends within one step: a request held behind it waits one step at most. */
+  queueFitsOneStep(f: TimeFeatures): boolean {
+    return f.queuedTokens <= this.#promptTokensPerStep(f.decoding);
   }
 
   /** The fitted time per prompt token computed (p, ms), at least its floor. */

@@ -59,6 +59,8 @@ export interface SimulationOptions {
   evictionWeight?: number;
   /** The kv policy's softmax temperature (default 0: cheapest engine). */
   temperature?: number;
+  /** The kv policy's prefill gate (prefill-gate.ts; default true). */
+  prefillGate?: boolean;
   /** Seeds the scheduler's random choices and the engines' outputs (default 0). */
   seed?: number;
   /** KV events reach the index this long after the step that produced them ends (default 0). */
@@ -185,6 +187,7 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
     overlapWeight: o.overlapWeight ?? 1,
     ...(o.evictionWeight !== undefined ? { evictionWeight: o.evictionWeight } : {}),
     temperature: o.temperature ?? 0,
+    prefillGate: o.prefillGate ?? true,
     // The router knows the engines' batch limits (they are configuration) but not their speed: every
     // engine's time model starts from the default prior and learns the rest from its requests.
     timeModel: { prior: DEFAULT_PRIOR, maxBatchedTokens: settings.maxNumBatchedTokens, maxNumSeqs: settings.maxNumSeqs },
@@ -260,7 +263,6 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
       return false;
     }
     f.engine.requests++;
-    f.sentMs = now;
     const h = f.hashes;
     if (approx !== null && h !== null) approx.record(f.engine.id, new Uint32Array(h.buffer, h.byteOffset, 2 * h.length), h.length, now);
     if (!f.engine.stepping) startStep(f.engine);
@@ -338,7 +340,13 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
     };
     const sampling = f.stage === "prefill" ? { maxTokens: 1, ignoreEos: true } : { maxTokens, ignoreEos: true };
     const kv = f.stage === "prefill" ? { kvTransferParams: { do_remote_decode: true } } : {};
-    if (send(f, { id: i, promptTokenIds: tokens, sampling, overlapBlocks: decision.overlapBlocks, ...kv })) inflight.set(i, f);
+    const request: CoreRequest = { id: i, promptTokenIds: tokens, sampling, overlapBlocks: decision.overlapBlocks, ...kv };
+    // Held by the prefill gate, it is sent once the engine's prompts ahead of it have their first tokens.
+    inflight.set(i, f);
+    const go = () => {
+      if (!send(f, request)) inflight.delete(i);
+    };
+    if (f.attempt.admit(go)) go();
   };
 
   /** A split request's prefill finished: its decode engine is decided now, and pulls what the prefill holds. */
@@ -350,6 +358,7 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
     f.stage = "decode";
     f.engine = engines[decision.engine]!;
     f.attempt = core.begin(decision, f.prompt);
+    f.sentMs = now;
     f.firstMs = -1;
     const request = { id: f.index, promptTokenIds: f.tokens, sampling: { maxTokens: f.maxTokens, ignoreEos: true }, overlapBlocks: decision.overlapBlocks, kvTransferParams: done.kvTransferParams! };
     if (!send(f, request)) inflight.delete(f.index);
@@ -410,7 +419,6 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
   };
 
   const endStep = (engine: SimEngine): void => {
-    engine.stepping = false;
     const events = engine.takeEvents();
     if (events.length > 0 && approx === null) {
       if (delayMs > 0) queue.push(now + delayMs, { kind: "kv", engine, events });
@@ -418,7 +426,10 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
     }
     const outputs = engine.outputs;
     engine.outputs = [];
+    // Still stepping while the outputs are routed: a request they send here (one the prefill gate held)
+    // joins the next step, started below, rather than starting one of its own beside it.
     for (const out of outputs) output(out);
+    engine.stepping = false;
     startStep(engine);
   };
 
@@ -471,6 +482,8 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
       overlapWeight: scheduler.overlapWeight,
       evictionWeight: scheduler.evictionWeight,
       temperature: scheduler.temperature,
+      prefillGate: core.gate !== null,
+      heldByGate: core.gate?.heldTotal ?? 0,
       blockSize,
       numBlocks: settings.numBlocks,
       maxNumSeqs: settings.maxNumSeqs,

@@ -68,6 +68,7 @@ export async function simulate(spec: TraceSpec, o: SimulateOptions): Promise<Sim
       overlap_weight: options.overlapWeight ?? 1,
       eviction_weight: options.evictionWeight ?? DEFAULT_EVICTION_WEIGHT,
       temperature: options.temperature ?? 0,
+      prefill_gate: options.prefillGate ?? true,
       max_requests: options.maxRequests ?? null,
       block_size: options.engine.blockSize,
       blocks: options.engine.numBlocks,

@@ -141,3 +141,67 @@ describe("bookings through an attempt", () => {
     expect(totalLoad(c, 1)).toBe(0);
   });
 });
+
+describe("prefill gate through an attempt", () => {
+  const gated = (o: { policy?: "kv" | "round-robin"; prefillGate?: boolean } = {}) => {
+    const scheduler = new Scheduler({ random: () => 0, ...(o.policy ? { policy: o.policy } : {}), ...(o.prefillGate !== undefined ? { prefillGate: o.prefillGate } : {}) });
+    scheduler.setAvailable(0, true);
+    return new RoutingCore({ scheduler, cachedTokensFallback: "router", blockSize: () => 16 });
+  };
+  const start = (c: RoutingCore, tokens: number) => {
+    const p = prompt(tokens, [0]);
+    return c.begin(c.decide(p)!, p);
+  };
+
+  it("holds a prompt that would share the step of one in flight, and sends it at that one's first token", () => {
+    const c = gated();
+    const first = start(c, 1000);
+    expect(first.admit(() => expect.unreachable())).toBe(true);
+    let sent = 0;
+    const second = start(c, 1000);
+    expect(second.admit(() => sent++)).toBe(false);
+    expect(c.gate!.held).toBe(1);
+    first.generated(1, null);
+    first.firstToken(45);
+    expect(sent).toBe(1);
+    expect(c.gate!.inFlight(0)).toBe(1);
+    second.firstToken(50);
+    expect(c.gate!.busy(0)).toBe(false);
+  });
+
+  it("sends a prompt whose share of the step costs less than a step at once", () => {
+    const c = gated();
+    expect(start(c, 1000).admit(() => undefined)).toBe(true);
+    // 16 tokens add 0.64 ms to the step at the prior's 0.04 ms a token; holding costs a 6 ms step.
+    expect(start(c, 16).admit(() => expect.unreachable())).toBe(true);
+  });
+
+  it("leaves a prompt to the engine when the prompts ahead of it take more than a step", () => {
+    const c = gated();
+    // 10,000 tokens in flight end after a second step: held behind them, a prompt would leave that step
+    // part empty for nothing, as the one in flight gains little.
+    expect(start(c, 10_000).admit(() => undefined)).toBe(true);
+    expect(start(c, 1000).admit(() => expect.unreachable())).toBe(true);
+  });
+
+  it("drops a held attempt released before its turn, and never sends it", () => {
+    const c = gated();
+    const first = start(c, 1000);
+    first.admit(() => undefined);
+    const second = start(c, 1000);
+    expect(second.admit(() => expect.unreachable())).toBe(false);
+    second.release();
+    expect(c.gate!.held).toBe(0);
+    first.finish(0, 1000);
+    expect(c.gate!.busy(0)).toBe(false);
+    expect(totalLoad(c, 1)).toBe(0);
+  });
+
+  it("is off for the other policies, and when turned off", () => {
+    for (const c of [gated({ policy: "round-robin" }), gated({ prefillGate: false })]) {
+      expect(c.gate).toBeNull();
+      start(c, 1000).admit(() => undefined);
+      expect(start(c, 1000).admit(() => expect.unreachable())).toBe(true);
+    }
+  });
+});

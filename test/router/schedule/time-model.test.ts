@@ -133,10 +133,11 @@ describe("the kv policy", () => {
     // Engine 0 holds `overlap` of a 512-block prompt but has `queued` prompt tokens booked ahead; engine 1
     // is idle and holds nothing. Whatever the pair, the choice is the engine with the lower cost, and
     // the cost is the predicted TTFT plus the engine time of the uncached prefill, what it adds to the
-    // prefill queued ahead, and what its new blocks evict.
+    // prefill queued ahead (with the prefill gate, when it would hold the request, the step it is held for
+    // instead), and what its new blocks evict.
     fc.assert(
-      fc.property(fc.integer({ min: 0, max: 512 }), fc.integer({ min: 0, max: 60_000 }), fc.integer({ min: 0, max: 30 }), (overlap, queued, decoding) => {
-        const s = new Scheduler({ random: () => 0 });
+      fc.property(fc.integer({ min: 0, max: 512 }), fc.integer({ min: 0, max: 60_000 }), fc.integer({ min: 0, max: 30 }), fc.boolean(), (overlap, queued, decoding, prefillGate) => {
+        const s = new Scheduler({ random: () => 0, prefillGate });
         s.setAvailable(0, true);
         s.setAvailable(1, true);
         if (queued > 0) s.active.book(0, queued, Math.ceil(queued / 16), 16);
@@ -146,7 +147,11 @@ describe("the kv policy", () => {
         const [e0, e1] = d.scored;
         const p = s.predictor(0).prefillMsPerToken;
         const evicted = DEFAULT_EVICTION_WEIGHT * p * e0!.features.uncachedTokens * e0!.turnover;
-        const shared = s.predictor(0).sharedStepDelay(e0!.features, queued > 0 ? 1 : 0);
+        const model = s.predictor(0);
+        const delay = model.sharedStepDelay(e0!.features, queued > 0 ? 1 : 0);
+        const step = model.stepTime(e0!.features.decoding, e0!.features.decodeBlocks);
+        const held = prefillGate && e0!.features.queuedTokens <= 8192 - decoding && delay > step;
+        const shared = held ? step : delay;
         expect(e0!.cost).toBeCloseTo(e0!.predictedTtftMs + s.predictor(0).prefillTime(e0!.features) + shared + evicted, 6);
         // No block was inserted through the scheduler yet: every engine's turnover is the even share.
         expect(e0!.turnover).toBe(1);

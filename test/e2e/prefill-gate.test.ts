@@ -1,0 +1,67 @@
+// The prefill gate end to end: a prompt sent while the engine computes another one is held in the router
+// until that one has its first token, shows in /metrics while it waits, and leaves the gate when its client
+// does. A real `kvroute sim` process at real pace and `kvroute serve`, over TCP on 127.0.0.1.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startSimProcess, type RunningEngine } from "./engines.js";
+import { metric, postJson, startRouterProcess, until, type RunningRouter } from "./router-process.js";
+
+const MODEL = "Qwen/Qwen3-0.6B";
+const prompt = (n: number, family: number) => Array.from({ length: n }, (_, i) => (family * 7919 + i * 104_729) % 150_000);
+
+describe("prefill gate", () => {
+  let engine: RunningEngine;
+  let router: RunningRouter;
+  let base: string;
+
+  const held = async () => metric(await (await fetch(`${base}/metrics`)).text(), "kvroute_engine_held_requests", { engine: "e" });
+
+  beforeAll(async () => {
+    // At real pace a 6,000-token prompt takes the simulated engine about half a second to compute (0.08 ms a
+    // token), long enough to see a second prompt wait for it.
+    engine = await startSimProcess(["--speedup", "1"]);
+    router = await startRouterProcess(["--engine", `${engine.url},kv=none,name=e`, "--workers", "1"]);
+    base = router.url;
+    await until("the engine up", async () => {
+      const health = (await (await fetch(`${base}/health`)).json()) as { engines: { state: string }[] };
+      return health.engines[0]?.state === "up" ? true : undefined;
+    });
+  }, 60_000);
+
+  afterAll(async () => {
+    await router?.stop();
+    await engine?.stop("SIGKILL");
+  });
+
+  it("holds a prompt while the engine computes one sent before it, and sends it at that one's first token", async () => {
+    const ends: string[] = [];
+    const long = postJson(`${base}/v1/completions`, { model: MODEL, prompt: prompt(6000, 1), max_tokens: 1 }).then((r) => (ends.push("long"), r));
+    await until("the long prompt in flight", async () => (metric(await (await fetch(`${base}/metrics`)).text(), "kvroute_engine_active_requests", { engine: "e" }) === 1 ? true : undefined));
+    const short = postJson(`${base}/v1/completions`, { model: MODEL, prompt: prompt(1000, 2), max_tokens: 1 }).then((r) => (ends.push("short"), r));
+    await until("the short prompt held", async () => ((await held()) === 1 ? true : undefined), 5_000);
+    const [a, b] = await Promise.all([long, short]);
+    expect([a.status, b.status]).toEqual([200, 200]);
+    // Held until the long one's first token, which was its last (max_tokens 1): it could not finish first.
+    expect(ends).toEqual(["long", "short"]);
+    expect(await held()).toBe(0);
+  });
+
+  it("drops a held prompt whose client leaves, and serves the rest", async () => {
+    const long = postJson(`${base}/v1/completions`, { model: MODEL, prompt: prompt(6000, 3), max_tokens: 1 });
+    await until("the long prompt in flight", async () => (metric(await (await fetch(`${base}/metrics`)).text(), "kvroute_engine_active_requests", { engine: "e" }) === 1 ? true : undefined));
+    const leaving = new AbortController();
+    const gone = fetch(`${base}/v1/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: MODEL, prompt: prompt(1000, 4), max_tokens: 1 }),
+      signal: leaving.signal,
+    }).catch((err: Error) => err.name);
+    await until("the second prompt held", async () => ((await held()) === 1 ? true : undefined), 5_000);
+    leaving.abort();
+    expect(await gone).toBe("AbortError");
+    // Out of the gate as soon as its client left, while the long prompt is still being computed.
+    await until("the gate empty", async () => ((await held()) === 0 ? true : undefined), 5_000);
+    expect((await long).status).toBe(200);
+    const after = await postJson(`${base}/v1/completions`, { model: MODEL, prompt: prompt(100, 5), max_tokens: 1 });
+    expect(after.status).toBe(200);
+  });
+});
