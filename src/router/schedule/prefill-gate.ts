@@ -40,8 +40,7 @@ export class PrefillGate {
   readonly #engines = new Map<number, EngineGate>();
   /** Attempts held now, over all engines. */
   #held = 0;
-  /** Attempts held since the gate was made. */
-  heldTotal = 0;
+  #heldTotal = 0;
 
   /** `budget`: the tokens an engine computes per step (vLLM's max_num_batched_tokens). */
   constructor(budget: number) {
@@ -52,6 +51,11 @@ export class PrefillGate {
   /** Attempts held now, over all engines. */
   get held(): number {
     return this.#held;
+  }
+
+  /** Attempts held since the gate was made. */
+  get heldTotal(): number {
+    return this.#heldTotal;
   }
 
   /** Whether the engine has prompts in flight from this router (an attempt entering now could be held). */
@@ -84,7 +88,7 @@ export class PrefillGate {
     }
     insertShortestFirst(g.fresh, entry);
     this.#held++;
-    this.heldTotal++;
+    this.#heldTotal++;
     return false;
   }
 

@@ -133,7 +133,7 @@ interface InFlight {
   stage: "whole" | "prefill" | "decode";
   engine: SimEngine;
   attempt: Attempt;
-  /** When the current attempt was sent. */
+  /** When the current attempt was decided: its TTFT counts from here, any time the prefill gate held it included. */
   sentMs: number;
   /** A split request whose prefill finished: that outcome, and its engine. */
   prefill: PrefillOutcome | null;
