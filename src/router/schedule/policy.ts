@@ -142,10 +142,14 @@ export function holds(model: EngineTimeModel, f: TimeFeatures, queuedRequests: n
   return model.queueFitsOneStep(f) && model.sharedStepDelay(f, queuedRequests) > model.stepTime(f.decoding, f.decodeBlocks);
 }
 
-/** What the prompts ahead lose to this one's head in their step: with the gate holding it, the step it waits instead. */
+/**
+ * What the prompts ahead lose to this one's head in their step; with the gate, the step it waits instead
+ * when that is less, which is exactly when `holds` is true. The delay is computed once: this runs for every
+ * engine of every decision.
+ */
 function sharedStepCost(model: EngineTimeModel, f: TimeFeatures, queuedRequests: number, gated: boolean): number {
-  if (gated && holds(model, f, queuedRequests)) return model.stepTime(f.decoding, f.decodeBlocks);
-  return model.sharedStepDelay(f, queuedRequests);
+  const delay = model.sharedStepDelay(f, queuedRequests);
+  return gated && model.queueFitsOneStep(f) ? Math.min(delay, model.stepTime(f.decoding, f.decodeBlocks)) : delay;
 }
 
 /** Index into `scored` of the engine a cost policy picks. */
