@@ -68,6 +68,9 @@ routing:
                                (default ${DEFAULT_EVICTION_WEIGHT}; 0: time alone)
   --prefill-gate on|off        kv: hold a request in the router while its engine computes prompts it
                                would slow down, and send it when they have their first tokens (default on)
+  --decide-together on|off     kv: decide requests whose prompts are ready in the same event-loop turn
+                               together, the one with the most cache to lose first, and send them
+                               shortest first (default on)
   --temperature T              0 (default): cheapest engine; above 0: softmax sampling over costs
   --cached-tokens-fallback router|none
                                when an engine does not report cached_tokens: report the router's estimate
@@ -143,6 +146,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
       "overlap-weight": { type: "string" },
       "eviction-weight": { type: "string" },
       "prefill-gate": { type: "string" },
+      "decide-together": { type: "string" },
       temperature: { type: "string" },
       "cached-tokens-fallback": { type: "string" },
       workers: { type: "string" },
@@ -202,6 +206,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     overlapWeight: num("overlap-weight", values["overlap-weight"], 1, 0, 1e6),
     evictionWeight: num("eviction-weight", values["eviction-weight"], DEFAULT_EVICTION_WEIGHT, 0, 1e6),
     prefillGate: onOffOption("prefill-gate", values["prefill-gate"], true),
+    decideTogether: onOffOption("decide-together", values["decide-together"], true),
     temperature: num("temperature", values.temperature, 0, 0, 1e6),
     cachedTokensFallback: fallback,
     workers: values.workers === undefined ? undefined : int("workers", values.workers, 1, 1, 256),

@@ -1,6 +1,7 @@
 // The router behind the HTTP frontend: prepares a prompt (pool), asks the routing core for a plan (a
 // decision, or with engine roles a prefill decision to split on) and a booking, and sends it (dispatch,
-// with retry as a wrapper; split requests through dispatch/split.ts). It holds no routing rule of its own:
+// with retry as a wrapper; split requests through dispatch/split.ts). On an aggregated fleet the requests
+// first read in one event-loop turn are decided together (dispatch/decision-turn.ts). It holds no routing rule of its own:
 // those are in the routing core (schedule/routing-core.ts), which `kvroute simulate` drives too.
 import type { Logger } from "pino";
 import { rootSeed } from "./prepare/hashing/index.js";
@@ -8,6 +9,7 @@ import type { RouterMetrics } from "./metrics/index.js";
 import type { PreparePool, Prepared } from "./prepare/index.js";
 import type { Attempt, Decision, RoutablePrompt, RoutingCore } from "./schedule/index.js";
 import type { EngineHandle, Fleet } from "./dispatch/fleet.js";
+import { DecisionTurn } from "./dispatch/decision-turn.js";
 import { NO_ENGINE, withRetry } from "./dispatch/retry.js";
 import { sendAttempt, type Job } from "./dispatch/send.js";
 import { asLocal, splitRequest } from "./dispatch/split.js";
@@ -41,9 +43,13 @@ export class Router implements Backend {
   readonly #created = Math.floor(Date.now() / 1000);
   readonly #seeds = new Map<string, bigint>();
   readonly #notice: ReturnType<typeof splitNoticeReporter>;
+  readonly #turn: DecisionTurn;
 
   constructor(private readonly o: RouterParts) {
     this.#notice = splitNoticeReporter(o.metrics, o.log, (engine) => this.#handle(engine).name, () => o.fleet.blockSize!);
+    this.#turn = new DecisionTurn(o.core, (seconds, requests) => {
+      for (let i = 0; i < requests; i++) o.metrics.overhead("schedule", seconds / requests);
+    });
   }
 
   get modelName(): string | null {
@@ -134,12 +140,23 @@ export class Router implements Backend {
       metrics.predicted(attempt.overlapBlocks * fleet.blockSize!, prompt.promptTokens);
       return sendAttempt(core, attempt, target(attempt.engine), job, signal);
     };
-    const whole = (decide: () => Decision | null) =>
-      withRetry(core, decide, prompt, send, signal, (failed, _next, failure) => {
+    const whole = (first: () => Attempt | null) =>
+      withRetry(core, first, prompt, send, signal, (failed, _next, failure) => {
         metrics.retried();
         this.o.log.warn({ engine: this.#handle(failed.engine).name, code: failure.code, reason: failure.message }, "engine failed before the first token; retrying on another engine");
       });
-    if (!core.disaggregated) return whole(() => timed(() => core.decide(prompt)));
+    const turn = this.#turn;
+    if (!core.disaggregated) {
+      return (async function* (): AsyncGenerator<GenerationEvent> {
+        // Decided when the stream is first read, with the others read in the same turn.
+        const attempt = await turn.begin(prompt, signal);
+        if (attempt === null) {
+          if (!signal.aborted) yield NO_ENGINE;
+          return;
+        }
+        yield* whole(() => attempt);
+      })();
+    }
     // Planned when the stream is first read, as withRetry decides: the plan sees the load of the requests before it.
     const notice = this.#notice;
     return (async function* (): AsyncGenerator<GenerationEvent> {
@@ -150,12 +167,12 @@ export class Router implements Backend {
       }
       if (plan.kind === "split") {
         metrics.disaggregation("split");
-        yield* splitRequest({ core, prompt, job, target, signal, whole: (decision) => whole(() => decision), notice }, plan.prefill);
+        yield* splitRequest({ core, prompt, job, target, signal, whole: (decision) => whole(() => core.begin(decision, prompt)), notice }, plan.prefill);
         return;
       }
       metrics.disaggregation(plan.why === "short" ? "local_short" : "local_degraded");
       if (plan.why === "no_prefill_engine") notice({ kind: "prefill_unavailable", reason: "no prefill engine is available" });
-      yield* asLocal(whole(() => plan.decision));
+      yield* asLocal(whole(() => core.begin(plan.decision, prompt)));
     })();
   }
 

@@ -52,6 +52,8 @@ export interface RouterOptions {
   evictionWeight: number;
   /** kv: hold a request while its engine computes prompts it would slow down (prefill-gate.ts). */
   prefillGate: boolean;
+  /** kv: decide requests whose prompts are ready in one event-loop turn together (schedule/together.ts). */
+  decideTogether: boolean;
   temperature: number;
   cachedTokensFallback: CachedTokensFallback;
   /** Preparation pool threads; undefined: cores - 1, at least 1. */
@@ -135,6 +137,7 @@ export async function startRouter(options: RouterOptions, log: Logger): Promise<
       overlapWeight: options.overlapWeight,
       evictionWeight: options.evictionWeight,
       prefillGate: options.prefillGate,
+      decideTogether: options.decideTogether,
       temperature: options.temperature,
     });
     const fleet = new Fleet(engines, {

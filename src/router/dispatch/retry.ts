@@ -1,7 +1,7 @@
 // Retry as a wrapper around sending, not code inside it: each attempt's events pass through, and a
 // failure is held back and handed to the routing core's retry rule, which either books the next attempt
 // on another engine or makes the failure final.
-import type { Attempt, Decision, RoutablePrompt, RoutingCore } from "../schedule/index.js";
+import type { Attempt, RoutablePrompt, RoutingCore } from "../schedule/index.js";
 import type { GenerationEvent } from "../types.js";
 import type { AbortSignalLike } from "../../util/abort.js";
 
@@ -13,24 +13,24 @@ type ErrorEvent = Extract<GenerationEvent, { type: "error" }>;
 export const NO_ENGINE: ErrorEvent = { type: "error", code: "no_engine_available", message: "no engine is available: none is connected and healthy" };
 
 /**
- * Runs a request: when the stream is first read (a generator's body runs only then) it is decided and its
- * first attempt booked in one go, so the next request's decision sees this one's load, and a stream that
- * is never read books nothing.
+ * Runs a request: when the stream is first read (a generator's body runs only then) `first` gives its
+ * first attempt, decided and booked in one go (null: no engine), so the next request's decision sees this
+ * one's load, and a stream that is never read books nothing.
  */
 export async function* withRetry(
   core: RoutingCore,
-  decide: () => Decision | null,
+  first: () => Attempt | null,
   prompt: RoutablePrompt,
   send: SendOne,
   signal: AbortSignalLike,
   onRetry: (failed: Attempt, next: Attempt, failure: ErrorEvent) => void,
 ): AsyncGenerator<GenerationEvent> {
-  const decision = decide();
-  if (decision === null) {
+  const begun = first();
+  if (begun === null) {
     yield NO_ENGINE;
     return;
   }
-  let attempt = core.begin(decision, prompt);
+  let attempt = begun;
   for (;;) {
     let started = false;
     let tokens = 0;

@@ -95,7 +95,7 @@ export async function* splitRequest(c: SplitContext, prefillDecision: Decision):
   };
   const prefillName = prefill.sentTo.name;
   try {
-    for await (const event of withRetry(core, () => decision, prompt, send, signal, (failed, _next, failure) => c.notice({ kind: "retried", stage: "decode", failed, failure }))) {
+    for await (const event of withRetry(core, () => core.begin(decision, prompt), prompt, send, signal, (failed, _next, failure) => c.notice({ kind: "retried", stage: "decode", failed, failure }))) {
       if (event.type === "start") {
         yield { ...event, prefillEngine: prefillName, overlapBlocks: prefill.attempt.overlapBlocks, cachedTokensSource: prefill.cached.source };
       } else if (event.type === "finish") {
@@ -139,7 +139,7 @@ async function runPrefill(c: SplitContext, decision: Decision): Promise<PrefillR
     c.notice({ kind: "sent", stage: "prefill", attempt: a });
     return sendAttempt(core, a, sentTo, prefillJob, signal, (finish) => (params = finish.kvTransferParams ?? null));
   };
-  for await (const event of withRetry(core, () => decision, prompt, send, signal, (failed, _next, failure) => c.notice({ kind: "retried", stage: "prefill", failed, failure }))) {
+  for await (const event of withRetry(core, () => core.begin(decision, prompt), prompt, send, signal, (failed, _next, failure) => c.notice({ kind: "retried", stage: "prefill", failed, failure }))) {
     if (event.type === "finish") return { kind: "done", attempt: attempt!, sentTo: sentTo!, cached: { cachedTokens: event.usage.cachedTokens, source: event.usage.cachedTokensSource }, params };
     if (event.type === "error") return { kind: "failed", failure: event };
   }

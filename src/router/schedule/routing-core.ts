@@ -15,6 +15,10 @@
 // model judges whether sending it now would slow the prompts its engine is computing for this router by
 // more than one step costs the held one.
 //
+// Prompts that arrive together (at one instant in a simulation, in one event-loop turn live) are decided
+// together on aggregated fleets (together.ts): the one with the most cache to lose first, and sent to
+// their engines shortest first.
+//
 // Invariant: every Attempt's booking is released exactly once, by finish(), fail() or release(),
 // whichever comes first; later calls change nothing. An attempt held by the gate leaves it the same way.
 import type { CachedTokensSource } from "../types.js";
@@ -26,6 +30,7 @@ import { shouldRetry, type Failure } from "./retry.js";
 import { isDisaggregated, servesStage, type EngineRole, type Stage } from "./roles.js";
 import { holds } from "./policy.js";
 import type { Decision, RoutablePrompt, Scheduler } from "./scheduler.js";
+import { decisionOrder, sendOrder } from "./together.js";
 
 export interface RoutingCoreOptions {
   scheduler: Scheduler;
@@ -118,6 +123,27 @@ export class RoutingCore {
     if (prompt.promptTokens - local.overlapBlocks * this.#blockSize() < this.disaggMinPrefillTokens) return { kind: "whole", decision: local, why: "short" };
     const prefill = this.decide(prompt, undefined, "prefill");
     return prefill ? { kind: "split", prefill } : { kind: "whole", decision: local, why: "no_prefill_engine" };
+  }
+
+  /**
+   * Decides and books prompts that arrived together, on an aggregated fleet: their first attempts, in the
+   * prompts' order (null where no engine is available). Each is booked before the next is decided; in
+   * together.ts's order when `scheduler.decideTogether`, else in arrival order. Send them in `sendOrder`'s.
+   */
+  beginTogether(prompts: readonly RoutablePrompt[]): (Attempt | null)[] {
+    if (this.disaggregated) throw new Error("beginTogether is for aggregated fleets: with engine roles, plan each request");
+    const order = this.scheduler.decideTogether && prompts.length > 1 ? decisionOrder(prompts, this.scheduler.available) : prompts.map((_, i) => i);
+    const attempts: (Attempt | null)[] = prompts.map(() => null);
+    for (const i of order) {
+      const decision = this.decide(prompts[i]!);
+      if (decision) attempts[i] = this.begin(decision, prompts[i]!);
+    }
+    return attempts;
+  }
+
+  /** Indices of attempts begun together, in the order to send them. */
+  sendOrder(attempts: readonly (Attempt | null)[]): number[] {
+    return this.scheduler.decideTogether && attempts.length > 1 ? sendOrder(attempts) : attempts.map((_, i) => i);
   }
 
   /** Books a decided request on its engine: the first attempt. */

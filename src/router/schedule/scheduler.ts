@@ -24,6 +24,8 @@ export interface SchedulerOptions {
    * default true). Other policies send at once.
    */
   prefillGate?: boolean;
+  /** kv: decide prompts that arrive together as together.ts says (default true). Other policies take them in arrival order. */
+  decideTogether?: boolean;
   /** Every engine's time model starts from this (default: DEFAULT_PRIOR, C 8192, 256 sequences). */
   timeModel?: TimeModelOptions;
   /** Injected for reproducible simulations; Math.random otherwise. */
@@ -63,6 +65,8 @@ export class Scheduler {
   readonly temperature: number;
   /** Whether requests go through the prefill gate (kv only). */
   readonly prefillGate: boolean;
+  /** Whether prompts that arrive together are decided and sent in together.ts's orders (kv only). */
+  readonly decideTogether: boolean;
   /** New blocks each engine took in lately, against the fleet's (cache-turnover.ts). */
   readonly turnover: CacheTurnover;
   readonly active = new ActiveLoad();
@@ -93,6 +97,7 @@ export class Scheduler {
     this.turnover = new CacheTurnover(options.turnoverHorizonBlocks);
     this.temperature = options.temperature ?? 0;
     this.prefillGate = (options.prefillGate ?? true) && this.policy === "kv";
+    this.decideTogether = (options.decideTogether ?? true) && this.policy === "kv";
     this.#random = options.random ?? Math.random;
     this.#timeModel = options.timeModel ?? { prior: DEFAULT_PRIOR };
     this.#pooled = new EngineTimeModel(this.#timeModel);
@@ -104,6 +109,11 @@ export class Scheduler {
   /** Tokens an engine computes per step, as the time models take it (vLLM's max_num_batched_tokens). */
   get maxBatchedTokens(): number {
     return this.#timeModel.maxBatchedTokens ?? DEFAULT_MAX_BATCHED_TOKENS;
+  }
+
+  /** The engines decisions consider, ascending. */
+  get available(): readonly number[] {
+    return this.#available;
   }
 
   setAvailable(engine: number, available: boolean): void {

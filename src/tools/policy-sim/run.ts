@@ -3,7 +3,9 @@
 //
 // Requests arrive at their trace timestamps (divided by the speed-up). Each is made into tokens, hashed
 // with the engines' block size and looked up in the index; the routing core sets its output budget,
-// decides its engine and books it, all at its arrival instant. The engine's outputs move the booking
+// decides its engine and books it, all at its arrival instant. Requests with the same arrival instant are
+// decided together (routing-core.ts, beginTogether), as `serve` decides those that reach it in one
+// event-loop turn. The engine's outputs move the booking
 // through the same Attempt calls the live dispatcher makes. An idle engine starts a step at once; a step's outputs and its KV
 // events reach the router when it ends (the events after a further delay, when one is set), and the engine
 // goes straight on to its next step while it has work. At equal times, steps end before requests arrive.
@@ -61,6 +63,8 @@ export interface SimulationOptions {
   temperature?: number;
   /** The kv policy's prefill gate (prefill-gate.ts; default true). */
   prefillGate?: boolean;
+  /** The kv policy decides requests that arrive at one instant together (together.ts; default true). */
+  decideTogether?: boolean;
   /** Seeds the scheduler's random choices and the engines' outputs (default 0). */
   seed?: number;
   /** KV events reach the index this long after the step that produced them ends (default 0). */
@@ -188,6 +192,7 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
     ...(o.evictionWeight !== undefined ? { evictionWeight: o.evictionWeight } : {}),
     temperature: o.temperature ?? 0,
     prefillGate: o.prefillGate ?? true,
+    decideTogether: o.decideTogether ?? true,
     // The router knows the engines' batch limits (they are configuration) but not their speed: every
     // engine's time model starts from the default prior and learns the rest from its requests.
     timeModel: { prior: DEFAULT_PRIOR, maxBatchedTokens: settings.maxNumBatchedTokens, maxNumSeqs: settings.maxNumSeqs },
@@ -298,8 +303,20 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
     });
   };
 
-  const arrive = (r: TraceRecord): void => {
+  /** An arrived request made ready to route: its tokens, output budget and index overlaps. */
+  interface Arrival {
+    record: TraceRecord;
+    index: number;
+    tokens: Uint32Array;
+    maxTokens: number;
+    prompt: RoutablePrompt;
+    hashes: BigUint64Array | null;
+  }
+
+  /** Null when the request cannot be served (it is recorded as refused). */
+  const prepare = (r: TraceRecord): Arrival | null => {
     const i = sent++;
+    if (sent % PROGRESS_EVERY === 0) o.onProgress?.(sent, now);
     const tokens = synthesize(r);
     // The replay asks for the recorded output length, as `kvroute replay` does of a live router.
     let maxTokens: number;
@@ -308,28 +325,29 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
     } catch (err) {
       if (!(err instanceof RouterError)) throw err;
       reject(r, i, err.message);
-      return;
+      return null;
     }
     const hashed = hasher.hashBlocks(tokens, blockSize, root, hashes);
     for (const b of o.bounds ?? []) b.add(hashed, tokens.length);
     approx?.expire(now);
     // The overlaps are copied: a split request decides its decode engine later, from what the index said now.
     const prompt: RoutablePrompt = { promptTokens: tokens.length, blocks: hashed.length, overlaps: Uint32Array.from(index.overlaps(hashed, overlaps)), outputTokens: maxTokens };
-    const plan = core.plan(prompt)!;
-    const decision = plan.kind === "split" ? plan.prefill : plan.decision;
-    if (plan.kind === "split") paths.split++;
-    else paths[plan.why === "aggregated" ? "whole" : plan.why === "short" ? "local_short" : "local_degraded"]++;
+    return { record: r, index: i, tokens, maxTokens, prompt, hashes: approx !== null ? hashed.slice() : null };
+  };
+
+  /** Sends an arrival's first attempt, or has the prefill gate hold it. */
+  const dispatch = (a: Arrival, attempt: Attempt, stage: "whole" | "prefill"): void => {
     const f: InFlight = {
-      record: r,
-      index: i,
+      record: a.record,
+      index: a.index,
       arrivalMs: now,
-      maxTokens,
-      prompt,
-      tokens,
-      hashes: approx !== null ? hashed.slice() : null,
-      stage: plan.kind === "split" ? "prefill" : "whole",
-      engine: engines[decision.engine]!,
-      attempt: core.begin(decision, prompt),
+      maxTokens: a.maxTokens,
+      prompt: a.prompt,
+      tokens: a.tokens,
+      hashes: a.hashes,
+      stage,
+      engine: engines[attempt.engine]!,
+      attempt,
       sentMs: now,
       prefill: null,
       firstMs: -1,
@@ -338,15 +356,37 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
       gapSumMs: 0,
       gapMaxMs: 0,
     };
-    const sampling = f.stage === "prefill" ? { maxTokens: 1, ignoreEos: true } : { maxTokens, ignoreEos: true };
-    const kv = f.stage === "prefill" ? { kvTransferParams: { do_remote_decode: true } } : {};
-    const request: CoreRequest = { id: i, promptTokenIds: tokens, sampling, overlapBlocks: decision.overlapBlocks, ...kv };
+    const sampling = stage === "prefill" ? { maxTokens: 1, ignoreEos: true } : { maxTokens: a.maxTokens, ignoreEos: true };
+    const kv = stage === "prefill" ? { kvTransferParams: { do_remote_decode: true } } : {};
+    const request: CoreRequest = { id: a.index, promptTokenIds: a.tokens, sampling, overlapBlocks: attempt.overlapBlocks, ...kv };
     // Held by the prefill gate, it is sent once the engine's prompts ahead of it have their first tokens.
-    inflight.set(i, f);
+    inflight.set(a.index, f);
     const go = () => {
-      if (!send(f, request)) inflight.delete(i);
+      if (!send(f, request)) inflight.delete(a.index);
     };
-    if (f.attempt.admit(go)) go();
+    if (attempt.admit(go)) go();
+  };
+
+  /** Requests that arrive at the same instant: decided together on an aggregated fleet, planned one by one with roles. */
+  const arrive = (records: readonly TraceRecord[]): void => {
+    const arrivals = records.map(prepare).filter((a): a is Arrival => a !== null);
+    if (core.disaggregated) {
+      for (const a of arrivals) {
+        const plan = core.plan(a.prompt)!;
+        if (plan.kind === "split") paths.split++;
+        else paths[plan.why === "short" ? "local_short" : "local_degraded"]++;
+        const decision = plan.kind === "split" ? plan.prefill : plan.decision;
+        dispatch(a, core.begin(decision, a.prompt), plan.kind === "split" ? "prefill" : "whole");
+      }
+      return;
+    }
+    const attempts = core.beginTogether(arrivals.map((a) => a.prompt));
+    paths.whole += arrivals.length;
+    for (const i of core.sendOrder(attempts)) {
+      const attempt = attempts[i];
+      if (attempt) dispatch(arrivals[i]!, attempt, "whole");
+      else reject(arrivals[i]!.record, arrivals[i]!.index, "no engine is available");
+    }
   };
 
   /** A split request's prefill finished: its decode engine is decided now, and pulls what the prefill holds. */
@@ -434,8 +474,10 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
   };
 
   const records = trace[Symbol.asyncIterator]();
+  let read = 0;
   const nextRecord = async (): Promise<TraceRecord | null> => {
-    if (o.maxRequests !== undefined && sent >= o.maxRequests) return null;
+    if (o.maxRequests !== undefined && read >= o.maxRequests) return null;
+    read++;
     const next = await records.next();
     return next.done ? null : next.value;
   };
@@ -445,9 +487,13 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
       const arrival = next === null ? Infinity : next.timestampMs / speedup;
       if (next !== null && arrival < queue.nextTime) {
         now = Math.max(now, arrival);
-        arrive(next);
-        if (sent % PROGRESS_EVERY === 0) o.onProgress?.(sent, now);
+        const together = [next];
         next = await nextRecord();
+        while (next !== null && next.timestampMs / speedup === arrival) {
+          together.push(next);
+          next = await nextRecord();
+        }
+        arrive(together);
         continue;
       }
       const { time, item } = queue.pop()!;
@@ -483,6 +529,7 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
       evictionWeight: scheduler.evictionWeight,
       temperature: scheduler.temperature,
       prefillGate: core.gate !== null,
+      decideTogether: scheduler.decideTogether,
       heldByGate: core.gate?.heldTotal ?? 0,
       blockSize,
       numBlocks: settings.numBlocks,

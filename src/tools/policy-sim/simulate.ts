@@ -69,6 +69,7 @@ export async function simulate(spec: TraceSpec, o: SimulateOptions): Promise<Sim
       eviction_weight: options.evictionWeight ?? DEFAULT_EVICTION_WEIGHT,
       temperature: options.temperature ?? 0,
       prefill_gate: options.prefillGate ?? true,
+      decide_together: options.decideTogether ?? true,
       max_requests: options.maxRequests ?? null,
       block_size: options.engine.blockSize,
       blocks: options.engine.numBlocks,

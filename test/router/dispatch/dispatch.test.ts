@@ -23,7 +23,7 @@ function setup(scripts: Script[], fallback: "router" | "none" = "router") {
   const retries: number[] = [];
   const run = (controller = new AbortController()): AsyncGenerator<GenerationEvent> => {
     const send = (a: Attempt) => sendAttempt(core, a, { name: `e${a.engine}`, engine: engines[a.engine]! }, job, controller.signal);
-    return withRetry(core, () => core.decide(prompt), prompt, send, controller.signal, (failed) => retries.push(failed.engine));
+    return withRetry(core, () => core.beginTogether([prompt])[0]!, prompt, send, controller.signal, (failed) => retries.push(failed.engine));
   };
   const load = () => scripts.reduce((sum, _, e) => {
     const l = scheduler.active.load(e);
@@ -82,7 +82,7 @@ describe("retry", () => {
     const controller = new AbortController();
     const run = (): AsyncGenerator<GenerationEvent> => {
       const send = (a: Attempt) => sendAttempt(t.core, a, { name: `e${a.engine}`, engine: t.engines[a.engine]! }, job, controller.signal);
-      return withRetry(t.core, () => t.core.decide(cold), cold, send, controller.signal, () => undefined);
+      return withRetry(t.core, () => t.core.beginTogether([cold])[0]!, cold, send, controller.signal, () => undefined);
     };
     const first = run();
     const second = run();

@@ -27,7 +27,7 @@ function setup(roles: EngineRole[], scripts: Script[], overlaps: number[], fallb
   const prompt: RoutablePrompt = { promptTokens: 64, blocks: 4, overlaps };
   const run = (controller = new AbortController()): AsyncGenerator<GenerationEvent> => {
     const target = (engine: number) => ({ name: `e${engine}`, engine: engines[engine]! });
-    const whole = (d: Decision) => withRetry(core, () => d, prompt, (a: Attempt) => sendAttempt(core, a, target(a.engine), job, controller.signal), controller.signal, () => undefined);
+    const whole = (d: Decision) => withRetry(core, () => core.begin(d, prompt), prompt, (a: Attempt) => sendAttempt(core, a, target(a.engine), job, controller.signal), controller.signal, () => undefined);
     const plan = core.plan(prompt);
     if (plan?.kind !== "split") throw new Error(`not split: ${JSON.stringify(plan?.kind)}`);
     return splitRequest({ core, prompt, job, target, signal: controller.signal, whole, notice: (n) => notices.push(n) }, plan.prefill);
