@@ -3,7 +3,7 @@ export { outputBudget } from "./budget.js";
 export { externalLoad, NO_EXTERNAL_LOAD, type EngineReport, type ExternalLoad, type PrefillCounters } from "./external-load.js";
 export { cachedTokens, expectedSource, transferFailed, type CachedTokens, type CachedTokensFallback } from "./cached-tokens.js";
 export { CacheTurnover, DEFAULT_TURNOVER_HORIZON_BLOCKS } from "./cache-turnover.js";
-export { DEFAULT_EVICTION_WEIGHT, POLICIES, type PolicyName, type Scored } from "./policy.js";
+export { DEFAULT_EVICTION_WEIGHT, GATE_QUEUE_STEPS, POLICIES, type PolicyName, type Scored } from "./policy.js";
 export { isEngineFailure, MAX_ATTEMPTS, shouldRetry, type Failure } from "./retry.js";
 export { PrefillGate, type GateEntry } from "./prefill-gate.js";
 export { RobustFit, type RobustFitOptions } from "./robust-fit.js";

@@ -11,7 +11,8 @@
 // Its prefill also delays the prefills queued ahead of it that end in the step its first chunk joins (every
 // request in a step waits for the whole step): that time is added too (time-model.ts, sharedStepDelay).
 // With the prefill gate (prefill-gate.ts) a request that would delay them by more than a step, when they end
-// within one step, is held instead and delays them by nothing: the term is then the step it loses.
+// within GATE_QUEUE_STEPS steps, is held instead and delays them by nothing: the term is then the step it
+// loses.
 // Then what the request's new blocks evict (cache-turnover.ts): each pushes out the engine's least
 // recently used block, and that block is the more likely to be asked for again the faster the engine's
 // cache turns over. The cost counts it as evictionWeight × the fleet's time per prompt token × the new
@@ -50,6 +51,15 @@ export type PolicyName = "kv" | "kv-blocks" | "round-robin" | "random" | "least-
 
 /** The most output tokens over which a decode engine's step time counts in kv's decode-stage cost. */
 export const DECODE_HORIZON = 512;
+/**
+ * The prefill gate holds a request only behind a queue that ends within this many steps. Behind a longer one
+ * (an engine under load) the request is left to the engine: holding there would leave its steps part empty
+ * while each carries every decoding sequence, and prefill throughput would fall. Measured with `kvroute
+ * simulate` (docs/architecture.md, the prefill gate): on the Mooncake conversation trace, kv's mean TTFT
+ * was 456 ms at 1 step, 454 at 2 and 453 at 3 or more; three engines overloaded at 2× kept their mean TTFT
+ * within 1% of the gate's absence.
+ */
+export const GATE_QUEUE_STEPS = 3;
 /** kv's default weight on what a request's new blocks evict (see above). */
 export const DEFAULT_EVICTION_WEIGHT = 4;
 export const POLICIES: readonly PolicyName[] = ["kv", "kv-blocks", "round-robin", "random", "least-loaded"];
@@ -134,12 +144,11 @@ export function score(candidates: Candidate[], ctx: ScoreContext): Scored[] {
 
 /**
  * Whether the prefill gate holds a request rather than send it beside the `queuedRequests` prompts ahead:
- * when its head would delay them by more than a step, and they end within one step, so that it waits a step
- * at most. A longer queue is left to the engine: holding behind it would leave the engine's steps part
- * empty, and under load every step also carries the decoding sequences, so prefill throughput would fall.
+ * when its head would delay them by more than the step it loses by waiting, and they end within
+ * GATE_QUEUE_STEPS steps.
  */
 export function holds(model: EngineTimeModel, f: TimeFeatures, queuedRequests: number): boolean {
-  return model.queueFitsOneStep(f) && model.sharedStepDelay(f, queuedRequests) > model.stepTime(f.decoding, f.decodeBlocks);
+  return model.queueEndsWithin(f, GATE_QUEUE_STEPS) && model.sharedStepDelay(f, queuedRequests) > model.stepTime(f.decoding, f.decodeBlocks);
 }
 
 /**
@@ -149,7 +158,7 @@ export function holds(model: EngineTimeModel, f: TimeFeatures, queuedRequests: n
  */
 function sharedStepCost(model: EngineTimeModel, f: TimeFeatures, queuedRequests: number, gated: boolean): number {
   const delay = model.sharedStepDelay(f, queuedRequests);
-  return gated && model.queueFitsOneStep(f) ? Math.min(delay, model.stepTime(f.decoding, f.decodeBlocks)) : delay;
+  return gated && model.queueEndsWithin(f, GATE_QUEUE_STEPS) ? Math.min(delay, model.stepTime(f.decoding, f.decodeBlocks)) : delay;
 }
 
 /** Index into `scored` of the engine a cost policy picks. */

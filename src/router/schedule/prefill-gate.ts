@@ -8,13 +8,14 @@
 // step's overhead.
 //
 // Whether a request is held is the routing core's judgement (policy.ts, `holds`): only behind prompts that
-// end within one step, which its head would delay by more than a step. The gate keeps the books.
+// end within a few steps, which its head would delay by more than a step. The gate keeps the books.
 //
 // Per engine: the attempts in flight (sent, no first token yet) and the attempts held. When the last one
-// in flight has its first token (or ends), the held ones are released, shortest first: as many as fit in
-// one step's budget together (at least one), so that held prompts are still batched. Attempts left over
-// after a release go before any held later, in the order they were left over, so a long prompt is never
-// passed over for ever.
+// in flight has its first token (or ends), the held ones are released, shortest first. The first goes;
+// each next one goes with it only if it fits in the same step's budget and the same judgement lets it
+// join them (`joins`: a prompt of a few tokens does, a longer one would delay them by more than its own
+// step and is held for the next release). Attempts left over after a release go before any held later, in
+// the order they were left over, so a long prompt is never passed over for ever.
 //
 // Invariants: every attempt that enters is either sent exactly once (now, or by a later release) or
 // withdrawn; an engine never has held attempts and none in flight once a call returns.
@@ -26,6 +27,8 @@ export interface GateEntry {
   readonly tokens: number;
   /** Sends it; called once, when it is released. */
   readonly send: () => void;
+  /** Whether it may be sent beside `ahead` prompts of `aheadTokens` tokens released before it. */
+  readonly joins: (aheadTokens: number, ahead: number) => boolean;
 }
 
 interface EngineGate {
@@ -133,7 +136,7 @@ export class PrefillGate {
       const out: GateEntry[] = [];
       let tokens = 0;
       for (const queue of [g.carried, g.fresh]) {
-        while (queue.length > 0 && (out.length === 0 || tokens + queue[0]!.tokens <= this.#budget)) {
+        while (queue.length > 0 && (out.length === 0 || (tokens + queue[0]!.tokens <= this.#budget && queue[0]!.joins(tokens, out.length)))) {
           const e = queue.shift()!;
           tokens += e.tokens;
           out.push(e);

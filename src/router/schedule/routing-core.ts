@@ -169,9 +169,13 @@ export class RoutingCore {
     this.#onTtft?.(decision.engine, decision.chosen.predictedTtftMs, ttftMs);
   }
 
-  /** @internal Called by Attempt. Whether the gate should hold the attempt (policy.ts, `holds`). */
-  shouldHold(decision: Decision, inFlight: number): boolean {
-    return holds(this.scheduler.predictor(decision.engine), decision.chosen.features, inFlight);
+  /**
+   * @internal Called by Attempt. Whether the gate should hold the attempt (policy.ts, `holds`) behind
+   * `inFlight` prompts: as booked at its decision, or, at a release, the `aheadTokens` released before it.
+   */
+  shouldHold(decision: Decision, inFlight: number, aheadTokens?: number): boolean {
+    const f = decision.chosen.features;
+    return holds(this.scheduler.predictor(decision.engine), aheadTokens === undefined ? f : { ...f, queuedTokens: aheadTokens }, inFlight);
   }
 
   /** @internal Called by Attempt. */
@@ -237,7 +241,9 @@ export class Attempt {
   admit(send: () => void): boolean {
     const gate = this.#core.gate;
     if (gate === null || this.decision.stage === "decode") return true;
-    const entry: GateEntry = { tokens: this.decision.chosen.features.uncachedTokens, send };
+    const core = this.#core;
+    const decision = this.decision;
+    const entry: GateEntry = { tokens: decision.chosen.features.uncachedTokens, send, joins: (aheadTokens, ahead) => !core.shouldHold(decision, ahead, aheadTokens) };
     this.#gateEntry = entry;
     const inFlight = gate.inFlight(this.engine);
     return gate.enter(this.engine, entry, inFlight > 0 && this.#core.shouldHold(this.decision, inFlight));

@@ -210,9 +210,9 @@ export class EngineTimeModel {
     return this.prefillMsPerToken * shared * (f.queuedTokens <= perStep ? queuedRequests : 1);
   }
 
-  /** Whether the prefill queued ahead (Q) ends within one step: a request held behind it waits one step at most. */
-  queueFitsOneStep(f: TimeFeatures): boolean {
-    return f.queuedTokens <= this.#promptTokensPerStep(f.decoding);
+  /** Whether the prefill queued ahead (Q) ends within `steps` steps. */
+  queueEndsWithin(f: TimeFeatures, steps: number): boolean {
+    return f.queuedTokens <= steps * this.#promptTokensPerStep(f.decoding);
   }
 
   /** The fitted time per prompt token computed (p, ms), at least its floor. */

@@ -7,7 +7,7 @@ import { PrefillGate, type GateEntry } from "../../../src/router/schedule/index.
 /** Entries that record when they were sent, into one shared log. */
 function maker() {
   const sent: string[] = [];
-  const entry = (name: string, tokens: number): GateEntry => ({ tokens, send: () => sent.push(name) });
+  const entry = (name: string, tokens: number, joins = true): GateEntry => ({ tokens, send: () => sent.push(name), joins: () => joins });
   return { sent, entry };
 }
 
@@ -72,11 +72,31 @@ describe("prefill gate", () => {
     expect(gate.held).toBe(0);
   });
 
+  it("releases the next held prompt beside the first only when it joins them, and keeps the rest for the next release", () => {
+    const gate = new PrefillGate(8192);
+    const { sent, entry } = maker();
+    const first = entry("first", 20_000);
+    gate.enter(0, first, true);
+    const a = entry("a", 1000, true);
+    const tiny = entry("tiny", 30, true);
+    const b = entry("b", 2000, false);
+    const c = entry("c", 3000, true);
+    for (const e of [a, tiny, b, c]) expect(gate.enter(0, e, true)).toBe(false);
+    gate.settle(0, first);
+    // Shortest first: the tiny one goes, the 1,000 joins it; the 2,000 would not, so it and all after it wait.
+    expect(sent).toEqual(["tiny", "a"]);
+    expect(gate.held).toBe(2);
+    gate.settle(0, tiny);
+    gate.settle(0, a);
+    // The first of a release always goes; the 3,000 joins it.
+    expect(sent).toEqual(["tiny", "a", "b", "c"]);
+  });
+
   it("never leaves a long prompt behind shorter ones held after it", () => {
     const gate = new PrefillGate(8192);
     const sent: GateEntry[] = [];
     const entry = (tokens: number): GateEntry => {
-      const e: GateEntry = { tokens, send: () => sent.push(e) };
+      const e: GateEntry = { tokens, send: () => sent.push(e), joins: () => true };
       return e;
     };
     const first = entry(1);
@@ -116,7 +136,7 @@ describe("prefill gate", () => {
   it("goes on releasing when a released attempt ends as it is sent (an engine that refuses it)", () => {
     const gate = new PrefillGate(100);
     const sent: string[] = [];
-    const a: GateEntry = { tokens: 100, send: () => undefined };
+    const a: GateEntry = { tokens: 100, send: () => undefined, joins: () => true };
     gate.enter(0, a, true);
     const refused: GateEntry = {
       tokens: 100,
@@ -124,8 +144,9 @@ describe("prefill gate", () => {
         sent.push("refused");
         gate.settle(0, refused);
       },
+      joins: () => true,
     };
-    const next: GateEntry = { tokens: 100, send: () => sent.push("next") };
+    const next: GateEntry = { tokens: 100, send: () => sent.push("next"), joins: () => true };
     gate.enter(0, refused, true);
     gate.enter(0, next, true);
     gate.settle(0, a);
@@ -139,9 +160,9 @@ describe("prefill gate", () => {
   });
 
   it("sends every attempt exactly once or drops it when withdrawn, whatever the order of calls", () => {
-    type Op = { kind: "enter"; engine: number; tokens: number; hold: boolean } | { kind: "settle"; pick: number } | { kind: "withdraw"; pick: number };
+    type Op = { kind: "enter"; engine: number; tokens: number; hold: boolean; joins: boolean } | { kind: "settle"; pick: number } | { kind: "withdraw"; pick: number };
     const op = fc.oneof(
-      fc.record({ kind: fc.constant("enter" as const), engine: fc.integer({ min: 0, max: 2 }), tokens: fc.integer({ min: 1, max: 12_000 }), hold: fc.boolean() }),
+      fc.record({ kind: fc.constant("enter" as const), engine: fc.integer({ min: 0, max: 2 }), tokens: fc.integer({ min: 1, max: 12_000 }), hold: fc.boolean(), joins: fc.boolean() }),
       fc.record({ kind: fc.constant("settle" as const), pick: fc.nat() }),
       fc.record({ kind: fc.constant("withdraw" as const), pick: fc.nat() }),
     );
@@ -151,7 +172,7 @@ describe("prefill gate", () => {
         // The reference: each attempt's state, kept by hand.
         type State = "held" | "flight" | "done" | "dropped";
         const attempts: { entry: GateEntry; engine: number; state: State; sends: number }[] = [];
-        const make = (engine: number, tokens: number) => {
+        const make = (engine: number, tokens: number, joins: boolean) => {
           const a = { entry: null as unknown as GateEntry, engine, state: "held" as State, sends: 0 };
           a.entry = {
             tokens,
@@ -160,6 +181,7 @@ describe("prefill gate", () => {
               expect(a.state).toBe("held");
               a.state = "flight";
             },
+            joins: () => joins,
           };
           attempts.push(a);
           return a;
@@ -177,7 +199,7 @@ describe("prefill gate", () => {
         };
         for (const o of ops) {
           if (o.kind === "enter") {
-            const a = make(o.engine, o.tokens);
+            const a = make(o.engine, o.tokens, o.joins);
             if (gate.enter(o.engine, a.entry, o.hold)) a.state = "flight";
           } else {
             const live = attempts.filter((a) => (o.kind === "settle" ? a.state === "flight" : a.state === "held"));

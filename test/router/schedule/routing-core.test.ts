@@ -176,12 +176,38 @@ describe("prefill gate through an attempt", () => {
     expect(start(c, 16).admit(() => expect.unreachable())).toBe(true);
   });
 
-  it("leaves a prompt to the engine when the prompts ahead of it take more than a step", () => {
+  it("holds a prompt behind a queue of a few steps, and leaves it to the engine behind a longer one", () => {
     const c = gated();
-    // 10,000 tokens in flight end after a second step: held behind them, a prompt would leave that step
-    // part empty for nothing, as the one in flight gains little.
-    expect(start(c, 10_000).admit(() => undefined)).toBe(true);
-    expect(start(c, 1000).admit(() => expect.unreachable())).toBe(true);
+    // 20,000 tokens in flight end in the third step: the prompt would delay their last chunk, and is held.
+    const ahead = start(c, 20_000);
+    expect(ahead.admit(() => undefined)).toBe(true);
+    expect(start(c, 1000).admit(() => undefined)).toBe(false);
+    ahead.release();
+    // 30,000 end in the fourth: an engine that busy is left to fill its steps itself.
+    const c2 = gated();
+    expect(start(c2, 30_000).admit(() => undefined)).toBe(true);
+    expect(start(c2, 1000).admit(() => expect.unreachable())).toBe(true);
+  });
+
+  it("releases held prompts one after another, unless one is short enough to join the one before", () => {
+    const c = gated();
+    const sent: string[] = [];
+    const first = start(c, 4000);
+    first.admit(() => undefined);
+    // 16 tokens delay the 4,000 by less than a step (0.64 ms): sent at once, a second prompt in flight.
+    const tiny = start(c, 16);
+    expect(tiny.admit(() => expect.unreachable())).toBe(true);
+    // Each of these would delay both in flight: 100 tokens by 4 ms each, 8 in all, more than the 6 ms step.
+    const held = [start(c, 1000), start(c, 100), start(c, 120)];
+    for (const [i, name] of ["1000", "100", "120"].entries()) expect(held[i]!.admit(() => sent.push(name))).toBe(false);
+    first.firstToken(100);
+    tiny.firstToken(100);
+    // Shortest first. The 120 delays the 100 released before it by 4.8 ms, less than a step: it joins. The
+    // 1,000 would delay those two by 80 ms, and waits for their first tokens instead.
+    expect(sent).toEqual(["100", "120"]);
+    held[1]!.firstToken(10);
+    held[2]!.firstToken(10);
+    expect(sent).toEqual(["100", "120", "1000"]);
   });
 
   it("drops a held attempt released before its turn, and never sends it", () => {

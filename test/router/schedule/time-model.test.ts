@@ -2,7 +2,7 @@
 // and makes the kv policy prefer a cached engine exactly when the predicted time says so.
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { DEFAULT_EVICTION_WEIGHT, DEFAULT_PRIOR, EngineTimeModel, RobustFit, Scheduler, type EngineTiming, type TimeFeatures } from "../../../src/router/schedule/index.js";
+import { DEFAULT_EVICTION_WEIGHT, DEFAULT_PRIOR, GATE_QUEUE_STEPS, EngineTimeModel, RobustFit, Scheduler, type EngineTiming, type TimeFeatures } from "../../../src/router/schedule/index.js";
 
 /** A seeded generator, so the synthetic observations repeat. */
 function lcg(seed: number): () => number {
@@ -150,7 +150,7 @@ describe("the kv policy", () => {
         const model = s.predictor(0);
         const delay = model.sharedStepDelay(e0!.features, queued > 0 ? 1 : 0);
         const step = model.stepTime(e0!.features.decoding, e0!.features.decodeBlocks);
-        const held = prefillGate && e0!.features.queuedTokens <= 8192 - decoding && delay > step;
+        const held = prefillGate && e0!.features.queuedTokens <= GATE_QUEUE_STEPS * (8192 - decoding) && delay > step;
         const shared = held ? step : delay;
         expect(e0!.cost).toBeCloseTo(e0!.predictedTtftMs + s.predictor(0).prefillTime(e0!.features) + shared + evicted, 6);
         // No block was inserted through the scheduler yet: every engine's turnover is the even share.
