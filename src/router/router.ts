@@ -140,23 +140,13 @@ export class Router implements Backend {
       metrics.predicted(attempt.overlapBlocks * fleet.blockSize!, prompt.promptTokens);
       return sendAttempt(core, attempt, target(attempt.engine), job, signal);
     };
-    const whole = (first: () => Attempt | null) =>
+    const whole = (first: () => Attempt | null | Promise<Attempt | null>) =>
       withRetry(core, first, prompt, send, signal, (failed, _next, failure) => {
         metrics.retried();
         this.o.log.warn({ engine: this.#handle(failed.engine).name, code: failure.code, reason: failure.message }, "engine failed before the first token; retrying on another engine");
       });
-    const turn = this.#turn;
-    if (!core.disaggregated) {
-      return (async function* (): AsyncGenerator<GenerationEvent> {
-        // Decided when the stream is first read, with the others read in the same turn.
-        const attempt = await turn.begin(prompt, signal);
-        if (attempt === null) {
-          if (!signal.aborted) yield NO_ENGINE;
-          return;
-        }
-        yield* whole(() => attempt);
-      })();
-    }
+    // Decided when the stream is first read, with the others read in the same turn.
+    if (!core.disaggregated) return whole(() => this.#turn.begin(prompt, signal));
     // Planned when the stream is first read, as withRetry decides: the plan sees the load of the requests before it.
     const notice = this.#notice;
     return (async function* (): AsyncGenerator<GenerationEvent> {

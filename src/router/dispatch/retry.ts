@@ -14,20 +14,22 @@ export const NO_ENGINE: ErrorEvent = { type: "error", code: "no_engine_available
 
 /**
  * Runs a request: when the stream is first read (a generator's body runs only then) `first` gives its
- * first attempt, decided and booked in one go (null: no engine), so the next request's decision sees this
- * one's load, and a stream that is never read books nothing.
+ * first attempt, decided and booked in one go, so the next request's decision sees this one's load, and a
+ * stream that is never read books nothing. Null: no engine (or, with the signal aborted, the client left
+ * before it was decided). A promise when the decision waits for others made with it (decision-turn.ts).
  */
 export async function* withRetry(
   core: RoutingCore,
-  first: () => Attempt | null,
+  first: () => Attempt | null | Promise<Attempt | null>,
   prompt: RoutablePrompt,
   send: SendOne,
   signal: AbortSignalLike,
   onRetry: (failed: Attempt, next: Attempt, failure: ErrorEvent) => void,
 ): AsyncGenerator<GenerationEvent> {
-  const begun = first();
+  const pending = first();
+  const begun = pending instanceof Promise ? await pending : pending;
   if (begun === null) {
-    yield NO_ENGINE;
+    if (!signal.aborted) yield NO_ENGINE;
     return;
   }
   let attempt = begun;
