@@ -100,6 +100,19 @@ describe("retry", () => {
     expect(await collect(t.run())).toEqual([{ type: "error", code: "no_engine_available", message: "no engine is available: none is connected and healthy" }]);
   });
 
+  it("awaits a first attempt decided later, and says nothing to a client that left before it was decided", async () => {
+    const t = setup([answers(delta(1), finish(0))]);
+    const send = (a: Attempt) => sendAttempt(t.core, a, { name: `e${a.engine}`, engine: t.engines[a.engine]! }, job, new AbortController().signal);
+    const later = () => new Promise<Attempt | null>((resolve) => setImmediate(() => resolve(t.core.beginTogether([prompt])[0]!)));
+    const events = await collect(withRetry(t.core, later, prompt, send, new AbortController().signal, () => undefined));
+    expect(events.map((e) => e.type)).toEqual(["start", "delta", "finish"]);
+    const gone = new AbortController();
+    gone.abort();
+    expect(await collect(withRetry(t.core, () => Promise.resolve(null), prompt, send, gone.signal, () => undefined))).toEqual([]);
+    expect(await collect(withRetry(t.core, () => Promise.resolve(null), prompt, send, new AbortController().signal, () => undefined))).toMatchObject([{ code: "no_engine_available" }]);
+    expect(t.load()).toBe(0);
+  });
+
   it("answers engine_unavailable when no other engine is left to retry on", async () => {
     const t = setup([answers(failure("engine_disconnected"))]);
     expect(await collect(t.run())).toEqual([{ type: "error", code: "engine_unavailable", message: "the engine failed before answering and no other engine is available" }]);
