@@ -1,8 +1,9 @@
 // The router behind the HTTP frontend: prepares a prompt (pool), asks the routing core for a plan (a
 // decision, or with engine roles a prefill decision to split on) and a booking, and sends it (dispatch,
 // with retry as a wrapper; split requests through dispatch/split.ts). On an aggregated fleet the requests
-// first read in one event-loop turn are decided together (dispatch/decision-turn.ts). It holds no routing rule of its own:
-// those are in the routing core (schedule/routing-core.ts), which `kvroute simulate` drives too.
+// first read in one event-loop turn are decided together (dispatch/decision-turn.ts). It holds no routing
+// rule of its own: those are in the routing core (schedule/routing-core.ts), which `kvroute simulate`
+// drives too.
 import type { Logger } from "pino";
 import { rootSeed } from "./prepare/hashing/index.js";
 import type { RouterMetrics } from "./metrics/index.js";
