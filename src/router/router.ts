@@ -49,6 +49,7 @@ export class Router implements Backend {
   constructor(private readonly o: RouterParts) {
     this.#notice = splitNoticeReporter(o.metrics, o.log, (engine) => this.#handle(engine).name, () => o.fleet.blockSize!);
     this.#turn = new DecisionTurn(o.core, (seconds, requests) => {
+      o.metrics.decidedTogether(requests);
       for (let i = 0; i < requests; i++) o.metrics.overhead("schedule", seconds / requests);
     });
   }

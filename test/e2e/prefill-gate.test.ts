@@ -64,4 +64,19 @@ describe("prefill gate", () => {
     const after = await postJson(`${base}/v1/completions`, { model: MODEL, prompt: prompt(100, 5), max_tokens: 1 });
     expect(after.status).toBe(200);
   });
+
+  it("counts the requests decided in each event-loop turn", async () => {
+    const turns = async () => {
+      const text = await (await fetch(`${base}/metrics`)).text();
+      return { sum: metric(text, "kvroute_decision_turn_requests_sum"), count: metric(text, "kvroute_decision_turn_requests_count") };
+    };
+    const before = await turns();
+    const answers = await Promise.all([6, 7, 8, 9].map((family) => postJson(`${base}/v1/completions`, { model: MODEL, prompt: prompt(100, family), max_tokens: 1 })));
+    expect(answers.map((a) => a.status)).toEqual([200, 200, 200, 200]);
+    const after = await turns();
+    // Every request is decided once, alone or with others of its turn.
+    expect(after.sum - before.sum).toBe(4);
+    expect(after.count - before.count).toBeGreaterThanOrEqual(1);
+    expect(after.count - before.count).toBeLessThanOrEqual(4);
+  });
 });

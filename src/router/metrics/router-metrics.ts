@@ -60,6 +60,7 @@ export class RouterMetrics implements Telemetry {
   readonly #enginePrefillRate: Gauge<"engine">;
   readonly #engineStep: Gauge<"engine">;
   readonly #engineHeld: Gauge<"engine">;
+  readonly #decisionTurn: FastHistogram;
   readonly #ttftRatio: FastHistogram<"engine">;
   readonly #ttftPredicted: Counter<"engine">;
   readonly #ttftObserved: Counter<"engine">;
@@ -105,6 +106,12 @@ export class RouterMetrics implements Telemetry {
     this.#enginePrefillRate = new Gauge({ name: "kvroute_engine_prefill_tokens_per_second", help: "Prompt tokens per second the router's time model has learned for the engine", labelNames: ["engine"], registers });
     this.#engineStep = new Gauge({ name: "kvroute_engine_decode_step_seconds", help: "Time of one decode step with nothing else running, as the router's time model has learned it", labelNames: ["engine"], registers });
     this.#engineHeld = new Gauge({ name: "kvroute_engine_held_requests", help: "Requests the prefill gate holds in the router until the engine's prompts ahead of them have their first tokens", labelNames: ["engine"], registers });
+    this.#decisionTurn = new FastHistogram({
+      name: "kvroute_decision_turn_requests",
+      help: "Requests decided together in one event-loop turn (--decide-together; 1: decided alone)",
+      buckets: [1, 2, 4, 8, 16, 32, 64],
+      registers,
+    });
     this.#ttftRatio = new FastHistogram({ name: "kvroute_ttft_observed_over_predicted", help: "Per request: the TTFT observed at the router over the TTFT the time model predicted for its engine", labelNames: ["engine"], buckets: RATIO_BUCKETS, registers });
     this.#ttftPredicted = new Counter({ name: "kvroute_ttft_predicted_seconds_total", help: "Sum of predicted TTFTs, per engine (beside the observed sum, it shows the model's bias)", labelNames: ["engine"], registers });
     this.#ttftObserved = new Counter({ name: "kvroute_ttft_observed_seconds_total", help: "Sum of observed TTFTs (from the routing decision, any time held by the prefill gate included, to the first token), per engine", labelNames: ["engine"], registers });
@@ -148,6 +155,11 @@ export class RouterMetrics implements Telemetry {
     if (predicted > 0) this.#ttftRatio.series({ engine }).observe(observed / predicted);
     this.#ttftPredicted.inc({ engine }, Math.max(0, predicted));
     this.#ttftObserved.inc({ engine }, Math.max(0, observed));
+  }
+
+  /** `requests` were decided together in one event-loop turn. */
+  decidedTogether(requests: number): void {
+    this.#decisionTurn.observe(requests);
   }
 
   overhead(stage: OverheadStage, seconds: number): void {
