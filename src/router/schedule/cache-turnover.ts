@@ -40,6 +40,17 @@ export class CacheTurnover {
     this.#inserted.set(engine, (this.#inserted.get(engine) ?? 0) + blocks);
   }
 
+  /** The counts as they are now, for `restore`. */
+  save(): ReadonlyMap<number, number> {
+    return new Map(this.#inserted);
+  }
+
+  /** Puts back the counts `save` gave: insertions made since then were tentative. */
+  restore(saved: ReadonlyMap<number, number>): void {
+    this.#inserted.clear();
+    for (const [engine, count] of saved) this.#inserted.set(engine, count);
+  }
+
   /** The blocks counted for `engine` now (decayed). */
   count(engine: number): number {
     return this.#inserted.get(engine) ?? 0;

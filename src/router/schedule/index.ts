@@ -10,5 +10,5 @@ export { RobustFit, type RobustFitOptions } from "./robust-fit.js";
 export { isDisaggregated, servesStage, type EngineRole, type Stage } from "./roles.js";
 export { Attempt, RoutingCore, type Plan, type PrefillOutcome, type RetryOutcome, type RoutingCoreOptions } from "./routing-core.js";
 export { Scheduler, type Decision, type RoutablePrompt, type SchedulerOptions } from "./scheduler.js";
-export { cacheLead, decisionOrder, sendOrder } from "./together.js";
+export { burstCost, cacheLead, decisionOrder, improveAssignment, MAX_IMPROVED_BURST, placeInOrder, sendOrder, slotCost, type BurstCosts } from "./together.js";
 export { DEFAULT_MAX_BATCHED_TOKENS, DEFAULT_PRIOR, DEFAULT_TRANSFER_MS_PER_BLOCK, EngineTimeModel, type EngineTiming, type TimeFeatures, type TimeModelOptions } from "./time-model.js";

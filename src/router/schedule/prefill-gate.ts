@@ -8,7 +8,8 @@
 // step's overhead.
 //
 // Whether a request is held is the routing core's judgement (policy.ts, `holds`): only behind prompts that
-// end within a few steps, which its head would delay by more than a step. The gate keeps the books.
+// end within a few steps, which its head would delay by more than a step, or behind prompts already held
+// for its engine, which it would otherwise pass. The gate keeps the books.
 //
 // Per engine: the attempts in flight (sent, no first token yet) and the attempts held. When the last one
 // in flight has its first token (or ends), the held ones are released, shortest first. The first goes;

@@ -16,8 +16,8 @@
 // more than one step costs the held one.
 //
 // Prompts that arrive together (at one instant in a simulation, in one event-loop turn live) are decided
-// together on aggregated fleets (together.ts): the one with the most cache to lose first, and sent to
-// their engines shortest first.
+// together on aggregated fleets (together.ts): the one with the most cache to lose first, that assignment
+// improved as a whole, and sent to their engines shortest first.
 //
 // Invariant: every Attempt's booking is released exactly once, by finish(), fail() or release(),
 // whichever comes first; later calls change nothing. An attempt held by the gate leaves it the same way.
@@ -28,9 +28,9 @@ import { cachedTokens, expectedSource, transferFailed, type CachedTokens, type C
 import { PrefillGate, type GateEntry } from "./prefill-gate.js";
 import { shouldRetry, type Failure } from "./retry.js";
 import { isDisaggregated, servesStage, type EngineRole, type Stage } from "./roles.js";
-import { holds } from "./policy.js";
+import { holds, type Scored } from "./policy.js";
 import type { Decision, RoutablePrompt, Scheduler } from "./scheduler.js";
-import { decisionOrder, sendOrder } from "./together.js";
+import { decisionOrder, improveAssignment, MAX_IMPROVED_BURST, placeInOrder, sendOrder, type BurstCosts } from "./together.js";
 
 export interface RoutingCoreOptions {
   scheduler: Scheduler;
@@ -127,15 +127,62 @@ export class RoutingCore {
 
   /**
    * Decides and books prompts that arrived together, on an aggregated fleet: their first attempts, in the
-   * prompts' order (null where no engine is available). Each is booked before the next is decided; in
-   * together.ts's order when `scheduler.decideTogether`, else in arrival order. Send them in `sendOrder`'s.
+   * prompts' order (null where no engine is available). When `scheduler.decideTogether`, as together.ts
+   * says; else each is decided and booked in arrival order. Send them in `sendOrder`'s.
    */
   beginTogether(prompts: readonly RoutablePrompt[]): (Attempt | null)[] {
     if (this.disaggregated) throw new Error("beginTogether is for aggregated fleets: with engine roles, plan each request");
-    const order = this.scheduler.decideTogether && prompts.length > 1 ? decisionOrder(prompts, this.scheduler.available) : prompts.map((_, i) => i);
+    const scheduler = this.scheduler;
+    const together = scheduler.decideTogether && prompts.length > 1;
+    const order = together ? decisionOrder(prompts, scheduler.available) : prompts.map((_, i) => i);
+    // Sampling (temperature above 0) is a choice per prompt: the greedy decisions are kept.
+    if (together && prompts.length <= MAX_IMPROVED_BURST && scheduler.temperature === 0) return this.#assignTogether(prompts, order);
     const attempts: (Attempt | null)[] = prompts.map(() => null);
     for (const i of order) {
       const decision = this.decide(prompts[i]!);
+      if (decision) attempts[i] = this.begin(decision, prompts[i]!);
+    }
+    return attempts;
+  }
+
+  /**
+   * together.ts: the prompts placed one by one in decision order, that assignment improved as a whole, then
+   * booked in the order they will be sent, each decided on its engine alone, so that its booking and its
+   * prediction count the burst's prompts sent before it there.
+   */
+  #assignTogether(prompts: readonly RoutablePrompt[], order: readonly number[]): (Attempt | null)[] {
+    const scheduler = this.scheduler;
+    const blockSize = this.#blockSize();
+    const engines = scheduler.available;
+    // Each prompt is scored when it is placed, against the engines' loads before the burst (the burst's
+    // own prompts are counted by the costs below instead) and the cache turnover with the blocks of those
+    // placed before it: what its new blocks evict weighs as it would on a decision made after theirs. Those
+    // insertions are tentative and undone before the prompts are booked.
+    const scored: Scored[][] = [];
+    const scoredOf = (i: number) => (scored[i] ??= scheduler.scoreEngines(prompts[i]!, blockSize));
+    const costs: BurstCosts = {
+      engines: engines.length,
+      tokens: (i, slot) => scoredOf(i)[slot]!.features.uncachedTokens,
+      cost: (i, slot, aheadTokens) => {
+        const s = scoredOf(i)[slot]!;
+        if (aheadTokens === 0) return s.cost;
+        // Behind others of the burst, a prompt waits for their compute and loses a step besides: the prefill
+        // gate holds it until they have their first token, or, let through, its head lengthens their step.
+        const model = scheduler.predictor(s.engine);
+        const f = s.features;
+        return s.cost - s.predictedTtftMs + model.ttft({ ...f, queuedTokens: f.queuedTokens + aheadTokens }) + model.stepTime(f.decoding, f.decodeBlocks);
+      },
+    };
+    const turnover = scheduler.turnover.save();
+    const start = placeInOrder(costs, prompts.length, order, (i, slot) => scheduler.turnover.insert(engines[slot]!, prompts[i]!.blocks - scoredOf(i)[slot]!.overlapBlocks));
+    scheduler.turnover.restore(turnover);
+    const slots = improveAssignment(costs, start, order);
+    const sending = prompts.map((_, i) => i).filter((i) => slots[i]! >= 0);
+    sending.sort((a, b) => costs.tokens(a, slots[a]!) - costs.tokens(b, slots[b]!) || a - b);
+    const attempts: (Attempt | null)[] = prompts.map(() => null);
+    for (const i of sending) {
+      const engine = engines[slots[i]!]!;
+      const decision = this.decide(prompts[i]!, new Set(engines.filter((e) => e !== engine)));
       if (decision) attempts[i] = this.begin(decision, prompts[i]!);
     }
     return attempts;
@@ -246,7 +293,9 @@ export class Attempt {
     const entry: GateEntry = { tokens: decision.chosen.features.uncachedTokens, send, joins: (aheadTokens, ahead) => !core.shouldHold(decision, ahead, aheadTokens) };
     this.#gateEntry = entry;
     const inFlight = gate.inFlight(this.engine);
-    return gate.enter(this.engine, entry, inFlight > 0 && this.#core.shouldHold(this.decision, inFlight));
+    // Behind attempts already held for the engine it is held too: sent now it would pass them. (The queue
+    // its decision saw counts them, and a long queue alone would not hold it.)
+    return gate.enter(this.engine, entry, inFlight > 0 && (gate.heldOn(this.engine) > 0 || this.#core.shouldHold(this.decision, inFlight)));
   }
 
   /** The first output token arrived, `ttftMs` after the request was sent: the prompt is computed. */

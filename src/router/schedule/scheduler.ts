@@ -221,12 +221,12 @@ export class Scheduler {
     this.#pooled.observeGap(decoding, decodeBlocks, gapMs);
   }
 
-  /** Chooses an engine for a prompt's `stage`; null when no engine is available (minus `exclude`). */
-  decide(prompt: RoutablePrompt, blockSize: number, exclude?: ReadonlySet<number>, stage: Stage = "whole"): Decision | null {
+  /** Every available engine (minus `exclude`) scored for the prompt's `stage`, in engine order; empty when none is available. */
+  scoreEngines(prompt: RoutablePrompt, blockSize: number, exclude?: ReadonlySet<number>, stage: Stage = "whole"): Scored[] {
     const engines = exclude && exclude.size > 0 ? this.#available.filter((e) => !exclude.has(e)) : this.#available;
-    if (engines.length === 0) return null;
+    if (engines.length === 0) return [];
     const turnover = this.turnover.relative(engines);
-    const scored = score(
+    return score(
       engines.map((engine, i) => {
         const load = this.active.snapshot(engine);
         return { engine, overlapBlocks: Math.min(prompt.overlaps[engine] ?? 0, prompt.blocks), load, peer: this.peerLoad(engine), external: this.external(engine, prompt.blocks), turnover: turnover[i]! };
@@ -245,6 +245,12 @@ export class Scheduler {
         ...(prompt.outputTokens !== undefined ? { outputTokens: prompt.outputTokens } : {}),
       },
     );
+  }
+
+  /** Chooses an engine for a prompt's `stage`; null when no engine is available (minus `exclude`). */
+  decide(prompt: RoutablePrompt, blockSize: number, exclude?: ReadonlySet<number>, stage: Stage = "whole"): Decision | null {
+    const scored = this.scoreEngines(prompt, blockSize, exclude, stage);
+    if (scored.length === 0) return null;
     const chosen = scored[this.#pick(scored)]!;
     return { engine: chosen.engine, stage, overlapBlocks: chosen.overlapBlocks, chosen, scored };
   }

@@ -34,6 +34,23 @@ describe("CacheTurnover", () => {
     );
   });
 
+  it("restores the counts it saved, whatever was inserted since", () => {
+    fc.assert(
+      fc.property(insertions, insertions, (before, tentative) => {
+        const t = new CacheTurnover(10_000);
+        for (const [engine, blocks] of before) t.insert(engine, blocks);
+        const saved = t.save();
+        for (const [engine, blocks] of tentative) t.insert(engine, blocks);
+        t.restore(saved);
+        for (let engine = 0; engine <= 5; engine++) {
+          const want = reference(before, 10_000, engine);
+          expect(Math.abs(t.count(engine) - want)).toBeLessThanOrEqual(1e-9 * Math.max(1, want));
+        }
+      }),
+      { numRuns: 100 },
+    );
+  });
+
   it("relative turnovers average 1 over the engines asked about, each its count over their mean", () => {
     fc.assert(
       fc.property(insertions, fc.uniqueArray(fc.integer({ min: 0, max: 7 }), { minLength: 1, maxLength: 8 }), (history, engines) => {

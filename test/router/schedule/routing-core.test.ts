@@ -210,6 +210,25 @@ describe("prefill gate through an attempt", () => {
     expect(sent).toEqual(["100", "120", "1000"]);
   });
 
+  it("holds a prompt that comes while others are held for its engine, which a long queue alone would not hold", () => {
+    const c = gated();
+    const sent: string[] = [];
+    const first = start(c, 1000);
+    expect(first.admit(() => undefined)).toBe(true);
+    const held = start(c, 20_000);
+    expect(held.admit(() => sent.push("20000"))).toBe(false);
+    // Its decision sees 21,000 tokens queued, which end in the fourth step: alone that would send it at once,
+    // before the 20,000 held ahead of it.
+    const later = start(c, 1000);
+    expect(later.decision.chosen.features.queuedTokens).toBe(21_000);
+    expect(later.admit(() => sent.push("1000"))).toBe(false);
+    first.firstToken(50);
+    // Released shortest first: the later, shorter one goes first, as it would have in a burst.
+    expect(sent).toEqual(["1000"]);
+    later.firstToken(50);
+    expect(sent).toEqual(["1000", "20000"]);
+  });
+
   it("drops a held attempt released before its turn, and never sends it", () => {
     const c = gated();
     const first = start(c, 1000);
