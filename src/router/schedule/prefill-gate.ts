@@ -8,8 +8,9 @@
 // step's overhead.
 //
 // Whether a request is held is the routing core's judgement (policy.ts, `holds`): only behind prompts that
-// end within a few steps, which its head would delay by more than a step, or behind prompts already held
-// for its engine, which it would otherwise pass. The gate keeps the books.
+// end within a few steps, which its head would delay by more than a step. The gate keeps the books, and
+// holds a request that comes while others are held for its engine whatever the judgement: sent now, it
+// would pass them (the queue its judgement saw counts them, and a long queue alone does not hold).
 //
 // Per engine: the attempts in flight (sent, no first token yet) and the attempts held. When the last one
 // in flight has its first token (or ends), the held ones are released, shortest first. The first goes;
@@ -82,11 +83,12 @@ export class PrefillGate {
   /**
    * An attempt enters: true when it is to be sent now (it is then in flight), false when it is held (its
    * `send` is called at its release). `hold` is the caller's judgement that sending now would cost the
-   * prompts in flight more than waiting costs this one; it is only followed while the engine is busy.
+   * prompts in flight more than waiting costs this one; it is only followed while the engine is busy, and
+   * while others are held for the engine the attempt is held whatever it says.
    */
   enter(engine: number, entry: GateEntry, hold: boolean): boolean {
     const g = this.#gate(engine);
-    if (!hold || g.inFlight.length === 0) {
+    if (g.inFlight.length === 0 || (!hold && g.carried.length + g.fresh.length === 0)) {
       g.inFlight.push(entry);
       return true;
     }

@@ -293,9 +293,7 @@ export class Attempt {
     const entry: GateEntry = { tokens: decision.chosen.features.uncachedTokens, send, joins: (aheadTokens, ahead) => !core.shouldHold(decision, ahead, aheadTokens) };
     this.#gateEntry = entry;
     const inFlight = gate.inFlight(this.engine);
-    // Behind attempts already held for the engine it is held too: sent now it would pass them. (The queue
-    // its decision saw counts them, and a long queue alone would not hold it.)
-    return gate.enter(this.engine, entry, inFlight > 0 && (gate.heldOn(this.engine) > 0 || this.#core.shouldHold(this.decision, inFlight)));
+    return gate.enter(this.engine, entry, inFlight > 0 && this.#core.shouldHold(this.decision, inFlight));
   }
 
   /** The first output token arrived, `ttftMs` after the request was sent: the prompt is computed. */

@@ -46,6 +46,20 @@ describe("prefill gate", () => {
     expect(gate.heldTotal).toBe(1);
   });
 
+  it("holds an attempt that comes while others are held for its engine, even when holding is not advised", () => {
+    const gate = new PrefillGate(8192);
+    const { sent, entry } = maker();
+    const a = entry("a", 100);
+    gate.enter(0, a, true);
+    expect(gate.enter(0, entry("b", 5000), true)).toBe(false);
+    // Not advised to wait, but sent now it would pass b; on another engine it goes at once.
+    expect(gate.enter(0, entry("c", 1000), false)).toBe(false);
+    expect(gate.enter(1, entry("d", 1000), false)).toBe(true);
+    expect(gate.heldOn(0)).toBe(2);
+    gate.settle(0, a);
+    expect(sent).toEqual(["c", "b"]);
+  });
+
   it("releases shortest first, as many as fit in one step together, and the rest before later ones", () => {
     const gate = new PrefillGate(8192);
     const { sent, entry } = maker();
