@@ -12,7 +12,7 @@ describe("kvroute serve options", () => {
       port: 8000,
       policy: "kv",
       overlapWeight: 1,
-      evictionWeight: 4,
+      evictionWeight: 2,
       prefillGate: true,
       temperature: 0,
       cachedTokensFallback: "router",

@@ -20,9 +20,11 @@
 // blocks). On a fleet of equal engines this is one more reason to follow the cache; where some engines are
 // faster, it keeps their speed from churning their caches while the slower engines' caches sit still, so
 // the fleet keeps what one cache of its size would. The weight was measured, not derived (README, "Routing
-// policies compared"): at 4 the hit ratio is above 90% of the fleet bound on the Mooncake trace at 1× and
-// 2× its rate, on equal engines and with half of them at half speed, where it costs some mean TTFT. With
-// engines at a quarter speed it is not enough to bring their caches into use.
+// policies compared"): 2 is the least whole weight at which the hit ratio stays above 90% of the fleet
+// bound on Mooncake's conversation and synthetic traces, at 1× and 2× their rate, on equal engines and with
+// half of them at half speed (at 1 it falls to 89% on the mixed fleets). Higher weights cost mean TTFT
+// on the mixed fleets (53 to 92 ms at 4) and move it by no more than 6 ms on equal engines. With engines at
+// a quarter speed no weight up to 4 brings their caches into use.
 // The cheapest engine wins.
 // kv-blocks: cost = overlap_weight × prefill_blocks + decode_blocks, where prefill_blocks are the prompt
 // blocks the engine does not hold plus the prefill already booked on it, and decode_blocks the blocks of
@@ -61,7 +63,7 @@ export const DECODE_HORIZON = 512;
  */
 export const GATE_QUEUE_STEPS = 3;
 /** kv's default weight on what a request's new blocks evict (see above). */
-export const DEFAULT_EVICTION_WEIGHT = 4;
+export const DEFAULT_EVICTION_WEIGHT = 2;
 export const POLICIES: readonly PolicyName[] = ["kv", "kv-blocks", "round-robin", "random", "least-loaded"];
 
 export interface Candidate {

@@ -145,9 +145,11 @@ describe("deciding prompts together", () => {
     const short = prompt(1600, [0, 0]);
     const long = prompt(8000, [400, 0]);
     const alone = core(2, { decideTogether: false }).beginTogether([short, long]);
-    expect(alone.map((a) => a!.engine)).toEqual([0, 1]);
+    expect(alone[0]!.engine).toBe(0);
     const attempts = c.beginTogether([short, long]);
     expect(attempts.map((a) => a!.engine)).toEqual([1, 0]);
+    // Which of the two the long one does alone depends on the eviction weight; either way it is slower.
+    expect(alone[1]!.decision.chosen.predictedTtftMs).toBeGreaterThan(attempts[1]!.decision.chosen.predictedTtftMs);
     expect(attempts.map((a) => a!.overlapBlocks)).toEqual([0, 400]);
     // The long one computes 1,600 tokens; the short one all of its 1,600 too, then the order is arrival.
     expect(c.sendOrder(attempts)).toEqual([0, 1]);
