@@ -1,7 +1,8 @@
 // Unusual and hostile HTTP clients against `kvroute serve --sim 2`, over real sockets on 127.0.0.1; and, with
 // nginx in front as docs/operations.md recommends, the requests uWebSockets.js 20.30 cannot take itself.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { get, post, raw } from "../router/http/raw-http.js";
+import { Agent, request } from "undici";
+import { get, post, raw, sleep } from "../router/http/raw-http.js";
 import { proxyMissing, startHaproxy, startNginx, type RunningProxy } from "./proxies.js";
 import { startRouterProcess, type RunningRouter } from "./router-process.js";
 
@@ -62,6 +63,31 @@ describe("kvroute serve", () => {
     expect(dup.closed).toBe(true);
     expect(dup.responses.map((x) => [x.status, JSON.parse(x.body).error.code])).toEqual([[400, "invalid_content_length"]]);
   });
+
+  it("tells a kept-alive client its idle timeout, so that Node's fetch closes an idle connection before the router does", async () => {
+    const streamed = JSON.stringify({ model: MODEL, prompt: "Hello there", max_tokens: 2, stream: true });
+    // One request a connection: uWebSockets.js 20.30 does not answer pipelined ones.
+    const answers = await Promise.all([get("/health"), post("/v1/completions", completion), post("/v1/completions", streamed)].map((payload) => raw(port, payload, { responses: 1 })));
+    expect(answers.map((r) => [r.responses[0]?.status, r.responses[0]?.headers["keep-alive"]])).toEqual([[200, "timeout=8"], [200, "timeout=8"], [200, "timeout=8"]]);
+    expect(answers[2]!.responses[0]!.headers["content-type"]).toBe("text/event-stream");
+    // An answer that closes the connection offers no keep-alive.
+    const dup = await raw(port, `POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}`);
+    expect(dup.closed).toBe(true);
+    expect(dup.responses[0]!.headers["keep-alive"]).toBeUndefined();
+
+    // Told to keep idle connections 30 s, undici keeps one 6 s (the hint less its 2 s margin), well inside
+    // the 10 s after which uWebSockets.js closes it: no request can race that close.
+    const agent = new Agent({ keepAliveTimeout: 30_000 });
+    try {
+      const res = await request(`${router.url}/health`, { dispatcher: agent });
+      await res.body.text();
+      expect(Object.values(agent.stats).map((s) => Number(s.connected))).toEqual([1]);
+      await sleep(7_000);
+      expect(Object.values(agent.stats).reduce((n, s) => n + Number(s.connected), 0)).toBe(0);
+    } finally {
+      await agent.close();
+    }
+  }, 20_000);
 });
 
 const nginxMissing = proxyMissing("nginx", "nginx-light");

@@ -46,6 +46,7 @@ ${temp}
   upstream kvroute {
     server 127.0.0.1:${upstreamPort};
     keepalive 16;
+    keepalive_timeout 8s;
   }
   server {
     listen 127.0.0.1:${port};

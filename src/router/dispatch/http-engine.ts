@@ -95,7 +95,10 @@ export class HttpEngine implements Engine {
       ...options,
     };
     this.#retryMs = this.#o.retryInitialMs;
-    const timeouts = { connect: { timeout: this.#o.connectTimeoutMs }, keepAliveTimeout: 30_000 };
+    // Idle connections are closed after 4 s unless the engine names its own timeout: uvicorn, which serves
+    // vLLM's and SGLang's APIs, closes them after 5 s without saying so, and a request sent on one just as
+    // it closes would fail and be sent to another engine, away from its cache.
+    const timeouts = { connect: { timeout: this.#o.connectTimeoutMs }, keepAliveTimeout: 4_000 };
     this.#pool = new Pool(url, { ...timeouts, headersTimeout: this.#o.headersTimeoutMs, bodyTimeout: this.#o.bodyTimeoutMs });
     this.#control = new Pool(url, { ...timeouts, connections: 2, headersTimeout: this.#o.controlTimeoutMs, bodyTimeout: this.#o.controlTimeoutMs });
   }

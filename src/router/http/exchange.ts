@@ -5,6 +5,15 @@ import { statusLine, type ApiError } from "./errors.js";
 export type Headers = Record<string, string>;
 
 /**
+ * Sent with every response on a connection that stays open. uWebSockets.js closes a keep-alive connection
+ * after 10 s without traffic, a limit fixed in its build, and says nothing of it; a client that keeps idle
+ * connections longer (undici as configured by many, aiohttp's 15 s) can send its next request just as the
+ * close arrives and see ECONNRESET instead of an answer. Told the server's timeout, undici (Node's fetch)
+ * closes an idle connection first, 2 s before the time given; the margin below covers slower clients.
+ */
+export const KEEP_ALIVE = "timeout=8";
+
+/**
  * One HTTP request/response on uWebSockets.js. uWS hands out a response object that must not be touched
  * after the client goes away and must be corked when written from async code; this wraps both rules, and
  * turns a client disconnect into an abort signal that cancels the engine request behind it.
@@ -44,6 +53,7 @@ export class Exchange {
     this.#responded = true;
     this.res.cork(() => {
       this.res.writeStatus(statusLine(status));
+      if (!close) this.res.writeHeader("keep-alive", KEEP_ALIVE);
       for (const key in headers) this.res.writeHeader(key, headers[key]!);
       if (this.head) {
         // The length the GET would have. endWithoutBody() of uWS 20.30 sends nothing at all when given any
@@ -139,6 +149,7 @@ export class SseStream {
     this.#headersSent = true;
     const res = this.exchange.res;
     res.writeStatus("200 OK");
+    res.writeHeader("keep-alive", KEEP_ALIVE);
     res.writeHeader("content-type", "text/event-stream");
     res.writeHeader("cache-control", "no-cache");
     for (const key in this.headers) res.writeHeader(key, this.headers[key]!);

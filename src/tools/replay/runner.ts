@@ -71,7 +71,10 @@ export async function runReplay(options: ReplayOptions): Promise<ReplayRun> {
   positive("timeoutMs", timeoutMs, false);
 
   // Timeouts are the request's own (timeoutMs), so undici's are off: a long prefill must not be cut short.
-  const dispatcher = new Agent({ headersTimeout: 0, bodyTimeout: 0, keepAliveTimeout: 30_000 });
+  // Idle connections are closed after 4 s (undici's default) unless the server gives its own timeout: a
+  // server that closes them sooner than the client would (uvicorn, under vllm serve, after 5 s) can reset
+  // the request sent on one just as it closes.
+  const dispatcher = new Agent({ headersTimeout: 0, bodyTimeout: 0, keepAliveTimeout: 4_000 });
   const urls = (typeof options.base === "string" ? [options.base] : options.base).map((b) => `${b}/completions`);
   if (urls.length === 0) throw new RangeError("give at least one API base");
   const headers = { "content-type": "application/json", accept: "text/event-stream", ...authHeaders(options.apiKey) };
