@@ -7,8 +7,8 @@ export type Headers = Record<string, string>;
 /**
  * Sent with every response on a connection that stays open. uWebSockets.js closes a keep-alive connection
  * after 10 s without traffic, a limit fixed in its build, and says nothing of it; a client that keeps idle
- * connections longer (undici as configured by many, aiohttp's 15 s) can send its next request just as the
- * close arrives and see ECONNRESET instead of an answer. Told the server's timeout, undici (Node's fetch)
+ * connections longer (aiohttp: 15 s by default) can send its next request just as the close arrives and
+ * see ECONNRESET instead of an answer. Told the server's timeout, undici (Node's fetch)
  * closes an idle connection first, 2 s before the time given; the margin below covers slower clients.
  */
 export const KEEP_ALIVE = "timeout=8";
