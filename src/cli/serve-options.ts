@@ -71,6 +71,9 @@ routing:
   --decide-together on|off     kv: decide requests whose prompts are ready in the same event-loop turn
                                together, the one with the most cache to lose first, and send them
                                shortest first (default on)
+  --take-back on|off           kv: a prompt of at most 4,096 uncached tokens goes before the longer ones
+                               its engine is computing, which are aborted there and sent again once it
+                               has its first token (default on)
   --temperature T              0 (default): cheapest engine; above 0: softmax sampling over costs
   --cached-tokens-fallback router|none
                                when an engine does not report cached_tokens: report the router's estimate
@@ -147,6 +150,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
       "eviction-weight": { type: "string" },
       "prefill-gate": { type: "string" },
       "decide-together": { type: "string" },
+      "take-back": { type: "string" },
       temperature: { type: "string" },
       "cached-tokens-fallback": { type: "string" },
       workers: { type: "string" },
@@ -207,6 +211,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     evictionWeight: num("eviction-weight", values["eviction-weight"], DEFAULT_EVICTION_WEIGHT, 0, 1e6),
     prefillGate: onOffOption("prefill-gate", values["prefill-gate"], true),
     decideTogether: onOffOption("decide-together", values["decide-together"], true),
+    takeBack: onOffOption("take-back", values["take-back"], true),
     temperature: num("temperature", values.temperature, 0, 0, 1e6),
     cachedTokensFallback: fallback,
     workers: values.workers === undefined ? undefined : int("workers", values.workers, 1, 1, 256),

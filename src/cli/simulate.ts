@@ -58,6 +58,9 @@ routing:
                                would slow down, and send it when they have their first tokens (default on)
   --decide-together on|off     kv: decide requests that arrive at one instant together, the one with
                                the most cache to lose first, and send them shortest first (default on)
+  --take-back on|off           kv: a prompt of at most 4,096 uncached tokens goes before the longer ones
+                               its engine is computing, which are aborted there and sent again once it
+                               has its first token (default on)
   --seed N                     seeds the random policy, tie-breaks and the engines' outputs (default 0)
 
 engines (defaults: one H100 SXM 80 GB serving an 8B model in bf16, e.g. Llama 3.1 8B):
@@ -109,6 +112,7 @@ const OPTIONS = {
   "approx-ttl": { type: "string" },
   "prefill-gate": { type: "string" },
   "decide-together": { type: "string" },
+  "take-back": { type: "string" },
   seed: { type: "string" },
   blocks: { type: "string" },
   "engine-block-size": { type: "string" },
@@ -247,7 +251,7 @@ export async function simulateCommand(argv: string[], io: Io = { stdout: process
 
 /** Options a sweep may vary: the numeric ones, and where the index's knowledge comes from. */
 const SWEEPABLE = [
-  "speedup", "engines", "overlap-weight", "eviction-weight", "temperature", "kv-event-delay-ms", "kv-events", "approx-ttl", "prefill-gate", "decide-together", "seed", "blocks", "engine-block-size", "max-num-seqs",
+  "speedup", "engines", "overlap-weight", "eviction-weight", "temperature", "kv-event-delay-ms", "kv-events", "approx-ttl", "prefill-gate", "decide-together", "take-back", "seed", "blocks", "engine-block-size", "max-num-seqs",
   "max-num-batched-tokens", "max-model-len", "step-overhead-ms", "prefill-ms-per-token", "decode-ms-per-seq", "ms-per-kv-block", "max-requests",
   "prefill-engines", "decode-engines", "disagg-min-prefill-tokens", "kv-transfer-gbps",
 ] as const;
@@ -314,6 +318,7 @@ function planRun(v: Values, io: Io): { spec: TraceSpec; options: SimulateOptions
       kvEvents: kvEvents as KvEventsMode,
       prefillGate: onOffOption("prefill-gate", v["prefill-gate"], true),
       decideTogether: onOffOption("decide-together", v["decide-together"], true),
+      takeBack: onOffOption("take-back", v["take-back"], true),
       approxTtlMs: 1000 * num(v, "approx-ttl", DEFAULT_APPROX_TTL_MS / 1000, { above: true, max: 1e7 }),
       seed: num(v, "seed", 0, { integer: true }),
       speedup: num(v, "speedup", 1, { above: true }),

@@ -54,6 +54,8 @@ export interface RouterOptions {
   prefillGate: boolean;
   /** kv: decide requests whose prompts are ready in one event-loop turn together (schedule/together.ts). */
   decideTogether: boolean;
+  /** kv: a short prompt goes before the long ones its engine is computing (schedule/take-back.ts). */
+  takeBack: boolean;
   temperature: number;
   cachedTokensFallback: CachedTokensFallback;
   /** Preparation pool threads; undefined: cores - 1, at least 1. */
@@ -138,6 +140,7 @@ export async function startRouter(options: RouterOptions, log: Logger): Promise<
       evictionWeight: options.evictionWeight,
       prefillGate: options.prefillGate,
       decideTogether: options.decideTogether,
+      takeBack: options.takeBack,
       temperature: options.temperature,
     });
     const fleet = new Fleet(engines, {
@@ -213,6 +216,7 @@ export async function startRouter(options: RouterOptions, log: Logger): Promise<
           prefillTokensPerSecond: timing.prefillMsPerToken > 0 ? 1000 / timing.prefillMsPerToken : 0,
           decodeStepSeconds: timing.stepMs / 1000,
           heldRequests: core.gate?.heldOn(e.id) ?? 0,
+          pausedRequests: scheduler.takeBacks?.pausedOn(e.id) ?? 0,
         };
       }),
     );

@@ -3,7 +3,7 @@
 // does. A real `kvroute sim` process at real pace and `kvroute serve`, over TCP on 127.0.0.1.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startSimProcess, type RunningEngine } from "./engines.js";
-import { metric, postJson, startRouterProcess, until, type RunningRouter } from "./router-process.js";
+import { metric, postJson, startRouterProcess, until, untilEnginesUp, type RunningRouter } from "./router-process.js";
 
 const MODEL = "Qwen/Qwen3-0.6B";
 const prompt = (n: number, family: number) => Array.from({ length: n }, (_, i) => (family * 7919 + i * 104_729) % 150_000);
@@ -19,12 +19,10 @@ describe("prefill gate", () => {
     // At real pace a 6,000-token prompt takes the simulated engine about half a second to compute (0.08 ms a
     // token), long enough to see a second prompt wait for it.
     engine = await startSimProcess(["--speedup", "1"]);
-    router = await startRouterProcess(["--engine", `${engine.url},kv=none,name=e`, "--workers", "1"]);
+    // Without taking the engine back (take-back.test.ts), which sends a short prompt before a long one at once.
+    router = await startRouterProcess(["--engine", `${engine.url},kv=none,name=e`, "--workers", "1", "--take-back", "off"]);
     base = router.url;
-    await until("the engine up", async () => {
-      const health = (await (await fetch(`${base}/health`)).json()) as { engines: { state: string }[] };
-      return health.engines[0]?.state === "up" ? true : undefined;
-    });
+    await untilEnginesUp(base);
   }, 60_000);
 
   afterAll(async () => {

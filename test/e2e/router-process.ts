@@ -91,3 +91,11 @@ export async function until<T>(what: string, probe: () => Promise<T | undefined>
     await new Promise((r) => setTimeout(r, 25));
   }
 }
+
+/** Waits until the router's /health shows every engine up. */
+export async function untilEnginesUp(base: string): Promise<void> {
+  await until("every engine up", async () => {
+    const health = (await (await fetch(`${base}/health`)).json()) as { engines: { state: string }[] };
+    return health.engines.length > 0 && health.engines.every((e) => e.state === "up") ? true : undefined;
+  });
+}

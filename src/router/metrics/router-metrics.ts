@@ -26,6 +26,8 @@ export interface EngineGaugeSource {
   decodeStepSeconds: number;
   /** Requests the prefill gate holds for the engine now. */
   heldRequests: number;
+  /** Long prompts taken back on the engine now (schedule/take-back.ts), waiting to be sent again. */
+  pausedRequests: number;
 }
 
 /** Observed over predicted TTFT: 1 is a perfect prediction. */
@@ -60,6 +62,7 @@ export class RouterMetrics implements Telemetry {
   readonly #enginePrefillRate: Gauge<"engine">;
   readonly #engineStep: Gauge<"engine">;
   readonly #engineHeld: Gauge<"engine">;
+  readonly #enginePaused: Gauge<"engine">;
   readonly #decisionTurn: FastHistogram;
   readonly #ttftRatio: FastHistogram<"engine">;
   readonly #ttftPredicted: Counter<"engine">;
@@ -106,6 +109,7 @@ export class RouterMetrics implements Telemetry {
     this.#enginePrefillRate = new Gauge({ name: "kvroute_engine_prefill_tokens_per_second", help: "Prompt tokens per second the router's time model has learned for the engine", labelNames: ["engine"], registers });
     this.#engineStep = new Gauge({ name: "kvroute_engine_decode_step_seconds", help: "Time of one decode step with nothing else running, as the router's time model has learned it", labelNames: ["engine"], registers });
     this.#engineHeld = new Gauge({ name: "kvroute_engine_held_requests", help: "Requests the prefill gate holds in the router until the engine's prompts ahead of them have their first tokens", labelNames: ["engine"], registers });
+    this.#enginePaused = new Gauge({ name: "kvroute_engine_paused_requests", help: "Long prompts a short one took the engine back from: aborted there, and sent again once the short one has its first token", labelNames: ["engine"], registers });
     this.#decisionTurn = new FastHistogram({
       name: "kvroute_decision_turn_requests",
       help: "Requests decided together in one event-loop turn (--decide-together; 1: decided alone)",
@@ -190,6 +194,7 @@ export class RouterMetrics implements Telemetry {
       this.#enginePrefillRate.reset();
       this.#engineStep.reset();
       this.#engineHeld.reset();
+      this.#enginePaused.reset();
       for (const e of read()) {
         if (e.reported) {
           this.#engineReported.set({ engine: e.engine, state: "running" }, e.reported.running);
@@ -198,6 +203,7 @@ export class RouterMetrics implements Telemetry {
         this.#enginePrefillRate.set({ engine: e.engine }, e.prefillTokensPerSecond);
         this.#engineStep.set({ engine: e.engine }, e.decodeStepSeconds);
         this.#engineHeld.set({ engine: e.engine }, e.heldRequests);
+        this.#enginePaused.set({ engine: e.engine }, e.pausedRequests);
         this.#engineUp.set({ engine: e.engine }, e.up ? 1 : 0);
         this.#engineStalled.set({ engine: e.engine }, e.stalled ? 1 : 0);
         this.#engineRequests.set({ engine: e.engine }, e.activeRequests);

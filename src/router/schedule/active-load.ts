@@ -59,7 +59,8 @@ export class Booking {
     private readonly active: ActiveLoad,
     readonly engine: number,
     promptTokens: number,
-    private readonly prefillBlocks: number,
+    /** Prompt blocks the engine must compute. */
+    readonly prefillBlocks: number,
     private readonly blockSize: number,
   ) {
     this.#tokens = promptTokens;

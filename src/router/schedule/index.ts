@@ -12,3 +12,4 @@ export { Attempt, RoutingCore, type Plan, type PrefillOutcome, type RetryOutcome
 export { Scheduler, type Decision, type RoutablePrompt, type SchedulerOptions } from "./scheduler.js";
 export { burstCost, cacheLead, decisionOrder, improveAssignment, MAX_IMPROVED_BURST, placeInOrder, sendOrder, slotCost, type BurstCosts } from "./together.js";
 export { DEFAULT_MAX_BATCHED_TOKENS, DEFAULT_PRIOR, DEFAULT_TRANSFER_MS_PER_BLOCK, EngineTimeModel, type EngineTiming, type TimeFeatures, type TimeModelOptions } from "./time-model.js";
+export { MAX_HOLDERS, TAKE_BACK_TOKENS, TakeBacks, type PrefillRate, type TakeBackEntry, type TakeBackHandler, type Withheld } from "./take-back.js";

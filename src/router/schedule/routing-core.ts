@@ -15,12 +15,18 @@
 // model judges whether sending it now would slow the prompts its engine is computing for this router by
 // more than one step costs the held one.
 //
+// With the kv policy, a short prompt sent to an engine computing long prompts for this router takes the
+// engine back from them (take-back.ts): they are paused (aborted there) and sent again once it has its first
+// token. An attempt can be taken back only when its dispatcher says how (`admit`'s handler).
+//
 // Prompts that arrive together (at one instant in a simulation, in one event-loop turn live) are decided
 // together on aggregated fleets (together.ts): the one with the most cache to lose first, that assignment
 // improved as a whole, and sent to their engines shortest first.
 //
 // Invariant: every Attempt's booking is released exactly once, by finish(), fail() or release(),
-// whichever comes first; later calls change nothing. An attempt held by the gate leaves it the same way.
+// whichever comes first; later calls change nothing. An attempt held by the gate leaves it the same way,
+// and so it leaves take-back.ts's books: it can no longer be taken back, and what it took back goes again
+// (at its first token already).
 import type { CachedTokensSource } from "../types.js";
 import type { Booking } from "./active-load.js";
 import { outputBudget } from "./budget.js";
@@ -29,6 +35,7 @@ import { PrefillGate, type GateEntry } from "./prefill-gate.js";
 import { shouldRetry, type Failure } from "./retry.js";
 import { isDisaggregated, servesStage, type EngineRole, type Stage } from "./roles.js";
 import { holds, type Scored } from "./policy.js";
+import { TAKE_BACK_TOKENS, type TakeBackEntry, type TakeBackHandler } from "./take-back.js";
 import type { Decision, RoutablePrompt, Scheduler } from "./scheduler.js";
 import { decisionOrder, improveAssignment, MAX_IMPROVED_BURST, placeInOrder, sendOrder, type BurstCosts } from "./together.js";
 
@@ -207,8 +214,12 @@ export class RoutingCore {
     return { kind: "retry", attempt: new Attempt(this, decision, failed.prompt, failed.number + 1, new Set([...failed.tried, decision.engine])) };
   }
 
-  /** @internal Called by Attempt. */
-  firstToken(decision: Decision, ttftMs: number): void {
+  /**
+   * @internal Called by Attempt. An attempt that was taken back waited for another prompt the prediction
+   * did not count: its TTFT says nothing of the engine's speed.
+   */
+  firstToken(decision: Decision, ttftMs: number, takenBack: boolean): void {
+    if (takenBack) return;
     const { features, transferBlocks } = decision.chosen;
     // A decode attempt's first token waited for its transfer: that calibrates the transfer, not the prefill.
     if (decision.stage === "decode") this.scheduler.observeTransfer(decision.engine, features, transferBlocks, ttftMs);
@@ -230,10 +241,13 @@ export class RoutingCore {
     return this.scheduler.book(decision, prompt, this.#blockSize());
   }
 
-  /** @internal Called by Attempt. */
-  settleCachedTokens(engine: number, engineCount: number | null, overlapBlocks: number, promptTokens: number): CachedTokens {
+  /**
+   * @internal Called by Attempt. An attempt that was taken back is settled as if the engine gave no count:
+   * the engine's count includes the blocks its own first sends computed, which no earlier request left there.
+   */
+  settleCachedTokens(engine: number, engineCount: number | null, overlapBlocks: number, promptTokens: number, takenBack: boolean): CachedTokens {
     this.#reportedCachedTokens.set(engine, engineCount !== null);
-    return cachedTokens(engineCount, overlapBlocks, this.#blockSize(), promptTokens, this.cachedTokensFallback);
+    return cachedTokens(takenBack ? null : engineCount, overlapBlocks, this.#blockSize(), promptTokens, this.cachedTokensFallback);
   }
 
   /**
@@ -258,6 +272,12 @@ export class Attempt {
   readonly #booking: Booking;
   /** While it is held or in flight at the gate. */
   #gateEntry: GateEntry | null = null;
+  /** A long prompt, sent with a take-back handler, until its first token or its end. */
+  #takeBackEntry: TakeBackEntry | null = null;
+  /** A short prompt that took its engine back, until its first token or its end. */
+  #holding = false;
+  /** Whether it was ever taken back. */
+  #takenBack = false;
 
   constructor(
     core: RoutingCore,
@@ -284,23 +304,97 @@ export class Attempt {
    * Whether the attempt may be sent now: true, or false when the prefill gate holds it, and `send` is then
    * called once it may go (never, if the attempt is released first). Decode attempts compute no prompt and
    * are never held. Time its TTFT from before this call, as the decision's prediction counts the wait.
+   * With `takeBack`, a long prompt may be taken back once sent: the handler pauses and resumes it.
    */
-  admit(send: () => void): boolean {
+  admit(send: () => void, takeBack?: TakeBackHandler): boolean {
     const gate = this.#core.gate;
-    if (gate === null || this.decision.stage === "decode") return true;
+    // A prompt that takes its engine back goes at once: held, it would wait for the very prompts it goes before.
+    if (gate === null || this.decision.stage === "decode" || this.#takesBack()) {
+      this.#sent(takeBack);
+      return true;
+    }
     const core = this.#core;
     const decision = this.decision;
-    const entry: GateEntry = { tokens: decision.chosen.features.uncachedTokens, send, joins: (aheadTokens, ahead) => !core.shouldHold(decision, ahead, aheadTokens) };
+    const entry: GateEntry = {
+      tokens: decision.chosen.features.uncachedTokens,
+      send: () => {
+        this.#sent(takeBack);
+        send();
+      },
+      joins: (aheadTokens, ahead) => !core.shouldHold(decision, ahead, aheadTokens),
+    };
     this.#gateEntry = entry;
     const inFlight = gate.inFlight(this.engine);
-    return gate.enter(this.engine, entry, inFlight > 0 && this.#core.shouldHold(this.decision, inFlight));
+    const now = gate.enter(this.engine, entry, inFlight > 0 && this.#core.shouldHold(this.decision, inFlight));
+    if (now) this.#sent(takeBack);
+    return now;
+  }
+
+  /** Whether a short prompt may take its engine back from this one once it is sent (with a handler). */
+  get mayBeTakenBack(): boolean {
+    return this.#takeBackRole() === "long";
+  }
+
+  /** Whether it was taken back at least once: its engine's cached-token count is then not used. */
+  get takenBack(): boolean {
+    return this.#takenBack;
+  }
+
+  /** With take-back on, a whole request is a short prompt (it may take its engine back) or a long one. */
+  #takeBackRole(): "short" | "long" | null {
+    if (this.#core.scheduler.takeBacks === null || this.decision.stage !== "whole") return null;
+    return this.#booking.prefillTokens <= TAKE_BACK_TOKENS ? "short" : "long";
+  }
+
+  /** Whether sent now it would take its engine back from long prompts. */
+  #takesBack(): boolean {
+    if (this.#takeBackRole() !== "short") return false;
+    return this.#core.scheduler.takeBacks!.withheld(this.engine, this.#core.scheduler.predictor(this.engine)).requests > 0;
+  }
+
+  /** It goes to its engine now: a short prompt takes the engine back from long ones, a long one may be taken back. */
+  #sent(handler: TakeBackHandler | undefined): void {
+    const role = this.#takeBackRole();
+    if (role === null) return;
+    const takeBacks = this.#core.scheduler.takeBacks!;
+    const booking = this.#booking;
+    if (role === "short") {
+      this.#holding = true;
+      takeBacks.takeBack(this.engine, this, this.#core.scheduler.predictor(this.engine));
+    } else if (handler !== undefined) {
+      const pause = () => {
+        this.#takenBack = true;
+        handler.pause();
+      };
+      const tokens = booking.prefillTokens;
+      this.#takeBackEntry = { engine: this.engine, tokens, blocks: booking.prefillBlocks, left: tokens, handler: { ...handler, pause }, held: 0, holders: null };
+      takeBacks.add(this.#takeBackEntry);
+    }
+  }
+
+  /**
+   * Its prompt is computed, or it ended: it can no longer be taken back, and what it took back goes again.
+   * In that order, and the gate left between the two: an attempt the gate releases must not take this one
+   * back, and may join the holders of those this one let go.
+   */
+  #leave(): void {
+    const takeBacks = this.#core.scheduler.takeBacks;
+    if (this.#takeBackEntry !== null) {
+      takeBacks!.remove(this.#takeBackEntry);
+      this.#takeBackEntry = null;
+    }
+    this.#leaveGate();
+    if (this.#holding) {
+      this.#holding = false;
+      takeBacks!.letGo(this);
+    }
   }
 
   /** The first output token arrived, `ttftMs` after the request was sent: the prompt is computed. */
   firstToken(ttftMs: number): void {
     this.#booking.started();
-    this.#core.firstToken(this.decision, ttftMs);
-    this.#leaveGate();
+    this.#core.firstToken(this.decision, ttftMs, this.#takenBack);
+    this.#leave();
   }
 
   /**
@@ -323,14 +417,14 @@ export class Attempt {
   /** The engine finished: the booking is released and the answer's cached tokens settled. */
   finish(engineCachedTokens: number | null, promptTokens: number): CachedTokens {
     this.#booking.release();
-    this.#leaveGate();
-    return this.#core.settleCachedTokens(this.engine, engineCachedTokens, this.overlapBlocks, promptTokens);
+    this.#leave();
+    return this.#core.settleCachedTokens(this.engine, engineCachedTokens, this.overlapBlocks, promptTokens, this.#takenBack);
   }
 
   /** The request ended another way (failed, aborted, abandoned). Safe to call more than once. */
   release(): void {
     this.#booking.release();
-    this.#leaveGate();
+    this.#leave();
   }
 
   /** Out of the gate: dropped if held, else no longer in flight, which may release the ones held behind it. */

@@ -3,6 +3,7 @@ import { externalLoad, NO_EXTERNAL_LOAD, type EngineReport, type ExternalLoad, t
 import { CacheTurnover } from "./cache-turnover.js";
 import { DEFAULT_EVICTION_WEIGHT, pickByCost, pickLeastLoaded, score, type PolicyName, type Scored } from "./policy.js";
 import type { Stage } from "./roles.js";
+import { TAKE_BACK_TOKENS, TakeBacks } from "./take-back.js";
 import { DEFAULT_MAX_BATCHED_TOKENS, DEFAULT_PRIOR, EngineTimeModel, type TimeFeatures, type TimeModelOptions } from "./time-model.js";
 
 /** First tokens an engine's own time model needs before its predictions are trusted over the fleet's. */
@@ -26,6 +27,8 @@ export interface SchedulerOptions {
   prefillGate?: boolean;
   /** kv: decide prompts that arrive together as together.ts says (default true). Other policies take them in arrival order. */
   decideTogether?: boolean;
+  /** kv: a short prompt goes before the long ones its engine is computing (take-back.ts; default true). */
+  takeBack?: boolean;
   /** Every engine's time model starts from this (default: DEFAULT_PRIOR, C 8192, 256 sequences). */
   timeModel?: TimeModelOptions;
   /** Injected for reproducible simulations; Math.random otherwise. */
@@ -67,6 +70,8 @@ export class Scheduler {
   readonly prefillGate: boolean;
   /** Whether prompts that arrive together are decided and sent in together.ts's orders (kv only). */
   readonly decideTogether: boolean;
+  /** The long prompts short ones may take their engines back from (take-back.ts); null when off. */
+  readonly takeBacks: TakeBacks | null;
   /** New blocks each engine took in lately, against the fleet's (cache-turnover.ts). */
   readonly turnover: CacheTurnover;
   readonly active = new ActiveLoad();
@@ -85,7 +90,8 @@ export class Scheduler {
   readonly #random: () => number;
   readonly #timeModel: TimeModelOptions;
   readonly #models = new Map<number, EngineTimeModel>();
-  readonly #prefillCounters = new Map<number, PrefillCounters>();
+  /** Each engine's last prefill counters, with its take-back figures then (take-back.ts). */
+  readonly #prefillCounters = new Map<number, { counters: PrefillCounters; pauses: number; unsettled: number }>();
   /** Every engine's observations together. */
   readonly #pooled: EngineTimeModel;
   #nextRoundRobin = 0;
@@ -98,6 +104,7 @@ export class Scheduler {
     this.temperature = options.temperature ?? 0;
     this.prefillGate = (options.prefillGate ?? true) && this.policy === "kv";
     this.decideTogether = (options.decideTogether ?? true) && this.policy === "kv";
+    this.takeBacks = (options.takeBack ?? true) && this.policy === "kv" ? new TakeBacks() : null;
     this.#random = options.random ?? Math.random;
     this.#timeModel = options.timeModel ?? { prior: DEFAULT_PRIOR };
     this.#pooled = new EngineTimeModel(this.#timeModel);
@@ -149,9 +156,15 @@ export class Scheduler {
    * with no queue (vLLM counts queueing apart), for their mean computed prompt.
    */
   #observePrefillCounters(engine: number, now: PrefillCounters): void {
-    const before = this.#prefillCounters.get(engine);
-    this.#prefillCounters.set(engine, now);
-    if (!before) return;
+    const last = this.#prefillCounters.get(engine);
+    const pauses = this.takeBacks?.pausesOn(engine) ?? 0;
+    const unsettled = this.takeBacks?.unsettledOn(engine) ?? 0;
+    this.#prefillCounters.set(engine, { counters: now, pauses, unsettled });
+    // A prompt taken back leaves its prompt tokens in the counters without a prefill time (an engine counts
+    // an aborted request's prompt, not its prefill), and its next send's may fall in another interval than
+    // its prefill time: an interval it overlaps says nothing of the engine's speed.
+    if (!last || last.pauses !== pauses || last.unsettled > 0 || unsettled > 0) return;
+    const before = last.counters;
     const requests = now.requests - before.requests;
     const computed = now.promptTokens - before.promptTokens - (now.cachedTokens - before.cachedTokens);
     const seconds = now.seconds - before.seconds;
@@ -226,10 +239,23 @@ export class Scheduler {
     const engines = exclude && exclude.size > 0 ? this.#available.filter((e) => !exclude.has(e)) : this.#available;
     if (engines.length === 0) return [];
     const turnover = this.turnover.relative(engines);
+    const takeBacks = stage === "whole" ? this.takeBacks : null;
     return score(
       engines.map((engine, i) => {
+        const overlapBlocks = Math.min(prompt.overlaps[engine] ?? 0, prompt.blocks);
         const load = this.active.snapshot(engine);
-        return { engine, overlapBlocks: Math.min(prompt.overlaps[engine] ?? 0, prompt.blocks), load, peer: this.peerLoad(engine), external: this.external(engine, prompt.blocks), turnover: turnover[i]! };
+        // A short prompt would go before the long ones there (take-back.ts): they are not ahead of it, but
+        // for the step under way, which an abort does not shorten (counted as one step's budget of them).
+        if (takeBacks !== null && prompt.promptTokens - overlapBlocks * blockSize <= TAKE_BACK_TOKENS) {
+          const withheld = takeBacks.withheld(engine, this.predictor(engine));
+          if (withheld.requests > 0) {
+            const step = Math.min(withheld.tokens, this.maxBatchedTokens);
+            load.prefillTokens -= withheld.tokens - step;
+            load.prefillBlocks -= withheld.blocks - Math.ceil(step / blockSize);
+            load.requests -= withheld.requests - 1;
+          }
+        }
+        return { engine, overlapBlocks, load, peer: this.peerLoad(engine), external: this.external(engine, prompt.blocks), turnover: turnover[i]! };
       }),
       {
         policy: this.policy,

@@ -27,7 +27,7 @@ import { createBlockHasher, rootSeed } from "../../router/prepare/hashing/index.
 import { KvEventApplier } from "../../router/kv-index/kv-events/index.js";
 import { PrefixIndex } from "../../router/kv-index/prefix-index/index.js";
 import { ReplayStats, type ReplaySummary, type RequestResult } from "../replay/index.js";
-import { DEFAULT_PRIOR, RoutingCore, Scheduler, type Attempt, type EngineRole, type PolicyName, type PrefillOutcome, type RoutablePrompt } from "../../router/schedule/index.js";
+import { DEFAULT_PRIOR, RoutingCore, Scheduler, type Attempt, type EngineRole, type PolicyName, type PrefillOutcome, type RoutablePrompt, type TakeBackHandler } from "../../router/schedule/index.js";
 import { RouterError } from "../../router/types.js";
 import { atSpeed, type CoreFinish, type CoreOutput, type CoreRequest, type KvPull, Rng, type SimKvEvent, SimRequestError, transferMs } from "../../mock-engine/index.js";
 import { createPromptSynthesizer, type TraceRecord, type TraceSource } from "../trace/index.js";
@@ -63,6 +63,8 @@ export interface SimulationOptions {
   temperature?: number;
   /** The kv policy's prefill gate (prefill-gate.ts; default true). */
   prefillGate?: boolean;
+  /** The kv policy's taking back engines from long prompts (take-back.ts; default true). */
+  takeBack?: boolean;
   /** The kv policy decides requests that arrive at one instant together (together.ts; default true). */
   decideTogether?: boolean;
   /** Seeds the scheduler's random choices and the engines' outputs (default 0). */
@@ -193,6 +195,7 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
     temperature: o.temperature ?? 0,
     prefillGate: o.prefillGate ?? true,
     decideTogether: o.decideTogether ?? true,
+    takeBack: o.takeBack ?? true,
     // The router knows the engines' batch limits (they are configuration) but not their speed: every
     // engine's time model starts from the default prior and learns the rest from its requests.
     timeModel: { prior: DEFAULT_PRIOR, maxBatchedTokens: settings.maxNumBatchedTokens, maxNumSeqs: settings.maxNumSeqs },
@@ -361,10 +364,30 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
     const request: CoreRequest = { id: a.index, promptTokenIds: a.tokens, sampling, overlapBlocks: attempt.overlapBlocks, ...kv };
     // Held by the prefill gate, it is sent once the engine's prompts ahead of it have their first tokens.
     inflight.set(a.index, f);
+    /** When it was last sent to its engine. */
+    let sentAt = now;
     const go = () => {
+      sentAt = now;
       if (!send(f, request)) inflight.delete(a.index);
     };
-    if (attempt.admit(go)) go();
+    // A long prompt taken back (take-back.ts) is aborted on its engine and added again later; the blocks it
+    // computed meanwhile are in that engine's cache by then.
+    const takeBack: TakeBackHandler | undefined =
+      stage === "whole"
+        ? {
+            elapsedMs: () => now - sentAt,
+            pause: () => {
+              f.engine.core.abort(a.index);
+              f.engine.dropOutputs(a.index);
+            },
+            resume: () => {
+              sentAt = now;
+              f.engine.core.add(request);
+              if (!f.engine.stepping) startStep(f.engine);
+            },
+          }
+        : undefined;
+    if (attempt.admit(go, takeBack)) go();
   };
 
   /** Requests that arrive at the same instant: decided together on an aggregated fleet, planned one by one with roles. */
@@ -464,11 +487,9 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
       if (delayMs > 0) queue.push(now + delayMs, { kind: "kv", engine, events });
       else applier.apply(engine.id, toKvEvents(events));
     }
-    const outputs = engine.outputs;
-    engine.outputs = [];
     // Still stepping while the outputs are routed: a request they send here (one the prefill gate held)
     // joins the next step, started below, rather than starting one of its own beside it.
-    for (const out of outputs) output(out);
+    engine.deliver(output);
     engine.stepping = false;
     startStep(engine);
   };
@@ -531,6 +552,8 @@ export async function simulatePolicy(trace: TraceSource, o: SimulationOptions): 
       prefillGate: core.gate !== null,
       decideTogether: scheduler.decideTogether,
       heldByGate: core.gate?.heldTotal ?? 0,
+      takeBack: scheduler.takeBacks !== null,
+      takenBack: scheduler.takeBacks?.pauses ?? 0,
       blockSize,
       numBlocks: settings.numBlocks,
       maxNumSeqs: settings.maxNumSeqs,

@@ -12,7 +12,9 @@ export class SimEngine {
   /** Whether a step is under way (it ends at an event in the queue). */
   stepping = false;
   /** The outputs of the step under way. */
-  outputs: CoreOutput[] = [];
+  #outputs: CoreOutput[] = [];
+  /** Requests aborted since the step under way started: its outputs for them are never delivered. */
+  #dropped = new Set<number>();
   /** Requests routed here. */
   requests = 0;
   /** Prompt tokens computed here (not found in the cache). */
@@ -53,9 +55,26 @@ export class SimEngine {
       throw new Error(`engine ${this.name} holds ${this.core.numRequests} request(s) but can schedule none of them`);
     }
     this.stepping = true;
-    this.outputs = outputs;
+    this.#outputs = outputs;
     this.busyMs += durationMs;
     return { durationMs, pulls };
+  }
+
+  /**
+   * The step under way ended: its outputs go to `output`, in order, but for requests aborted since it
+   * started (an engine drops an aborted request's output; the blocks the step computed stay in its cache).
+   * One may be aborted while earlier outputs are delivered.
+   */
+  deliver(output: (out: CoreOutput) => void): void {
+    const outputs = this.#outputs;
+    this.#outputs = [];
+    for (const out of outputs) if (!this.#dropped.has(out.id)) output(out);
+    this.#dropped.clear();
+  }
+
+  /** The request was aborted: what the step under way computed for it is not delivered. */
+  dropOutputs(id: number): void {
+    if (this.stepping) this.#dropped.add(id);
   }
 
   /** The KV events since the last call, in order. */

@@ -70,6 +70,7 @@ export async function simulate(spec: TraceSpec, o: SimulateOptions): Promise<Sim
       temperature: options.temperature ?? 0,
       prefill_gate: options.prefillGate ?? true,
       decide_together: options.decideTogether ?? true,
+      take_back: options.takeBack ?? true,
       max_requests: options.maxRequests ?? null,
       block_size: options.engine.blockSize,
       blocks: options.engine.numBlocks,

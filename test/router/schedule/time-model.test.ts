@@ -310,18 +310,19 @@ describe("the robust fit", () => {
 });
 
 describe("an engine's own prefill figures", () => {
+  // Each report: 10 more requests, 100,000 prompt tokens of which 20,000 cached, at 0.08 ms a token and a
+  // 10 ms fixed part per request.
+  const report = (k: number) => ({
+    running: 0,
+    waiting: 0,
+    kvCacheUsage: null,
+    numBlocks: null,
+    prefill: { seconds: k * (10 * 0.01 + 80_000 * 0.00008), requests: 10 * k, promptTokens: 100_000 * k, cachedTokens: 20_000 * k },
+  });
+
   it("teach its time model: reports of vLLM's prefill time move the prefill rate to what the engine measured", () => {
     const s = new Scheduler({ random: () => 0 });
     s.setAvailable(0, true);
-    const report = (k: number) => ({
-      running: 0,
-      waiting: 0,
-      kvCacheUsage: null,
-      numBlocks: null,
-      // Each report: 10 more requests, 100,000 prompt tokens of which 20,000 cached, at 0.08 ms a token and
-      // a 10 ms fixed part per request.
-      prefill: { seconds: k * (10 * 0.01 + 80_000 * 0.00008), requests: 10 * k, promptTokens: 100_000 * k, cachedTokens: 20_000 * k },
-    });
     const before = s.predictor(0).timing.prefillMsPerToken;
     for (let k = 1; k <= 200; k++) s.setReport(0, report(k));
     expect(s.model(0).observations.ttft).toBe(199);
@@ -331,5 +332,26 @@ describe("an engine's own prefill figures", () => {
     // A counter that goes back (the engine restarted) is not an observation.
     s.setReport(0, report(1));
     expect(s.model(0).observations.ttft).toBe(199);
+  });
+
+  it("are not taken from an interval in which a prompt was taken back, nor while one is unsettled", () => {
+    const s = new Scheduler({ random: () => 0 });
+    s.setAvailable(0, true);
+    const takeBacks = s.takeBacks!;
+    const entry = { engine: 0, tokens: 10_000, blocks: 625, left: 10_000, handler: { elapsedMs: () => 0, pause: () => {}, resume: () => {} }, held: 0, holders: null };
+    s.setReport(0, report(1));
+    s.setReport(0, report(2));
+    expect(s.model(0).observations.ttft).toBe(1);
+    takeBacks.add(entry);
+    const holder = {};
+    takeBacks.takeBack(0, holder, s.predictor(0));
+    s.setReport(0, report(3)); // paused in between
+    takeBacks.letGo(holder);
+    s.setReport(0, report(4)); // sent again, no first token yet
+    takeBacks.remove(entry);
+    s.setReport(0, report(5)); // settled at the end of the interval only
+    expect(s.model(0).observations.ttft).toBe(1);
+    s.setReport(0, report(6));
+    expect(s.model(0).observations.ttft).toBe(2);
   });
 });
