@@ -76,11 +76,12 @@ export class TakeBacks {
   readonly #pausesOn = new Map<number, number>();
   /** Per engine, the prompts taken back that have not had their first token or ended. */
   readonly #unsettled = new Map<number, number>();
-  #pauses = 0;
 
   /** Times a long prompt was paused since this was made. */
   get pauses(): number {
-    return this.#pauses;
+    let sum = 0;
+    for (const n of this.#pausesOn.values()) sum += n;
+    return sum;
   }
 
   /** Times a long prompt was paused on the engine since this was made. */
@@ -154,7 +155,6 @@ export class TakeBacks {
       }
       e.holders = new Set([holder]);
       e.left = leftNow(e, msPerToken);
-      this.#pauses++;
       this.#count(this.#pausesOn, engine, 1);
       this.#count(this.#paused, engine, 1);
       e.handler.pause();
