@@ -46,6 +46,12 @@ describe("kvroute serve options", () => {
     expect(() => parseServeArgs(["--prefill-gate", "yes"], {})).toThrow(/--prefill-gate must be on or off, got "yes"/);
   });
 
+  it("takes engines back from long prompts unless told not to", () => {
+    expect(parseServeArgs([], {})).toMatchObject({ takeBack: true });
+    expect(parseServeArgs(["--take-back", "off"], {})).toMatchObject({ takeBack: false });
+    expect(() => parseServeArgs(["--take-back", "maybe"], {})).toThrow(/--take-back must be on or off, got "maybe"/);
+  });
+
   it("reads the body lane's threshold, 0 turning the lane off", () => {
     expect(parseServeArgs(["--body-lane-bytes", "0"], {})).toMatchObject({ bodyLaneBytes: 0 });
     expect(parseServeArgs(["--body-lane-bytes", "65536"], {})).toMatchObject({ bodyLaneBytes: 65536 });

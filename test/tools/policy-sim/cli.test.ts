@@ -102,6 +102,7 @@ describe("kvroute simulate", () => {
     await bad([...small, "--kv-events", "some"], '--kv-events must be one of events, none, got "some"');
     await bad([...small, "--approx-ttl", "0"], "--approx-ttl must be a number above 0");
     await bad([...small, "--prefill-gate", "maybe"], '--prefill-gate must be on or off, got "maybe"');
+    await bad([...small, "--take-back", "maybe"], '--take-back must be on or off, got "maybe"');
   }, 180_000); // some twenty CLI processes one after another: 16 s here, several times that on a busy machine
 
   it("simulates engines without KV events (approximate mode) and says so", async () => {
