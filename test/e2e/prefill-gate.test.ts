@@ -3,10 +3,9 @@
 // does. A real `kvroute sim` process at real pace and `kvroute serve`, over TCP on 127.0.0.1.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startSimProcess, type RunningEngine } from "./engines.js";
-import { metric, postJson, startRouterProcess, until, untilEnginesUp, type RunningRouter } from "./router-process.js";
+import { metric, postJson, startRouterProcess, tokenPrompt, until, untilEnginesUp, type RunningRouter } from "./router-process.js";
 
 const MODEL = "Qwen/Qwen3-0.6B";
-const prompt = (n: number, family: number) => Array.from({ length: n }, (_, i) => (family * 7919 + i * 104_729) % 150_000);
 
 describe("prefill gate", () => {
   let engine: RunningEngine;
@@ -32,9 +31,9 @@ describe("prefill gate", () => {
 
   it("holds a prompt while the engine computes one sent before it, and sends it at that one's first token", async () => {
     const ends: string[] = [];
-    const long = postJson(`${base}/v1/completions`, { model: MODEL, prompt: prompt(6000, 1), max_tokens: 1 }).then((r) => (ends.push("long"), r));
+    const long = postJson(`${base}/v1/completions`, { model: MODEL, prompt: tokenPrompt(6000, 1), max_tokens: 1 }).then((r) => (ends.push("long"), r));
     await until("the long prompt in flight", async () => (metric(await (await fetch(`${base}/metrics`)).text(), "kvroute_engine_active_requests", { engine: "e" }) === 1 ? true : undefined));
-    const short = postJson(`${base}/v1/completions`, { model: MODEL, prompt: prompt(1000, 2), max_tokens: 1 }).then((r) => (ends.push("short"), r));
+    const short = postJson(`${base}/v1/completions`, { model: MODEL, prompt: tokenPrompt(1000, 2), max_tokens: 1 }).then((r) => (ends.push("short"), r));
     await until("the short prompt held", async () => ((await held()) === 1 ? true : undefined), 5_000);
     const [a, b] = await Promise.all([long, short]);
     expect([a.status, b.status]).toEqual([200, 200]);
@@ -44,13 +43,13 @@ describe("prefill gate", () => {
   });
 
   it("drops a held prompt whose client leaves, and serves the rest", async () => {
-    const long = postJson(`${base}/v1/completions`, { model: MODEL, prompt: prompt(6000, 3), max_tokens: 1 });
+    const long = postJson(`${base}/v1/completions`, { model: MODEL, prompt: tokenPrompt(6000, 3), max_tokens: 1 });
     await until("the long prompt in flight", async () => (metric(await (await fetch(`${base}/metrics`)).text(), "kvroute_engine_active_requests", { engine: "e" }) === 1 ? true : undefined));
     const leaving = new AbortController();
     const gone = fetch(`${base}/v1/completions`, {
       method: "POST",
       headers: { "content-type": "application/json" },
-      body: JSON.stringify({ model: MODEL, prompt: prompt(1000, 4), max_tokens: 1 }),
+      body: JSON.stringify({ model: MODEL, prompt: tokenPrompt(1000, 4), max_tokens: 1 }),
       signal: leaving.signal,
     }).catch((err: Error) => err.name);
     await until("the second prompt held", async () => ((await held()) === 1 ? true : undefined), 5_000);
@@ -59,7 +58,7 @@ describe("prefill gate", () => {
     // Out of the gate as soon as its client left, while the long prompt is still being computed.
     await until("the gate empty", async () => ((await held()) === 0 ? true : undefined), 5_000);
     expect((await long).status).toBe(200);
-    const after = await postJson(`${base}/v1/completions`, { model: MODEL, prompt: prompt(100, 5), max_tokens: 1 });
+    const after = await postJson(`${base}/v1/completions`, { model: MODEL, prompt: tokenPrompt(100, 5), max_tokens: 1 });
     expect(after.status).toBe(200);
   });
 
@@ -69,7 +68,7 @@ describe("prefill gate", () => {
       return { sum: metric(text, "kvroute_decision_turn_requests_sum"), count: metric(text, "kvroute_decision_turn_requests_count") };
     };
     const before = await turns();
-    const answers = await Promise.all([6, 7, 8, 9].map((family) => postJson(`${base}/v1/completions`, { model: MODEL, prompt: prompt(100, family), max_tokens: 1 })));
+    const answers = await Promise.all([6, 7, 8, 9].map((family) => postJson(`${base}/v1/completions`, { model: MODEL, prompt: tokenPrompt(100, family), max_tokens: 1 })));
     expect(answers.map((a) => a.status)).toEqual([200, 200, 200, 200]);
     const after = await turns();
     // Every request is decided once, alone or with others of its turn.

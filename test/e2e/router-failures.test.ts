@@ -2,14 +2,13 @@
 // cached tokens, engines that die, clients that leave. Every engine is a real `kvroute sim` process.
 import { afterEach, describe, expect, it } from "vitest";
 import { startSimProcess, type RunningEngine } from "./engines.js";
-import { metric, postJson, postSse, startRouterProcess, until, type RunningRouter } from "./router-process.js";
+import { metric, postJson, postSse, startRouterProcess, tokenPrompt, until, type RunningRouter } from "./router-process.js";
 
 const MODEL = "Qwen/Qwen3-0.6B";
 const FAST = ["--speedup", "0", "--kv-events", "tcp://127.0.0.1:*"];
 /** Modelled time at a tenth of real speed: a decode step takes about 20 ms, a 4k-token prefill about 3 s. */
 const SLOW = ["--speedup", "0.1", "--kv-events", "tcp://127.0.0.1:*"];
 
-const prompt = (n: number, family = 1) => Array.from({ length: n }, (_, i) => (family * 7919 + i * 104_729) % 150_000);
 
 
 let engines: RunningEngine[] = [];
@@ -59,7 +58,7 @@ describe("cached_tokens when the engine does not count them", () => {
 
   it("reports the router's estimate overlap_blocks × block_size, capped below the prompt, and says so", async () => {
     const base = await fleet([...FAST, "--no-cached-tokens"], 1);
-    const p = prompt(96, 3); // exactly 6 blocks: the estimate 96 must be capped to 95
+    const p = tokenPrompt(96, 3); // exactly 6 blocks: the estimate 96 must be capped to 95
     await warm(base, p);
     const r = await postJson(`${base}/v1/completions`, { model: MODEL, prompt: p, max_tokens: 1 });
     expect(r.headers.get("x-kvroute-cached-tokens-source")).toBe("router");
@@ -73,7 +72,7 @@ describe("cached_tokens when the engine does not count them", () => {
 
   it("reports 0 with source none when the fallback is switched off", async () => {
     const base = await fleet([...FAST, "--no-cached-tokens"], 1, ["--cached-tokens-fallback", "none"]);
-    const p = prompt(96, 4);
+    const p = tokenPrompt(96, 4);
     await warm(base, p);
     const r = await postJson(`${base}/v1/completions`, { model: MODEL, prompt: p, max_tokens: 1 });
     expect(r.headers.get("x-kvroute-cached-tokens-source")).toBe("none");
@@ -87,7 +86,7 @@ describe("engines that die", () => {
     const res = await fetch(`${base}/v1/completions`, {
       method: "POST",
       headers: { "content-type": "application/json" },
-      body: JSON.stringify({ model: MODEL, prompt: prompt(32, 7), max_tokens: 2000, stream: true }),
+      body: JSON.stringify({ model: MODEL, prompt: tokenPrompt(32, 7), max_tokens: 2000, stream: true }),
     });
     const victim = res.headers.get("x-kvroute-engine")!;
     const reader = res.body!.getReader();
@@ -105,7 +104,7 @@ describe("engines that die", () => {
       const health = (await (await fetch(`${base}/health`)).json()) as { engines: { engine: string; state: string }[] };
       return health.engines.find((e) => e.engine === victim)!.state === "down" ? true : undefined;
     });
-    const after = await Promise.all(Array.from({ length: 5 }, (_, i) => postJson(`${base}/v1/completions`, { model: MODEL, prompt: prompt(20, 50 + i), max_tokens: 1 })));
+    const after = await Promise.all(Array.from({ length: 5 }, (_, i) => postJson(`${base}/v1/completions`, { model: MODEL, prompt: tokenPrompt(20, 50 + i), max_tokens: 1 })));
     expect(after.every((r) => r.status === 200 && r.headers.get("x-kvroute-engine") !== victim)).toBe(true);
     const metrics = await (await fetch(`${base}/metrics`)).text();
     expect(metric(metrics, "kvroute_engine_up", { engine: victim })).toBe(0);
@@ -114,7 +113,7 @@ describe("engines that die", () => {
 
   it("retries on another engine a request whose engine died before its first token", async () => {
     const base = await fleet(SLOW, 2);
-    const pending = postJson(`${base}/v1/completions`, { model: MODEL, prompt: prompt(4000, 8), max_tokens: 2 });
+    const pending = postJson(`${base}/v1/completions`, { model: MODEL, prompt: tokenPrompt(4000, 8), max_tokens: 2 });
     const target = await until("the request booked on an engine", async () => {
       const text = await (await fetch(`${base}/metrics`)).text();
       return ["e0", "e1"].find((e) => metric(text, "kvroute_engine_active_requests", { engine: e }) === 1);
@@ -144,7 +143,7 @@ describe("clients that leave", () => {
     const res = await fetch(`${base}/v1/completions`, {
       method: "POST",
       headers: { "content-type": "application/json" },
-      body: JSON.stringify({ model: MODEL, prompt: prompt(64, 9), max_tokens: 5000, stream: true }),
+      body: JSON.stringify({ model: MODEL, prompt: tokenPrompt(64, 9), max_tokens: 5000, stream: true }),
       signal: controller.signal,
     });
     const reader = res.body!.getReader();
@@ -159,7 +158,7 @@ describe("clients that leave", () => {
     expect(metric(text, "kvroute_engine_active_blocks", { engine: "e0", phase: "decode" })).toBe(0);
     expect(metric(text, "kvroute_requests_total", { endpoint: "/v1/completions", status: "499" })).toBe(1);
     // The engine carries on serving.
-    const r = await postJson(`${base}/v1/completions`, { model: MODEL, prompt: prompt(16, 10), max_tokens: 1 });
+    const r = await postJson(`${base}/v1/completions`, { model: MODEL, prompt: tokenPrompt(16, 10), max_tokens: 1 });
     expect(r.status).toBe(200);
   });
 });

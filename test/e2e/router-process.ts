@@ -81,6 +81,14 @@ export async function postJson(url: string, body: unknown, headers: Record<strin
   return { status: res.status, headers: res.headers, json: await res.json() };
 }
 
+/**
+ * `n` token ids of prompt family `family`: prompts of different families share no block, and the same
+ * family always gives the same ids (a prefix of a longer prompt of its family).
+ */
+export function tokenPrompt(n: number, family = 1): number[] {
+  return Array.from({ length: n }, (_, i) => (family * 7919 + i * 104_729) % 150_000);
+}
+
 /** Polls `probe` until it returns a value (bounded: gives up after `timeoutMs`). */
 export async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;

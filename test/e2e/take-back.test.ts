@@ -4,10 +4,9 @@
 // processes at real pace (msgpack protocol and OpenAI HTTP) and `kvroute serve`, over TCP on 127.0.0.1.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startHttpSimProcess, startSimProcess, type RunningEngine } from "./engines.js";
-import { metric, postJson, startRouterProcess, until, untilEnginesUp, type RunningRouter } from "./router-process.js";
+import { metric, postJson, startRouterProcess, tokenPrompt, until, untilEnginesUp, type RunningRouter } from "./router-process.js";
 
 const MODEL = "Qwen/Qwen3-0.6B";
-const prompt = (n: number, family: number) => Array.from({ length: n }, (_, i) => (family * 7919 + i * 104_729) % 150_000);
 
 describe.each([
   // At real pace the simulated engine computes 0.08 ms a prompt token: a 30,000-token prompt takes 2.4 s. The
@@ -36,9 +35,9 @@ describe.each([
   it("answers a short prompt before the long one it came behind, then the long one in full", async () => {
     const abortsBefore = kind === "http" ? await engineAborts(engine.url) : 0;
     const ends: string[] = [];
-    const long = postJson(`${base}/v1/completions`, { model: MODEL, prompt: prompt(30_000, 1), max_tokens: 3 }).then((r) => (ends.push("long"), r));
+    const long = postJson(`${base}/v1/completions`, { model: MODEL, prompt: tokenPrompt(30_000, 1), max_tokens: 3 }).then((r) => (ends.push("long"), r));
     await until("the long prompt in flight", async () => ((await routerMetric("kvroute_engine_active_requests")) === 1 ? true : undefined));
-    const short = postJson(`${base}/v1/completions`, { model: MODEL, prompt: prompt(1_000, 2), max_tokens: 1 }).then((r) => (ends.push("short"), r));
+    const short = postJson(`${base}/v1/completions`, { model: MODEL, prompt: tokenPrompt(1_000, 2), max_tokens: 1 }).then((r) => (ends.push("short"), r));
     const [l, s] = await Promise.all([long, short]);
     expect([l.status, s.status]).toEqual([200, 200]);
     // The short one finished first though the long one needed only three tokens: it was not held behind it.
@@ -59,19 +58,19 @@ describe.each([
     const gone = fetch(`${base}/v1/completions`, {
       method: "POST",
       headers: { "content-type": "application/json" },
-      body: JSON.stringify({ model: MODEL, prompt: prompt(30_000, 3), max_tokens: 3 }),
+      body: JSON.stringify({ model: MODEL, prompt: tokenPrompt(30_000, 3), max_tokens: 3 }),
       signal: leaving.signal,
     }).catch((err: Error) => err.name);
     await until("the long prompt in flight", async () => ((await routerMetric("kvroute_engine_active_requests")) === 1 ? true : undefined));
     // Short prompts one after another keep the long one paused while the client leaves.
-    const shorts = [4, 5, 6].map((family) => postJson(`${base}/v1/completions`, { model: MODEL, prompt: prompt(3_000, family), max_tokens: 1 }));
+    const shorts = [4, 5, 6].map((family) => postJson(`${base}/v1/completions`, { model: MODEL, prompt: tokenPrompt(3_000, family), max_tokens: 1 }));
     await until("the long prompt paused", async () => ((await routerMetric("kvroute_engine_paused_requests")) === 1 ? true : undefined), 5_000);
     leaving.abort();
     expect(await gone).toBe("AbortError");
     expect((await Promise.all(shorts)).map((r) => r.status)).toEqual([200, 200, 200]);
     await until("nothing in flight", async () => ((await routerMetric("kvroute_engine_active_requests")) === 0 ? true : undefined), 5_000);
     expect(await routerMetric("kvroute_engine_paused_requests")).toBe(0);
-    const after = await postJson(`${base}/v1/completions`, { model: MODEL, prompt: prompt(100, 7), max_tokens: 1 });
+    const after = await postJson(`${base}/v1/completions`, { model: MODEL, prompt: tokenPrompt(100, 7), max_tokens: 1 });
     expect(after.status).toBe(200);
   });
 });
