@@ -12,10 +12,10 @@
 // The rule: a prompt with more than TAKE_BACK_TOKENS uncached tokens left to compute, sent and without its
 // first token, may be taken back by a prompt of at most TAKE_BACK_TOKENS uncached tokens sent to its engine.
 // What it has left is estimated as if the engine had computed it at the time model's rate since it was
-// sent: one nearly done is not taken back. Scoring such a short
-// prompt leaves the long ones out of the queue ahead of it (scheduler.ts), and sending it takes them back: it
-// becomes their holder. A long prompt goes again when every holder has its first token or has ended. It has
-// at most MAX_HOLDERS holders in all, so a stream of short prompts cannot put it off for ever.
+// sent: one nearly done is not taken back. Scoring such a short prompt leaves the long ones out of the
+// queue ahead of it (scheduler.ts), and sending it takes them back: it becomes their holder. A long prompt
+// goes again when every holder has its first token or has ended. It has at most MAX_HOLDERS holders in
+// all, so a stream of short prompts cannot put it off for ever.
 //
 // Invariant: an entry is a candidate only while it may be taken back; once paused it is resumed exactly once,
 // when its last holder lets go, unless it ended meanwhile. No sockets and no clock: Attempt (routing-core.ts)
