@@ -3,10 +3,9 @@
 // process: `kvroute sim` engines and `kvroute serve`, over TCP and HTTP on 127.0.0.1.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startHttpSimProcess, startSimProcess, type RunningEngine } from "./engines.js";
-import { metric, postJson, startRouterProcess, until, type RunningRouter } from "./router-process.js";
+import { metric, postJson, startRouterProcess, tokenPrompt, until, type RunningRouter } from "./router-process.js";
 
 const MODEL = "Qwen/Qwen3-0.6B";
-const prompt = (n: number, family: number) => Array.from({ length: n }, (_, i) => (family * 7919 + i * 104_729) % 150_000);
 
 interface Route {
   engine: string;
@@ -54,7 +53,7 @@ describe("approximate mode", () => {
 
   it("routes a prompt back to the engine it was sent to, which really holds it, until the TTL runs out", async () => {
     for (const family of [11, 12]) {
-      const p = prompt(16 * 40, family);
+      const p = tokenPrompt(16 * 40, family);
       const first = await postJson(`${base}/v1/completions`, { model: MODEL, prompt: p, max_tokens: 1 });
       expect(first.status).toBe(200);
       const chosen = first.headers.get("x-kvroute-engine")!;

@@ -8,10 +8,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EngineClient } from "../../src/index.js";
 import { startHttpSimProcess, startSimProcess, type RunningEngine } from "./engines.js";
-import { metric, postJson, postSse, startRouterProcess, until, type RunningRouter } from "./router-process.js";
+import { metric, postJson, postSse, startRouterProcess, tokenPrompt, until, type RunningRouter } from "./router-process.js";
 
 const MODEL = "Qwen/Qwen3-0.6B";
-const prompt = (n: number, family: number) => Array.from({ length: n }, (_, i) => (family * 7919 + i * 104_729) % 150_000);
 
 type Transport = "msgpack" | "http";
 
@@ -76,7 +75,7 @@ for (const transport of ["msgpack", "http"] as const) {
     });
 
     it("prefills where the prefill engines' cache is, decodes on a decode engine, and reports the prefill engine's count", async () => {
-      const p = prompt(96, 1); // 6 full blocks
+      const p = tokenPrompt(96, 1); // 6 full blocks
       const first = await complete(base, p);
       expect(first.status).toBe(200);
       const prefillEngine = first.headers.get("x-kvroute-prefill-engine")!;
@@ -112,7 +111,7 @@ for (const transport of ["msgpack", "http"] as const) {
       const pending = fetch(`${base}/v1/completions`, {
         method: "POST",
         headers: { "content-type": "application/json" },
-        body: JSON.stringify({ model: MODEL, prompt: prompt(4000, 2), max_tokens: 4 }),
+        body: JSON.stringify({ model: MODEL, prompt: tokenPrompt(4000, 2), max_tokens: 4 }),
         signal: during.signal,
       }).catch(() => null);
       await until("the prefill booked", async () => ((await booked(base, ["p0", "p1"])) === 1 ? true : undefined));
@@ -126,7 +125,7 @@ for (const transport of ["msgpack", "http"] as const) {
       const res = await fetch(`${base}/v1/completions`, {
         method: "POST",
         headers: { "content-type": "application/json" },
-        body: JSON.stringify({ model: MODEL, prompt: prompt(64, 3), max_tokens: 5000, ignore_eos: true, stream: true }),
+        body: JSON.stringify({ model: MODEL, prompt: tokenPrompt(64, 3), max_tokens: 5000, ignore_eos: true, stream: true }),
         signal: streaming.signal,
       });
       await res.body!.getReader().read(); // the decode engine's first token
@@ -141,7 +140,7 @@ for (const transport of ["msgpack", "http"] as const) {
     });
 
     it("retries the prefill on the other prefill engine when its engine dies before answering", async () => {
-      const pending = complete(base, prompt(4000, 4));
+      const pending = complete(base, tokenPrompt(4000, 4));
       const victim = await until("the prefill booked", async () => {
         const text = await metrics(base);
         return ["p0", "p1"].find((e) => metric(text, "kvroute_engine_active_requests", { engine: e }) === 1);
@@ -161,7 +160,7 @@ for (const transport of ["msgpack", "http"] as const) {
       const res = await fetch(`${base}/v1/completions`, {
         method: "POST",
         headers: { "content-type": "application/json" },
-        body: JSON.stringify({ model: MODEL, prompt: prompt(32, 5), max_tokens: 2000, ignore_eos: true, stream: true }),
+        body: JSON.stringify({ model: MODEL, prompt: tokenPrompt(32, 5), max_tokens: 2000, ignore_eos: true, stream: true }),
       });
       const victim = res.headers.get("x-kvroute-engine")!;
       const reader = res.body!.getReader();
@@ -182,14 +181,14 @@ for (const transport of ["msgpack", "http"] as const) {
     it("prefills on a decode engine while no prefill engine is up (degraded)", async () => {
       for (const e of f.prefill) e.child.kill("SIGKILL");
       await until("no prefill engine up", async () => ((await health(base)).engines.filter((e) => e.role === "prefill" && e.state === "up").length === 0 ? true : undefined));
-      const r = await complete(base, prompt(64, 6));
+      const r = await complete(base, tokenPrompt(64, 6));
       expect(r.status).toBe(200);
       expect(r.headers.get("x-kvroute-prefill-engine")).toBe(r.headers.get("x-kvroute-engine"));
       expect(r.json.usage.completion_tokens).toBe(2);
       const text = await metrics(base);
       expect(metric(text, "kvroute_disaggregated_requests_total", { path: "local_degraded" })).toBe(1);
       expect(metric(text, "kvroute_disaggregation_failures_total", { stage: "prefill", failure: "unavailable" })).toBe(1);
-      expect((await route(base, prompt(64, 7))).disaggregation).toMatchObject({ plan: "local", why: "no_prefill_engine" });
+      expect((await route(base, tokenPrompt(64, 7))).disaggregation).toMatchObject({ plan: "local", why: "no_prefill_engine" });
     });
   });
 
@@ -217,13 +216,13 @@ for (const transport of ["msgpack", "http"] as const) {
     it("reports the decode engine's own count: it computed the prompt itself", async () => {
       // Twice the same prompt: the second time the decode engine has its own copy, and an HTTP engine has
       // reported its count once (vLLM leaves out a 0 before that).
-      const a = prompt(96, 8);
+      const a = tokenPrompt(96, 8);
       await complete(f.base, a);
       await until("the first decode's blocks in the index", async () => (overlapOf((await route(f.base, a)).disaggregation!.decode.engines, "d0") === 6 ? true : undefined));
       expect((await complete(f.base, a)).json.usage.prompt_tokens_details).toEqual({ cached_tokens: 80 });
       // A prompt the prefill engine holds and the decode engine does not: its count is 144, the decode
       // engine's 0, and the answer is the decode engine's.
-      const b = prompt(160, 9);
+      const b = tokenPrompt(160, 9);
       await warmPrefillEngine(b);
       await until("the prefill engine's blocks in the index", async () => (overlapOf((await route(f.base, b)).disaggregation!.prefill.engines, "p0") === 10 ? true : undefined));
       const r = await complete(f.base, b);
@@ -247,12 +246,12 @@ for (const transport of ["msgpack", "http"] as const) {
     it("reports the prefill overlap × block size when engines withhold their count, and prefills a short uncached part on the decode engine", async () => {
       const base = router.url;
       expect((await health(base)).engines.map((e) => [e.engine, e.role])).toEqual([["sim-p0", "prefill"], ["sim-d0", "decode"]]);
-      const p = prompt(96, 10);
+      const p = tokenPrompt(96, 10);
       const first = await complete(base, p);
       expect(first.headers.get("x-kvroute-prefill-engine")).toBe("sim-p0");
       expect(first.headers.get("x-kvroute-cached-tokens-source")).toBe("router");
       expect(first.json.usage.prompt_tokens_details).toEqual({ cached_tokens: 0 });
-      const longerPrompt = [...p, ...prompt(64, 11)];
+      const longerPrompt = [...p, ...tokenPrompt(64, 11)];
       // Once the decode engine has published the blocks it received, nothing of the prompt is uncached there
       // (under 48 tokens): it is prefilled there, without the prefill engine.
       let seen = "";

@@ -3,11 +3,10 @@
 // and ZMQ on 127.0.0.1.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort, startHttpSimProcess, type RunningEngine } from "./engines.js";
-import { metric, postJson, postSse, startRouterProcess, until, type RunningRouter } from "./router-process.js";
+import { metric, postJson, postSse, startRouterProcess, tokenPrompt, until, type RunningRouter } from "./router-process.js";
 
 const MODEL = "Qwen/Qwen3-0.6B";
 /** Token ids below 150,000: inside every engine's vocabulary here (see --vocab-size below). */
-const prompt = (n: number, family: number) => Array.from({ length: n }, (_, i) => (family * 7919 + i * 104_729) % 150_000);
 
 interface HttpFleet {
   router: RunningRouter;
@@ -76,7 +75,7 @@ describe("kvroute serve in front of kvroute sim --http engines", () => {
     // Fresh prompts land on either engine (equal cost, random tie-break): send them until each engine has one.
     const byEngine = new Map<string, number[]>();
     for (let family = 1; family <= 40 && byEngine.size < 2; family++) {
-      const p = prompt(96, family); // 6 full blocks
+      const p = tokenPrompt(96, family); // 6 full blocks
       const r = await complete(base, p);
       expect(r.status).toBe(200);
       // Each engine's first answer: 0 cached, which vLLM leaves out; neither has reported the field yet.
@@ -129,7 +128,7 @@ describe("kvroute serve in front of kvroute sim --http engines", () => {
     const res = await fetch(`${base}/v1/completions`, {
       method: "POST",
       headers: { "content-type": "application/json" },
-      body: JSON.stringify({ model: MODEL, prompt: prompt(64, 99), max_tokens: 5000, ignore_eos: true, stream: true }),
+      body: JSON.stringify({ model: MODEL, prompt: tokenPrompt(64, 99), max_tokens: 5000, ignore_eos: true, stream: true }),
       signal: controller.signal,
     });
     const engine = res.headers.get("x-kvroute-engine")!;
@@ -143,14 +142,14 @@ describe("kvroute serve in front of kvroute sim --http engines", () => {
     const other = new AbortController();
     const direct = await fetch(`${sim.url}/v1/completions`, {
       method: "POST",
-      body: JSON.stringify({ model: MODEL, prompt: prompt(64, 98), max_tokens: 5000, ignore_eos: true, stream: true }),
+      body: JSON.stringify({ model: MODEL, prompt: tokenPrompt(64, 98), max_tokens: 5000, ignore_eos: true, stream: true }),
       signal: other.signal,
     });
     await direct.body!.getReader().read();
     await until("the engine's report of both requests", async () =>
       metric(await (await fetch(`${base}/metrics`)).text(), "kvroute_engine_reported_requests", { engine, state: "running" }) === 2 ? true : undefined,
     );
-    const route = (await postJson(`${base}/v1/route`, { model: MODEL, prompt: prompt(64, 97) })).json as { engines: { engine: string; external_blocks: number }[] };
+    const route = (await postJson(`${base}/v1/route`, { model: MODEL, prompt: tokenPrompt(64, 97) })).json as { engines: { engine: string; external_blocks: number }[] };
     expect(route.engines.find((e) => e.engine === engine)!.external_blocks).toBeGreaterThan(0);
     other.abort();
     controller.abort();
@@ -163,7 +162,7 @@ describe("kvroute serve in front of kvroute sim --http engines", () => {
   });
 
   it("takes a killed engine out (its index entries dropped), serves on the other, and takes it back when it restarts", async () => {
-    const p = prompt(96, 200);
+    const p = tokenPrompt(96, 200);
     const first = await complete(base, p);
     const victim = first.headers.get("x-kvroute-engine")!;
     const i = Number(victim.slice(1));
@@ -180,7 +179,7 @@ describe("kvroute serve in front of kvroute sim --http engines", () => {
     await until(`${victim} back up`, async () => ((await health(base)).engines.find((e) => e.engine === victim)?.state === "up" ? true : undefined));
     // A restarted engine's cache is empty, and so is its part of the index.
     expect(await overlapOn(base, p, victim)).toBe(0);
-    const route = (await postJson(`${base}/v1/route`, { model: MODEL, prompt: prompt(96, 201) })).json as { engines: { engine: string }[] };
+    const route = (await postJson(`${base}/v1/route`, { model: MODEL, prompt: tokenPrompt(96, 201) })).json as { engines: { engine: string }[] };
     expect(route.engines.map((e) => e.engine)).toContain(victim);
   });
 });
@@ -194,7 +193,7 @@ describe("engines that cannot be followed", () => {
     expect(f.router.logs.some((l) => l.msg === "engine up, routed by load alone" && l.engine === "e1")).toBe(true);
     // Send until e0 has served a request and published its blocks.
     await until("e0 refused", async () => {
-      await complete(base, prompt(64, Math.floor(Math.random() * 1e6)));
+      await complete(base, tokenPrompt(64, Math.floor(Math.random() * 1e6)));
       return (await health(base)).engines[0]!.state === "refused" ? true : undefined;
     });
     const e0 = (await health(base)).engines[0]!;
@@ -203,7 +202,7 @@ describe("engines that cannot be followed", () => {
     const text = await (await fetch(`${base}/metrics`)).text();
     expect(metric(text, "kvroute_kv_events_rejected_total", { reason: "block_size_mismatch" })).toBeGreaterThan(0);
     // The fleet goes on with e1 alone.
-    const r = await complete(base, prompt(64, 7));
+    const r = await complete(base, tokenPrompt(64, 7));
     expect(r.status).toBe(200);
     expect(r.headers.get("x-kvroute-engine")).toBe("e1");
   });

@@ -7,10 +7,9 @@ import { Packr } from "msgpackr";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startSimProcess, type RunningEngine } from "./engines.js";
 import { natsMissing, startNats, type RunningNats } from "./nats.js";
-import { metric, postJson, startRouterProcess, until, type RunningRouter } from "./router-process.js";
+import { metric, postJson, startRouterProcess, tokenPrompt, until, type RunningRouter } from "./router-process.js";
 
 const MODEL = "Qwen/Qwen3-0.6B";
-const prompt = (n: number, family: number) => Array.from({ length: n }, (_, i) => (family * 7919 + i * 104_729) % 150_000);
 const EXPIRY_S = 1.5;
 
 const missing = natsMissing();
@@ -53,7 +52,7 @@ function stream(base: string, p: number[], maxTokens: number): { abort(): Promis
 /** The engine A has booked blocks on, and how many, once it has. */
 async function bookedOnA(a: string): Promise<{ engine: string; blocks: number }> {
   return until("A's own booking", async () => {
-    const busy = (await route(a, prompt(16, 999))).engines.find((e) => e.active_blocks > 0 && e.peer_blocks === 0);
+    const busy = (await route(a, tokenPrompt(16, 999))).engines.find((e) => e.active_blocks > 0 && e.peer_blocks === 0);
     return busy ? { engine: busy.engine, blocks: busy.active_blocks } : undefined;
   });
 }
@@ -86,28 +85,28 @@ describe.skipIf(missing !== null)("router replicas through NATS", () => {
   });
 
   it("shows load booked on A in B's /v1/route active_blocks, and B routes around it", async () => {
-    const s = stream(a.url, prompt(1024, 1), 400);
+    const s = stream(a.url, tokenPrompt(1024, 1), 400);
     const { engine } = await bookedOnA(a.url);
     // B's view of the engine is A's own bookings: the same figure, read from A before and after B.
     const seen = await until("B's view equal to A's bookings", async () => {
-      const before = on(await route(a.url, prompt(16, 999)), engine).active_blocks;
-      const viaB = on(await route(b.url, prompt(16, 999)), engine);
-      const after = on(await route(a.url, prompt(16, 999)), engine).active_blocks;
+      const before = on(await route(a.url, tokenPrompt(16, 999)), engine).active_blocks;
+      const viaB = on(await route(b.url, tokenPrompt(16, 999)), engine);
+      const after = on(await route(a.url, tokenPrompt(16, 999)), engine).active_blocks;
       return before === after && viaB.peer_blocks === before ? viaB : undefined;
     });
     expect(seen.active_blocks).toBe(seen.peer_blocks); // B booked nothing itself
     expect(seen.peer_blocks).toBeGreaterThanOrEqual(1024 / 16);
-    const other = (await route(b.url, prompt(64, 2))).engine;
+    const other = (await route(b.url, tokenPrompt(64, 2))).engine;
     expect(other).not.toBe(engine);
     const text = await metrics(b.url);
     expect(metric(text, "kvroute_engine_peer_blocks", { engine, phase: "prefill" }) + metric(text, "kvroute_engine_peer_blocks", { engine, phase: "decode" })).toBeGreaterThan(0);
     // Released on A: gone from B too.
     await s.abort();
-    await until("A's load released on B", async () => ((await route(b.url, prompt(16, 999))).engines.every((e) => e.peer_blocks === 0) ? true : undefined));
+    await until("A's load released on B", async () => ((await route(b.url, tokenPrompt(16, 999))).engines.every((e) => e.peer_blocks === 0) ? true : undefined));
   }, 30_000);
 
   it("routes B's requests by the predictions A made for engines without KV events", async () => {
-    const p = prompt(2048, 3);
+    const p = tokenPrompt(2048, 3);
     const first = await postJson(`${a.url}/v1/completions`, { model: MODEL, prompt: p, max_tokens: 1 });
     expect(first.status).toBe(200);
     const engine = first.headers.get("x-kvroute-engine")!;
@@ -144,7 +143,7 @@ describe.skipIf(missing !== null)("router replicas through NATS", () => {
     for (const reason of ["undecodable", "version", "out_of_range", "malformed"]) {
       await until(`a message dropped as ${reason}`, async () => (dropped(await metrics(b.url), reason) > dropped(before, reason) ? true : undefined));
     }
-    expect((await route(b.url, prompt(16, 999))).engines.every((e) => e.peer_blocks === 0)).toBe(true);
+    expect((await route(b.url, tokenPrompt(16, 999))).engines.every((e) => e.peer_blocks === 0)).toBe(true);
     expect((await health(b.url)).replication.peers.map((p) => p.replica)).toEqual([(await health(a.url)).replication.replica]);
   }, 30_000);
 
@@ -162,12 +161,12 @@ describe.skipIf(missing !== null)("router replicas through NATS", () => {
       expect(metric(text, "kvroute_nats_disconnects_total")).toBeGreaterThanOrEqual(1);
       // The log line travels through the router's stdout pipe, apart from the /health answer: it may lag.
       await until("the outage logged", async () => (r.logs.some((l) => l.msg === "NATS unreachable: routing alone (other replicas' load is not counted) until it is back") ? true : undefined), 5_000);
-      expect((await postJson(`${r.url}/v1/completions`, { model: MODEL, prompt: prompt(64, 5), max_tokens: 1 })).status).toBe(200);
+      expect((await postJson(`${r.url}/v1/completions`, { model: MODEL, prompt: tokenPrompt(64, 5), max_tokens: 1 })).status).toBe(200);
     }
     // A's load is A's alone now.
-    const s = stream(a.url, prompt(1024, 6), 400);
+    const s = stream(a.url, tokenPrompt(1024, 6), 400);
     const { engine } = await bookedOnA(a.url);
-    expect(on(await route(b.url, prompt(16, 999)), engine).peer_blocks).toBe(0);
+    expect(on(await route(b.url, tokenPrompt(16, 999)), engine).peer_blocks).toBe(0);
     await nats.start();
     for (const r of [a, b]) {
       await until("reconnected", async () => {
@@ -176,19 +175,19 @@ describe.skipIf(missing !== null)("router replicas through NATS", () => {
       }, 15_000);
     }
     // The state A sends on reconnecting carries the load it booked while cut off.
-    await until("A's load on B again", async () => (on(await route(b.url, prompt(16, 999)), engine).peer_blocks > 0 ? true : undefined));
+    await until("A's load on B again", async () => (on(await route(b.url, tokenPrompt(16, 999)), engine).peer_blocks > 0 ? true : undefined));
     await s.abort();
   }, 45_000);
 
   it("lets a replica that joins late learn the others' bookings by asking for them", async () => {
-    const s = stream(b.url, prompt(1024, 8), 400);
-    const busy = await until("B's own booking", async () => (await route(b.url, prompt(16, 999))).engines.find((e) => e.active_blocks > 0 && e.peer_blocks === 0));
+    const s = stream(b.url, tokenPrompt(1024, 8), 400);
+    const busy = await until("B's own booking", async () => (await route(b.url, tokenPrompt(16, 999))).engines.find((e) => e.active_blocks > 0 && e.peer_blocks === 0));
     const hellosBefore = metric(await metrics(b.url), "kvroute_replica_messages_total", { direction: "in", kind: "hello" });
     const c = await startRouterProcess([...engines.flatMap((e, i) => ["--engine", `${e.url},name=e${i}`]), "--nats", nats.url, "--replica-expiry", String(EXPIRY_S), "--policy", "kv-blocks", "--workers", "1"]);
     try {
       // C booked nothing: what it sees on the engine is its peers' bookings, B's stream among them.
       const seen = await until("B's load on C", async () => {
-        const e = on(await route(c.url, prompt(16, 999)), busy.engine);
+        const e = on(await route(c.url, tokenPrompt(16, 999)), busy.engine);
         return e.peer_blocks > 0 ? e : undefined;
       });
       expect(seen.active_blocks).toBe(seen.peer_blocks);
@@ -202,12 +201,12 @@ describe.skipIf(missing !== null)("router replicas through NATS", () => {
   }, 45_000);
 
   it("drops a killed replica's load within the expiry", async () => {
-    stream(a.url, prompt(1024, 7), 400);
+    stream(a.url, tokenPrompt(1024, 7), 400);
     const { engine } = await bookedOnA(a.url);
-    await until("A's load on B", async () => (on(await route(b.url, prompt(16, 999)), engine).peer_blocks > 0 ? true : undefined));
+    await until("A's load on B", async () => (on(await route(b.url, tokenPrompt(16, 999)), engine).peer_blocks > 0 ? true : undefined));
     const killedAt = Date.now();
     a.child.kill("SIGKILL"); // no goodbye: only the expiry can drop its load
-    await until("A's load drained from B", async () => (on(await route(b.url, prompt(16, 999)), engine).peer_blocks === 0 ? true : undefined), 10_000);
+    await until("A's load drained from B", async () => (on(await route(b.url, tokenPrompt(16, 999)), engine).peer_blocks === 0 ? true : undefined), 10_000);
     const drained = Date.now() - killedAt;
     // The bound: the expiry after A's last message, checked four times a second (plus slack for a loaded machine).
     expect(drained).toBeLessThan(EXPIRY_S * 1000 + 250 + 1000);
