@@ -217,6 +217,7 @@ export async function startRouter(options: RouterOptions, log: Logger): Promise<
           decodeStepSeconds: timing.stepMs / 1000,
           heldRequests: core.gate?.heldOn(e.id) ?? 0,
           pausedRequests: scheduler.takeBacks?.pausedOn(e.id) ?? 0,
+          pauses: scheduler.takeBacks?.pausesOn(e.id) ?? 0,
         };
       }),
     );

@@ -50,6 +50,7 @@ describe.each([
     expect(s.json.usage.prompt_tokens_details).toEqual({ cached_tokens: 0 });
     if (kind === "http") expect((await engineAborts(engine.url)) - abortsBefore).toBe(1);
     expect(await routerMetric("kvroute_engine_paused_requests")).toBe(0);
+    expect(await routerMetric("kvroute_engine_pauses_total")).toBe(1);
     expect(await routerMetric("kvroute_engine_active_requests")).toBe(0);
   });
 
@@ -70,6 +71,8 @@ describe.each([
     expect((await Promise.all(shorts)).map((r) => r.status)).toEqual([200, 200, 200]);
     await until("nothing in flight", async () => ((await routerMetric("kvroute_engine_active_requests")) === 0 ? true : undefined), 5_000);
     expect(await routerMetric("kvroute_engine_paused_requests")).toBe(0);
+    // The short prompts paused it at least once more.
+    expect(await routerMetric("kvroute_engine_pauses_total")).toBeGreaterThanOrEqual(2);
     const after = await postJson(`${base}/v1/completions`, { model: MODEL, prompt: tokenPrompt(100, 7), max_tokens: 1 });
     expect(after.status).toBe(200);
   });

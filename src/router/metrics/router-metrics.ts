@@ -28,6 +28,8 @@ export interface EngineGaugeSource {
   heldRequests: number;
   /** Long prompts taken back on the engine now (schedule/take-back.ts), waiting to be sent again. */
   pausedRequests: number;
+  /** Times a long prompt was taken back on the engine since the router started. */
+  pauses: number;
 }
 
 /** Observed over predicted TTFT: 1 is a perfect prediction. */
@@ -63,6 +65,7 @@ export class RouterMetrics implements Telemetry {
   readonly #engineStep: Gauge<"engine">;
   readonly #engineHeld: Gauge<"engine">;
   readonly #enginePaused: Gauge<"engine">;
+  readonly #enginePauses: MirroredCounter<"engine">;
   readonly #decisionTurn: FastHistogram;
   readonly #ttftRatio: FastHistogram<"engine">;
   readonly #ttftPredicted: Counter<"engine">;
@@ -110,6 +113,7 @@ export class RouterMetrics implements Telemetry {
     this.#engineStep = new Gauge({ name: "kvroute_engine_decode_step_seconds", help: "Time of one decode step with nothing else running, as the router's time model has learned it", labelNames: ["engine"], registers });
     this.#engineHeld = new Gauge({ name: "kvroute_engine_held_requests", help: "Requests the prefill gate holds in the router until the engine's prompts ahead of them have their first tokens", labelNames: ["engine"], registers });
     this.#enginePaused = new Gauge({ name: "kvroute_engine_paused_requests", help: "Long prompts a short one took the engine back from: aborted there, and sent again once the short one has its first token", labelNames: ["engine"], registers });
+    this.#enginePauses = new MirroredCounter(this.registry, "kvroute_engine_pauses_total", "Times a short prompt took the engine back from a long one (a long prompt paused: aborted there and sent again)", ["engine"]);
     this.#decisionTurn = new FastHistogram({
       name: "kvroute_decision_turn_requests",
       help: "Requests decided together in one event-loop turn (--decide-together; 1: decided alone)",
@@ -204,6 +208,7 @@ export class RouterMetrics implements Telemetry {
         this.#engineStep.set({ engine: e.engine }, e.decodeStepSeconds);
         this.#engineHeld.set({ engine: e.engine }, e.heldRequests);
         this.#enginePaused.set({ engine: e.engine }, e.pausedRequests);
+        this.#enginePauses.set(e.pauses, { engine: e.engine });
         this.#engineUp.set({ engine: e.engine }, e.up ? 1 : 0);
         this.#engineStalled.set({ engine: e.engine }, e.stalled ? 1 : 0);
         this.#engineRequests.set({ engine: e.engine }, e.activeRequests);
