@@ -3,7 +3,7 @@
 // does. A real `kvroute sim` process at real pace and `kvroute serve`, over TCP on 127.0.0.1.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startSimProcess, type RunningEngine } from "./engines.js";
-import { metric, postJson, startRouterProcess, tokenPrompt, until, untilEnginesUp, type RunningRouter } from "./router-process.js";
+import { metric, postJson, postLeaving, startRouterProcess, tokenPrompt, until, untilEnginesUp, type RunningRouter } from "./router-process.js";
 
 const MODEL = "Qwen/Qwen3-0.6B";
 
@@ -45,16 +45,10 @@ describe("prefill gate", () => {
   it("drops a held prompt whose client leaves, and serves the rest", async () => {
     const long = postJson(`${base}/v1/completions`, { model: MODEL, prompt: tokenPrompt(6000, 3), max_tokens: 1 });
     await until("the long prompt in flight", async () => (metric(await (await fetch(`${base}/metrics`)).text(), "kvroute_engine_active_requests", { engine: "e" }) === 1 ? true : undefined));
-    const leaving = new AbortController();
-    const gone = fetch(`${base}/v1/completions`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ model: MODEL, prompt: tokenPrompt(1000, 4), max_tokens: 1 }),
-      signal: leaving.signal,
-    }).catch((err: Error) => err.name);
+    const gone = postLeaving(`${base}/v1/completions`, { model: MODEL, prompt: tokenPrompt(1000, 4), max_tokens: 1 });
     await until("the second prompt held", async () => ((await held()) === 1 ? true : undefined), 5_000);
-    leaving.abort();
-    expect(await gone).toBe("AbortError");
+    gone.leave();
+    expect(await gone.outcome).toBe("AbortError");
     // Out of the gate as soon as its client left, while the long prompt is still being computed.
     await until("the gate empty", async () => ((await held()) === 0 ? true : undefined), 5_000);
     expect((await long).status).toBe(200);

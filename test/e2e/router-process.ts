@@ -89,6 +89,16 @@ export function tokenPrompt(n: number, family = 1): number[] {
   return Array.from({ length: n }, (_, i) => (family * 7919 + i * 104_729) % 150_000);
 }
 
+/** A POST whose client leaves when `leave` is called: `outcome` is the answer's status, or the abort's error name. */
+export function postLeaving(url: string, body: unknown): { leave: () => void; outcome: Promise<number | string> } {
+  const client = new AbortController();
+  const outcome = fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body), signal: client.signal }).then(
+    (res) => res.status,
+    (err: Error) => err.name,
+  );
+  return { leave: () => client.abort(), outcome };
+}
+
 /** Polls `probe` until it returns a value (bounded: gives up after `timeoutMs`). */
 export async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;

@@ -4,7 +4,7 @@
 // processes at real pace (msgpack protocol and OpenAI HTTP) and `kvroute serve`, over TCP on 127.0.0.1.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startHttpSimProcess, startSimProcess, type RunningEngine } from "./engines.js";
-import { metric, postJson, startRouterProcess, tokenPrompt, until, untilEnginesUp, type RunningRouter } from "./router-process.js";
+import { metric, postJson, postLeaving, startRouterProcess, tokenPrompt, until, untilEnginesUp, type RunningRouter } from "./router-process.js";
 
 const MODEL = "Qwen/Qwen3-0.6B";
 
@@ -55,19 +55,13 @@ describe.each([
   });
 
   it("drops a paused prompt whose client leaves, and serves the rest", async () => {
-    const leaving = new AbortController();
-    const gone = fetch(`${base}/v1/completions`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ model: MODEL, prompt: tokenPrompt(30_000, 3), max_tokens: 3 }),
-      signal: leaving.signal,
-    }).catch((err: Error) => err.name);
+    const gone = postLeaving(`${base}/v1/completions`, { model: MODEL, prompt: tokenPrompt(30_000, 3), max_tokens: 3 });
     await until("the long prompt in flight", async () => ((await routerMetric("kvroute_engine_active_requests")) === 1 ? true : undefined));
     // Short prompts one after another keep the long one paused while the client leaves.
     const shorts = [4, 5, 6].map((family) => postJson(`${base}/v1/completions`, { model: MODEL, prompt: tokenPrompt(3_000, family), max_tokens: 1 }));
     await until("the long prompt paused", async () => ((await routerMetric("kvroute_engine_paused_requests")) === 1 ? true : undefined), 5_000);
-    leaving.abort();
-    expect(await gone).toBe("AbortError");
+    gone.leave();
+    expect(await gone.outcome).toBe("AbortError");
     expect((await Promise.all(shorts)).map((r) => r.status)).toEqual([200, 200, 200]);
     await until("nothing in flight", async () => ((await routerMetric("kvroute_engine_active_requests")) === 0 ? true : undefined), 5_000);
     expect(await routerMetric("kvroute_engine_paused_requests")).toBe(0);
